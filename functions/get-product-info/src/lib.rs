@@ -1,0 +1,19 @@
+//! `GET /products/{productId}`: one product, for any signed-in user.
+
+use lambda_http::Request;
+use lambda_http::http::StatusCode;
+use shared::catalog::{Catalog, product_not_found};
+use shared::http::{json, path_param};
+use shared::product::validate_product_id;
+use shared::{ApiResult, Caller};
+
+pub async fn handle(catalog: &Catalog, req: Request) -> ApiResult {
+    Caller::from_request(&req)?;
+    let product_id = path_param(&req, "productId")?;
+    validate_product_id(&product_id)?;
+    let product = catalog
+        .get(&product_id)
+        .await?
+        .ok_or_else(|| product_not_found(&product_id))?;
+    Ok(json(StatusCode::OK, &product))
+}

@@ -1,0 +1,37 @@
+//! `GET /products?limit=&nextToken=`: the catalog, one page at a time.
+
+use lambda_http::Request;
+use lambda_http::http::StatusCode;
+use serde::Serialize;
+use shared::catalog::{Catalog, PRODUCT_KEY};
+use shared::db::{decode_page_token, encode_page_token};
+use shared::http::{json, limit_param, query_param};
+use shared::product::Product;
+use shared::{ApiResult, Caller};
+
+pub const DEFAULT_LIMIT: i32 = 20;
+pub const MAX_LIMIT: i32 = 100;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ProductList {
+    items: Vec<Product>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+}
+
+pub async fn handle(catalog: &Catalog, req: Request) -> ApiResult {
+    Caller::from_request(&req)?;
+    let limit = limit_param(&req, DEFAULT_LIMIT, MAX_LIMIT)?;
+    let start = query_param(&req, "nextToken")
+        .map(|token| decode_page_token(&token, PRODUCT_KEY))
+        .transpose()?;
+    let page = catalog.list(limit, start).await?;
+    Ok(json(
+        StatusCode::OK,
+        &ProductList {
+            items: page.items,
+            next_token: page.last_key.as_ref().map(encode_page_token),
+        },
+    ))
+}

@@ -1,0 +1,32 @@
+//! `PUT /products/{productId}` (admin): creates a product or replaces its
+//! name, description, category, price, currency and stock. Units held by
+//! unpaid or paid orders (`reserved`, `sold`) are never touched.
+
+use lambda_http::Request;
+use lambda_http::http::{HeaderValue, StatusCode, header};
+use shared::catalog::Catalog;
+use shared::http::{json, json_body, path_param};
+use shared::product::{ProductDraft, validate_product_id};
+use shared::{ApiResult, Caller, clock};
+
+pub async fn handle(catalog: &Catalog, req: Request) -> ApiResult {
+    Caller::from_request(&req)?.require_admin()?;
+    let product_id = path_param(&req, "productId")?;
+    validate_product_id(&product_id)?;
+    let draft: ProductDraft = json_body(&req)?;
+    draft.validate(&product_id)?;
+
+    let (product, created) = catalog
+        .put(&product_id, &draft, &clock::now_rfc3339())
+        .await?;
+
+    if created {
+        let mut response = json(StatusCode::CREATED, &product);
+        if let Ok(location) = HeaderValue::from_str(&format!("/products/{product_id}")) {
+            response.headers_mut().insert(header::LOCATION, location);
+        }
+        Ok(response)
+    } else {
+        Ok(json(StatusCode::OK, &product))
+    }
+}

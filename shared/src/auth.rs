@@ -1,0 +1,151 @@
+//! Who is calling, as established by the API Gateway JWT authorizer.
+//!
+//! The authorizer has already verified the token's signature, issuer,
+//! audience and expiry before the function runs; functions only read the
+//! claims it passes along. Identity is never taken from a request body.
+
+use std::collections::HashMap;
+
+use lambda_http::request::RequestContext;
+use lambda_http::{Request, RequestExt};
+
+use crate::error::ApiError;
+
+pub const ADMIN_GROUP: &str = "admin";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The token's `sub`: the stable user id.
+    pub user_id: String,
+    pub is_admin: bool,
+}
+
+impl Caller {
+    /// The caller of an authorized route; 401 when the request carries no
+    /// verified claims (e.g. invoked without the authorizer in front).
+    pub fn from_request(req: &Request) -> Result<Self, ApiError> {
+        let claims = jwt_claims(req)
+            .ok_or_else(|| ApiError::unauthorized("a valid bearer token is required"))?;
+        Self::from_claims(claims)
+    }
+
+    pub fn from_claims(claims: &HashMap<String, String>) -> Result<Self, ApiError> {
+        let user_id = claims
+            .get("sub")
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| ApiError::unauthorized("the token has no subject"))?
+            .clone();
+        let is_admin = claims
+            .get("cognito:groups")
+            .is_some_and(|groups| parse_groups(groups).any(|g| g == ADMIN_GROUP));
+        Ok(Self { user_id, is_admin })
+    }
+
+    /// 403 unless the caller is an administrator.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.is_admin {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "this operation requires the admin role",
+            ))
+        }
+    }
+
+    /// The conventions' rule for a `userId` in a body: absent, or the caller.
+    pub fn check_claimed_user(&self, claimed: Option<&str>) -> Result<(), ApiError> {
+        match claimed {
+            Some(id) if id != self.user_id => Err(ApiError::forbidden(
+                "userId in the body does not match the authenticated user",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn jwt_claims(req: &Request) -> Option<&HashMap<String, String>> {
+    match req.request_context_ref()? {
+        RequestContext::ApiGatewayV2(ctx) => {
+            ctx.authorizer.as_ref()?.jwt.as_ref().map(|jwt| &jwt.claims)
+        }
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
+/// HTTP APIs flatten the `cognito:groups` array into a string such as
+/// `[admin]` or `[admin staff]`; a JSON array string is accepted too.
+fn parse_groups(raw: &str) -> impl Iterator<Item = &str> {
+    raw.trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .split([' ', ','])
+        .map(|g| g.trim().trim_matches('"'))
+        .filter(|g| !g.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
+    }
+
+    #[test]
+    fn plain_user() {
+        let c = Caller::from_claims(&claims(&[("sub", "u1")])).unwrap();
+        assert_eq!(
+            c,
+            Caller {
+                user_id: "u1".into(),
+                is_admin: false
+            }
+        );
+        assert_eq!(c.require_admin().unwrap_err().status.as_u16(), 403);
+    }
+
+    #[test]
+    fn admin_group_in_every_flattened_form() {
+        for groups in ["[admin]", "[staff admin]", "[\"staff\",\"admin\"]", "admin"] {
+            let c =
+                Caller::from_claims(&claims(&[("sub", "u1"), ("cognito:groups", groups)])).unwrap();
+            assert!(c.is_admin, "{groups}");
+        }
+    }
+
+    #[test]
+    fn lookalike_groups_are_not_admin() {
+        for groups in ["[administrators]", "[staff]", "", "[]"] {
+            let c =
+                Caller::from_claims(&claims(&[("sub", "u1"), ("cognito:groups", groups)])).unwrap();
+            assert!(!c.is_admin, "{groups}");
+        }
+    }
+
+    #[test]
+    fn missing_sub_is_unauthorized() {
+        let e = Caller::from_claims(&claims(&[("cognito:groups", "[admin]")])).unwrap_err();
+        assert_eq!(e.status.as_u16(), 401);
+    }
+
+    #[test]
+    fn claimed_user_must_match() {
+        let c = Caller {
+            user_id: "u1".into(),
+            is_admin: false,
+        };
+        assert!(c.check_claimed_user(None).is_ok());
+        assert!(c.check_claimed_user(Some("u1")).is_ok());
+        assert_eq!(
+            c.check_claimed_user(Some("u2"))
+                .unwrap_err()
+                .status
+                .as_u16(),
+            403
+        );
+    }
+}

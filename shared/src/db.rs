@@ -1,0 +1,186 @@
+//! DynamoDB plumbing shared by every repository: client construction with
+//! explicit timeouts, error classification, and opaque pagination tokens.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::AttributeValue;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::error::ApiError;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+/// Every SDK call must end well inside the function timeout (10 s in the
+/// template) so that a stalled dependency becomes a 503 the client can retry,
+/// not a Lambda timeout.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+const MAX_ATTEMPTS: u32 = 3;
+
+/// Loads the AWS configuration from the environment (credentials, region and
+/// `AWS_ENDPOINT_URL[_DYNAMODB]` for local stacks) with our timeouts.
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_timeout(OPERATION_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .connect_timeout(CONNECT_TIMEOUT)
+                .build(),
+        )
+        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+        .load()
+        .await
+}
+
+pub fn dynamodb(config: &SdkConfig) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(config)
+}
+
+/// What went wrong talking to DynamoDB, in the terms callers act on.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// A `ConditionExpression` did not hold; the caller maps it to 404/409.
+    #[error("conditional check failed")]
+    ConditionFailed,
+    /// Throttling, timeouts, network or server faults: worth retrying later.
+    #[error("dependency unavailable: {0}")]
+    Unavailable(String),
+    /// A stored item does not have the shape we expect.
+    #[error("stored item is malformed: {0}")]
+    Corrupt(String),
+    #[error("dynamodb error: {0}")]
+    Other(String),
+}
+
+const RETRYABLE_CODES: &[&str] = &[
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "TransactionInProgressException",
+];
+
+impl<E, R> From<SdkError<E, R>> for DbError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    fn from(err: SdkError<E, R>) -> Self {
+        match &err {
+            SdkError::TimeoutError(_)
+            | SdkError::DispatchFailure(_)
+            | SdkError::ResponseError(_) => DbError::Unavailable(format!("{err:?}")),
+            SdkError::ServiceError(service) => {
+                let code = service.err().code().unwrap_or("");
+                if code == "ConditionalCheckFailedException" {
+                    DbError::ConditionFailed
+                } else if RETRYABLE_CODES.contains(&code) {
+                    DbError::Unavailable(format!(
+                        "{code}: {}",
+                        service.err().message().unwrap_or("")
+                    ))
+                } else {
+                    DbError::Other(format!("{code}: {}", service.err().message().unwrap_or("")))
+                }
+            }
+            _ => DbError::Other(format!("{err:?}")),
+        }
+    }
+}
+
+impl From<serde_dynamo::Error> for DbError {
+    fn from(err: serde_dynamo::Error) -> Self {
+        DbError::Corrupt(err.to_string())
+    }
+}
+
+/// Turns DynamoDB's `LastEvaluatedKey` into an opaque, URL-safe token.
+pub fn encode_page_token(key: &Item) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = key
+        .iter()
+        .filter_map(|(name, value)| {
+            let encoded = match value {
+                AttributeValue::S(s) => serde_json::json!({ "S": s }),
+                AttributeValue::N(n) => serde_json::json!({ "N": n }),
+                // Key attributes are only ever strings or numbers.
+                _ => return None,
+            };
+            Some((name.clone(), encoded))
+        })
+        .collect();
+    URL_SAFE_NO_PAD.encode(serde_json::Value::Object(map).to_string())
+}
+
+/// Reads a token made by [`encode_page_token`]; anything else, including a
+/// token whose key attributes differ from `expected_names`, is a 400.
+pub fn decode_page_token(token: &str, expected_names: &[&str]) -> Result<Item, ApiError> {
+    let invalid = || {
+        ApiError::new(
+            lambda_http::http::StatusCode::BAD_REQUEST,
+            "INVALID_NEXT_TOKEN",
+            "nextToken is not a token this API issued",
+        )
+    };
+    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+    let object = value.as_object().ok_or_else(invalid)?;
+    if object.len() != expected_names.len()
+        || !expected_names.iter().all(|n| object.contains_key(*n))
+    {
+        return Err(invalid());
+    }
+    object
+        .iter()
+        .map(|(name, encoded)| {
+            let attr = match (encoded.get("S"), encoded.get("N")) {
+                (Some(serde_json::Value::String(s)), None) => AttributeValue::S(s.clone()),
+                (None, Some(serde_json::Value::String(n))) if n.parse::<f64>().is_ok() => {
+                    AttributeValue::N(n.clone())
+                }
+                _ => return Err(invalid()),
+            };
+            Ok((name.clone(), attr))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_token_round_trips() {
+        let key: Item = [
+            ("productId".to_owned(), AttributeValue::S("p-1".into())),
+            ("n".to_owned(), AttributeValue::N("42".into())),
+        ]
+        .into();
+        let token = encode_page_token(&key);
+        assert!(!token.contains('='), "url-safe, unpadded");
+        assert_eq!(decode_page_token(&token, &["productId", "n"]).unwrap(), key);
+    }
+
+    #[test]
+    fn foreign_tokens_are_rejected() {
+        for token in [
+            "",
+            "!!!",
+            "bm90IGpzb24",
+            &URL_SAFE_NO_PAD.encode(r#"{"other":{"S":"x"}}"#),
+        ] {
+            let err = decode_page_token(token, &["productId"]).unwrap_err();
+            assert_eq!(err.code, "INVALID_NEXT_TOKEN", "{token}");
+        }
+        let wrong_type = URL_SAFE_NO_PAD.encode(r#"{"productId":{"B":"x"}}"#);
+        assert!(decode_page_token(&wrong_type, &["productId"]).is_err());
+    }
+}

@@ -1,0 +1,259 @@
+//! Request parsing and response building for API Gateway HTTP API handlers.
+//!
+//! Handlers return [`ApiResult`]; [`serve`] turns every outcome, error or not,
+//! into a well-formed JSON response so that no client mistake can surface as
+//! a Lambda error (which API Gateway would turn into an opaque 500).
+
+use std::future::Future;
+
+use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+pub type ApiResult = Result<Response<Body>, ApiError>;
+
+/// Largest request body any route accepts (API Gateway itself allows 10 MB).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Runs a handler on the Lambda runtime, answering every error as JSON.
+pub async fn serve<F, Fut>(handler: F) -> Result<(), lambda_http::Error>
+where
+    F: Fn(Request) -> Fut,
+    Fut: Future<Output = ApiResult> + Send,
+{
+    lambda_http::run(lambda_http::service_fn(move |req: Request| {
+        let answer = handler(req);
+        async move { Ok::<_, lambda_http::Error>(into_response(answer.await)) }
+    }))
+    .await
+}
+
+/// The response for a handler's outcome.
+pub fn into_response(result: ApiResult) -> Response<Body> {
+    match result {
+        Ok(response) => response,
+        Err(err) => {
+            if err.status.is_server_error() {
+                tracing::error!(code = err.code, message = %err.message, "request failed");
+            } else {
+                tracing::info!(
+                    status = err.status.as_u16(),
+                    code = err.code,
+                    "request rejected"
+                );
+            }
+            let mut response = json(err.status, &err.body());
+            if let Some(seconds) = err.retry_after {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            response
+        }
+    }
+}
+
+/// A JSON response with the given status.
+pub fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Body> {
+    // Serializing our own plain data types cannot fail; if it ever did, an
+    // empty-object body is a better answer than a panic in the runtime.
+    let text = serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned());
+    let mut response = Response::new(Body::Text(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Parses the JSON body into `T`, naming the offending field on failure.
+///
+/// Rejects bodies over [`MAX_BODY_BYTES`] (413), a non-JSON `Content-Type`
+/// (415), an empty or syntactically broken body (400 `MALFORMED_JSON`) and
+/// wrong, missing or unknown fields (400 `INVALID_FIELD`).
+pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
+    if let Some(content_type) = req.headers().get(header::CONTENT_TYPE) {
+        let value = content_type.to_str().unwrap_or("");
+        if !is_json_media_type(value) {
+            return Err(ApiError::unsupported_media_type(value));
+        }
+    }
+    let bytes: &[u8] = req.body().as_ref();
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::payload_too_large(MAX_BODY_BYTES));
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::malformed_json(
+            "request body is empty; a JSON object is required",
+        ));
+    }
+    parse_json(bytes)
+}
+
+/// Deserializes `bytes`, mapping serde's errors onto the conventions' codes.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        use serde_json::error::Category;
+        // A field error found before a later syntax error must not hide it:
+        // broken JSON is reported as such (checked only on this error path).
+        let syntax_ok = serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
+        match inner.classify() {
+            Category::Data if syntax_ok => field_error(&path, &inner),
+            Category::Data => ApiError::malformed_json("request body is not valid JSON"),
+            Category::Syntax | Category::Eof | Category::Io => {
+                ApiError::malformed_json(format!("request body is not valid JSON: {inner}"))
+            }
+        }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::malformed_json(format!("request body is not valid JSON: {e}")))?;
+    Ok(value)
+}
+
+/// Builds the 400 for a data error at `path`, naming the field.
+fn field_error(path: &str, err: &serde_json::Error) -> ApiError {
+    // serde's own text ends with " at line L column C", which only helps
+    // when reading raw JSON; the field path is the useful part here.
+    let text = err.to_string();
+    let text = text
+        .rsplit_once(" at line ")
+        .map_or(text.as_str(), |(head, _)| head);
+    let field = if path == "." || path.is_empty() {
+        // Missing fields are reported at the parent; the name is in backticks.
+        text.split('`').nth(1).unwrap_or("body").to_owned()
+    } else {
+        path.to_owned()
+    };
+    if field == "body" && text.starts_with("invalid type") {
+        return ApiError::invalid_field("body", format!("{text}; a JSON object is required"));
+    }
+    ApiError::invalid_field(&field, text)
+}
+
+fn is_json_media_type(value: &str) -> bool {
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// A path parameter that the route template guarantees.
+pub fn path_param(req: &Request, name: &str) -> Result<String, ApiError> {
+    req.path_parameters()
+        .first(name)
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::invalid_field(name, "path parameter is missing"))
+}
+
+/// An optional query string parameter.
+pub fn query_param(req: &Request, name: &str) -> Option<String> {
+    req.query_string_parameters().first(name).map(str::to_owned)
+}
+
+/// Parses an optional `limit` query parameter within `1..=max`.
+pub fn limit_param(req: &Request, default: i32, max: i32) -> Result<i32, ApiError> {
+    match query_param(req, "limit") {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse::<i32>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid_field(
+                    "limit",
+                    format!("must be an integer from 1 to {max}, got {raw:?}"),
+                )
+            }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    struct Stock {
+        new_stock: i64,
+    }
+
+    fn err_of(body: &str) -> ApiError {
+        parse_json::<Stock>(body.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn valid_body_parses() {
+        assert_eq!(
+            parse_json::<Stock>(br#"{"newStock": 5}"#)
+                .unwrap()
+                .new_stock,
+            5
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_field() {
+        let e = err_of(r#"{"newStock": "5"}"#);
+        assert_eq!(e.code, "INVALID_FIELD");
+        assert_eq!(e.details["field"], "newStock");
+    }
+
+    #[test]
+    fn fraction_names_field() {
+        let e = err_of(r#"{"newStock": 1.5}"#);
+        assert_eq!(e.details["field"], "newStock");
+    }
+
+    #[test]
+    fn missing_field_names_field() {
+        let e = err_of("{}");
+        assert_eq!(e.code, "INVALID_FIELD");
+        assert_eq!(e.details["field"], "newStock");
+        assert!(e.message.contains("missing field"), "{}", e.message);
+    }
+
+    #[test]
+    fn unknown_field_is_rejected_by_name() {
+        let e = err_of(r#"{"newStock": 1, "colour": "red"}"#);
+        assert_eq!(e.code, "INVALID_FIELD");
+        assert!(e.message.contains("colour"), "{}", e.message);
+    }
+
+    #[test]
+    fn syntax_error_is_malformed() {
+        assert_eq!(err_of(r#"{"newStock": "#).code, "MALFORMED_JSON");
+        assert_eq!(err_of("{} trailing").code, "MALFORMED_JSON");
+    }
+
+    #[test]
+    fn non_object_body_is_invalid() {
+        let e = err_of("[1,2]");
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn huge_number_names_field() {
+        let e = err_of(r#"{"newStock": 1e400}"#);
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn media_types() {
+        assert!(is_json_media_type("application/json"));
+        assert!(is_json_media_type("Application/JSON; charset=utf-8"));
+        assert!(is_json_media_type("application/merge-patch+json"));
+        assert!(!is_json_media_type("text/plain"));
+        assert!(!is_json_media_type("application/x-www-form-urlencoded"));
+    }
+}

@@ -1,0 +1,21 @@
+//! Everything the functions share: one place for the domain, its rules and
+//! the plumbing around DynamoDB, API Gateway and Lambda.
+
+pub mod auth;
+pub mod catalog;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod product;
+
+pub use auth::Caller;
+pub use error::ApiError;
+pub use http::ApiResult;
+
+/// Structured logs for the Lambda runtime; honours `AWS_LAMBDA_LOG_FORMAT`
+/// (JSON in the template) and `AWS_LAMBDA_LOG_LEVEL`.
+pub fn init_logging() {
+    lambda_http::tracing::init_default_subscriber();
+}

@@ -1,0 +1,325 @@
+//! Products: the stored shape, the admin's input, and their validation.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// Largest price or amount in minor units (10 billion in major units):
+/// far above any real price, far below where sums of lines could overflow.
+pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
+/// Largest stock level an admin may set.
+pub const MAX_STOCK: i64 = 1_000_000_000;
+pub const DEFAULT_CURRENCY: &str = "CNY";
+
+/// A product as stored and as returned by the API.
+///
+/// `stock` is what can still be ordered; `reserved` is held by unpaid
+/// orders; `sold` (internal) by paid ones. Orders move units between the
+/// three with conditional writes, so their sum only changes when an admin
+/// sets the stock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Product {
+    pub product_id: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub category: String,
+    pub price: i64,
+    pub currency: String,
+    pub stock: i64,
+    #[serde(default)]
+    pub reserved: i64,
+    #[serde(default, skip_serializing)]
+    pub sold: i64,
+    pub version: i64,
+    pub updated_at: String,
+}
+
+/// The body of `PUT /products/{productId}`: everything an admin sets.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProductDraft {
+    /// Optional echo of the path's id (a client may send back what it read);
+    /// it must then match the path.
+    #[serde(default)]
+    pub product_id: Option<String>,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub category: String,
+    pub price: i64,
+    #[serde(default = "default_currency")]
+    pub currency: String,
+    pub stock: i64,
+}
+
+fn default_currency() -> String {
+    DEFAULT_CURRENCY.to_owned()
+}
+
+/// The body of `POST /products/{productId}/stock`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StockUpdate {
+    pub new_stock: i64,
+}
+
+/// Checks an admin-chosen product id: 1–64 of `[A-Za-z0-9_-]`.
+pub fn validate_product_id(id: &str) -> Result<(), ApiError> {
+    let ok = (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_field(
+            "productId",
+            "must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'",
+        ))
+    }
+}
+
+/// Checks an ISO 4217-shaped currency code.
+pub fn validate_currency(code: &str) -> Result<(), ApiError> {
+    if code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_field(
+            "currency",
+            format!("must be a three-letter ISO 4217 code such as CNY, got {code:?}"),
+        ))
+    }
+}
+
+fn validate_text(field: &str, value: &str, min: usize, max: usize) -> Result<(), ApiError> {
+    let chars = value.trim().chars().count();
+    if chars < min || value.chars().count() > max {
+        return Err(ApiError::invalid_field(
+            field,
+            format!("must be {min} to {max} characters"),
+        ));
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(ApiError::invalid_field(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_range(field: &str, value: i64, max: i64) -> Result<(), ApiError> {
+    if (0..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_field(
+            field,
+            format!("must be an integer from 0 to {max}, got {value}"),
+        ))
+    }
+}
+
+impl ProductDraft {
+    /// Validates every field against the product id taken from the path.
+    pub fn validate(&self, path_id: &str) -> Result<(), ApiError> {
+        validate_product_id(path_id)?;
+        if let Some(body_id) = &self.product_id
+            && body_id != path_id
+        {
+            return Err(ApiError::invalid_field(
+                "productId",
+                "must match the productId in the path",
+            ));
+        }
+        validate_text("name", &self.name, 1, 200)?;
+        validate_text("description", &self.description, 0, 4000)?;
+        validate_text("category", &self.category, 1, 64)?;
+        validate_range("price", self.price, MAX_AMOUNT)?;
+        validate_currency(&self.currency)?;
+        validate_range("stock", self.stock, MAX_STOCK)
+    }
+}
+
+impl StockUpdate {
+    pub fn validate(&self) -> Result<(), ApiError> {
+        validate_range("newStock", self.new_stock, MAX_STOCK)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::parse_json;
+
+    fn draft() -> ProductDraft {
+        ProductDraft {
+            product_id: None,
+            name: "Tea".into(),
+            description: String::new(),
+            category: "food".into(),
+            price: 1999,
+            currency: "CNY".into(),
+            stock: 10,
+        }
+    }
+
+    fn field_of(err: ApiError) -> String {
+        err.details["field"].as_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn product_ids() {
+        for ok in ["a", "SKU-1_x", &"x".repeat(64)] {
+            assert!(validate_product_id(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a b", "é", "a/b", &"x".repeat(65)] {
+            assert!(validate_product_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn valid_draft() {
+        assert!(draft().validate("tea-1").is_ok());
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let cases: Vec<(ProductDraft, &str)> = vec![
+            (
+                ProductDraft {
+                    name: "  ".into(),
+                    ..draft()
+                },
+                "name",
+            ),
+            (
+                ProductDraft {
+                    name: "x".repeat(201),
+                    ..draft()
+                },
+                "name",
+            ),
+            (
+                ProductDraft {
+                    category: String::new(),
+                    ..draft()
+                },
+                "category",
+            ),
+            (
+                ProductDraft {
+                    price: -1,
+                    ..draft()
+                },
+                "price",
+            ),
+            (
+                ProductDraft {
+                    price: MAX_AMOUNT + 1,
+                    ..draft()
+                },
+                "price",
+            ),
+            (
+                ProductDraft {
+                    currency: "cny".into(),
+                    ..draft()
+                },
+                "currency",
+            ),
+            (
+                ProductDraft {
+                    currency: "YUAN".into(),
+                    ..draft()
+                },
+                "currency",
+            ),
+            (
+                ProductDraft {
+                    stock: -5,
+                    ..draft()
+                },
+                "stock",
+            ),
+            (
+                ProductDraft {
+                    product_id: Some("other".into()),
+                    ..draft()
+                },
+                "productId",
+            ),
+            (
+                ProductDraft {
+                    description: "bell\u{7}".into(),
+                    ..draft()
+                },
+                "description",
+            ),
+        ];
+        for (d, field) in cases {
+            assert_eq!(field_of(d.validate("tea-1").unwrap_err()), field);
+        }
+    }
+
+    #[test]
+    fn currency_defaults_to_cny() {
+        let d: ProductDraft =
+            parse_json(br#"{"name":"Tea","category":"food","price":100,"stock":1}"#).unwrap();
+        assert_eq!(d.currency, "CNY");
+        assert_eq!(d.description, "");
+    }
+
+    #[test]
+    fn float_price_is_rejected_by_name() {
+        let e = parse_json::<ProductDraft>(
+            br#"{"name":"Tea","category":"food","price":19.99,"stock":1}"#,
+        )
+        .unwrap_err();
+        assert_eq!(field_of(e), "price");
+    }
+
+    #[test]
+    fn stock_update_bounds() {
+        assert!(StockUpdate { new_stock: 0 }.validate().is_ok());
+        assert!(
+            StockUpdate {
+                new_stock: MAX_STOCK
+            }
+            .validate()
+            .is_ok()
+        );
+        assert!(StockUpdate { new_stock: -1 }.validate().is_err());
+        assert!(
+            StockUpdate {
+                new_stock: MAX_STOCK + 1
+            }
+            .validate()
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn sold_is_not_exposed() {
+        let p = Product {
+            product_id: "p".into(),
+            name: "n".into(),
+            description: String::new(),
+            category: "c".into(),
+            price: 1,
+            currency: "CNY".into(),
+            stock: 1,
+            reserved: 0,
+            sold: 7,
+            version: 1,
+            updated_at: "2026-01-01T00:00:00Z".into(),
+        };
+        let json = serde_json::to_value(&p).unwrap();
+        assert!(json.get("sold").is_none());
+        assert_eq!(json["productId"], "p");
+    }
+}
