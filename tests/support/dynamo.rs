@@ -1,0 +1,125 @@
+//! DynamoDB Local with the template's tables, one private set per test.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::{Credentials, Region};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
+};
+use serde_yaml::Value;
+use shared::config::Tables;
+
+use super::template::Template;
+
+/// A client for the DynamoDB Local that `scripts/test` started
+/// (`DYNAMODB_ENDPOINT`), built like production's but for the endpoint.
+pub async fn client() -> Client {
+    let endpoint = super::required_env("DYNAMODB_ENDPOINT");
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .endpoint_url(endpoint)
+        .load()
+        .await;
+    Client::new(&config)
+}
+
+/// Fresh, uniquely named copies of every table in the template, and the
+/// `Tables` a function would read from the template's environment wiring.
+pub struct TestDb {
+    pub client: Client,
+    pub tables: Tables,
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+impl TestDb {
+    pub async fn new() -> Self {
+        let client = client().await;
+        let template = Template::load();
+        let prefix = format!(
+            "t{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut physical = HashMap::new();
+        for (logical_id, resource) in template.resources_of_type("AWS::DynamoDB::Table") {
+            let name = format!("{prefix}-{logical_id}");
+            create_table(&client, &name, &resource["Properties"]).await;
+            physical.insert(logical_id.to_owned(), name);
+        }
+        let env: HashMap<String, String> = template
+            .env_refs()
+            .into_iter()
+            .filter_map(|(var, target)| Some((var, physical.get(&target)?.clone())))
+            .collect();
+        let tables = Tables::from_lookup(&|name| env.get(name).cloned())
+            .expect("the template wires every table the functions need");
+        Self { client, tables }
+    }
+}
+
+fn key_schema(value: &Value) -> Vec<KeySchemaElement> {
+    value
+        .as_sequence()
+        .expect("KeySchema")
+        .iter()
+        .map(|k| {
+            KeySchemaElement::builder()
+                .attribute_name(k["AttributeName"].as_str().unwrap())
+                .key_type(KeyType::from(k["KeyType"].as_str().unwrap()))
+                .build()
+                .unwrap()
+        })
+        .collect()
+}
+
+async fn create_table(client: &Client, name: &str, props: &Value) {
+    let mut request = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_key_schema(Some(key_schema(&props["KeySchema"])));
+    for def in props["AttributeDefinitions"]
+        .as_sequence()
+        .expect("AttributeDefinitions")
+    {
+        request = request.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(def["AttributeName"].as_str().unwrap())
+                .attribute_type(ScalarAttributeType::from(
+                    def["AttributeType"].as_str().unwrap(),
+                ))
+                .build()
+                .unwrap(),
+        );
+    }
+    if let Some(indexes) = props["GlobalSecondaryIndexes"].as_sequence() {
+        for index in indexes {
+            let projection = &index["Projection"];
+            let mut p = Projection::builder().projection_type(ProjectionType::from(
+                projection["ProjectionType"].as_str().unwrap_or("ALL"),
+            ));
+            if let Some(attrs) = projection["NonKeyAttributes"].as_sequence() {
+                for a in attrs {
+                    p = p.non_key_attributes(a.as_str().unwrap());
+                }
+            }
+            request = request.global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(index["IndexName"].as_str().unwrap())
+                    .set_key_schema(Some(key_schema(&index["KeySchema"])))
+                    .projection(p.build())
+                    .build()
+                    .unwrap(),
+            );
+        }
+    }
+    request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create table {name}: {e:?}"));
+}

@@ -1,0 +1,177 @@
+//! template.yaml agrees with the code, the sample events and the public
+//! contract: every route has a handler and every handler a route.
+
+use std::collections::BTreeSet;
+
+use system_tests::repo_root;
+use system_tests::template::{Route, Template};
+
+/// The binaries the workspace builds under functions/.
+fn function_crates() -> BTreeSet<String> {
+    std::fs::read_dir(repo_root().join("functions"))
+        .expect("functions/")
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            path.join("Cargo.toml")
+                .exists()
+                .then(|| path.file_name()?.to_str().map(str::to_owned))?
+        })
+        .collect()
+}
+
+#[test]
+fn every_function_crate_is_deployed_and_every_deployed_function_has_a_crate() {
+    let deployed: BTreeSet<String> = Template::load()
+        .functions()
+        .into_iter()
+        .map(|(_, bin)| bin)
+        .collect();
+    assert_eq!(deployed, function_crates());
+}
+
+#[test]
+fn every_http_function_has_a_route() {
+    let template = Template::load();
+    let routed: BTreeSet<String> = template.routes().into_iter().map(|r| r.binary).collect();
+    for (id, binary) in template.functions() {
+        let source = std::fs::read_to_string(
+            repo_root()
+                .join("functions")
+                .join(&binary)
+                .join("src/main.rs"),
+        )
+        .unwrap();
+        if source.contains("shared::http::serve") {
+            assert!(
+                routed.contains(&binary),
+                "{id} ({binary}) serves HTTP but has no HttpApi event"
+            );
+        }
+    }
+}
+
+#[test]
+fn routes_are_unique_and_only_the_provider_callback_skips_the_jwt() {
+    let routes = Template::load().routes();
+    let keys: BTreeSet<(String, String)> = routes
+        .iter()
+        .map(|r| (r.method.clone(), r.path.clone()))
+        .collect();
+    assert_eq!(keys.len(), routes.len(), "duplicate route in {routes:?}");
+    for Route {
+        method,
+        path,
+        authorized,
+        ..
+    } in &routes
+    {
+        let public = method == "POST" && path == "/payments/notify";
+        assert_eq!(*authorized, !public, "{method} {path}");
+    }
+}
+
+#[test]
+fn every_route_is_in_the_public_contract() {
+    let contract = std::fs::read_to_string(repo_root().join("../shared/api-conventions.md"))
+        .expect("../shared/api-conventions.md beside the repository");
+    for route in Template::load().routes() {
+        let row = format!("| `{} {}` |", route.method, route.path);
+        assert!(
+            contract.contains(&row),
+            "{} {} is not a route of api-conventions.md",
+            route.method,
+            route.path
+        );
+    }
+}
+
+#[test]
+fn sample_events_parse_and_match_a_route_of_their_function() {
+    let routes = Template::load().routes();
+    let mut seen = BTreeSet::new();
+    for entry in std::fs::read_dir(repo_root().join("events")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let event: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let Some(route_key) = event["routeKey"].as_str() else {
+            continue;
+        };
+        lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let route = routes
+            .iter()
+            .find(|r| name == r.binary || name.starts_with(&format!("{}-", r.binary)))
+            .unwrap_or_else(|| panic!("events/{name}.json names no deployed function"));
+        assert_eq!(
+            route_key,
+            format!("{} {}", route.method, route.path),
+            "events/{name}.json"
+        );
+        seen.insert(route.binary.clone());
+    }
+    for route in &routes {
+        assert!(
+            seen.contains(&route.binary),
+            "no sample event for {}",
+            route.binary
+        );
+    }
+}
+
+#[test]
+fn tables_keep_their_data() {
+    let template = Template::load();
+    for (id, table) in template.resources_of_type("AWS::DynamoDB::Table") {
+        assert_eq!(table["DeletionPolicy"].as_str(), Some("Retain"), "{id}");
+        assert_eq!(
+            table["UpdateReplacePolicy"].as_str(),
+            Some("Retain"),
+            "{id}"
+        );
+        let props = &table["Properties"];
+        assert_eq!(
+            props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"].as_bool(),
+            Some(true),
+            "{id}"
+        );
+        assert_eq!(
+            props["SSESpecification"]["SSEEnabled"].as_bool(),
+            Some(true),
+            "{id}"
+        );
+    }
+}
+
+#[test]
+fn function_policies_name_their_actions_and_resources() {
+    let template = Template::load();
+    for (id, function) in template.resources_of_type("AWS::Serverless::Function") {
+        let policies = function["Properties"]["Policies"]
+            .as_sequence()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for policy in policies {
+            let statements = policy["Statement"]
+                .as_sequence()
+                .unwrap_or_else(|| panic!("{id}: inline statements only"));
+            for statement in statements {
+                let text = serde_yaml::to_string(statement).unwrap();
+                for field in ["Action", "Resource"] {
+                    let value = &statement[field];
+                    let values: Vec<&serde_yaml::Value> = match value.as_sequence() {
+                        Some(seq) => seq.iter().collect(),
+                        None => vec![value],
+                    };
+                    for v in values {
+                        if let Some(s) = v.as_str() {
+                            assert!(
+                                s != "*" && !s.ends_with(":*"),
+                                "{id}: wildcard {field} in\n{text}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
