@@ -9,6 +9,7 @@ start the emulator first). Sub-commands:
   token   mint a Cognito access token for a user (optionally an admin)
   seed    load the demo catalog through the API with an admin token
   info    print the stack's endpoints
+  env     print shell exports of the functions' environment
 """
 
 import argparse
@@ -16,6 +17,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
@@ -322,6 +324,25 @@ def info(args):
     print(json.dumps(load_outputs(args.dir), indent=2))
 
 
+def env(args):
+    """Shell exports that give a locally run function (cargo lambda watch)
+    the same environment as the deployed ones."""
+    outputs = load_outputs(args.dir)
+    lambda_ = clients(outputs["endpoint"], "lambda")
+    variables = {}
+    for page in lambda_.get_paginator("list_functions").paginate():
+        for function in page["Functions"]:
+            variables.update(function.get("Environment", {}).get("Variables", {}))
+    variables.update(
+        AWS_ENDPOINT_URL=outputs["endpoint"],
+        AWS_REGION=REGION,
+        AWS_ACCESS_KEY_ID="test",
+        AWS_SECRET_ACCESS_KEY="test",
+    )
+    for name, value in sorted(variables.items()):
+        print(f"export {name}={shlex.quote(value)}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", required=True, help="the stack's state folder under .local/stacks")
@@ -339,6 +360,8 @@ def main():
     p.set_defaults(run=seed)
     p = sub.add_parser("info")
     p.set_defaults(run=info)
+    p = sub.add_parser("env")
+    p.set_defaults(run=env)
     args = parser.parse_args()
     args.run(args)
 
