@@ -312,12 +312,19 @@ def seed(args):
     outputs = load_outputs(args.dir)
     admin = mint_token(outputs, "admin", admin=True)
     products = json.loads(Path(args.file).read_text())
+    created = 0
     for product in products:
         product_id = product.pop("productId")
+        # Only missing products are created, so a second `up` keeps whatever
+        # the developer changed since.
+        status, _ = api_call(outputs, "GET", f"/products/{product_id}", admin)
+        if status == 200:
+            continue
         status, body = api_call(outputs, "PUT", f"/products/{product_id}", admin, product)
-        if status not in (200, 201):
+        if status != 201:
             sys.exit(f"seeding {product_id} failed: {status} {body}")
-    print(f"loaded {len(products)} demo products")
+        created += 1
+    print(f"demo catalog: {created} products created, {len(products) - created} already there")
 
 
 def info(args):
