@@ -21,6 +21,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -80,7 +81,7 @@ def lay_out_build(stack_dir, profile):
     return built
 
 
-def sam_deploy(endpoint, built_template):
+def sam_deploy(endpoint, built_template, extra_parameters):
     s3 = clients(endpoint, "s3")
     bucket = "shop-local-artifacts"
     if bucket not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
@@ -90,6 +91,12 @@ def sam_deploy(endpoint, built_template):
         "sam", "deploy", "--config-file", str(ROOT / "samconfig.toml"), "--config-env", "local",
         "--template-file", str(built_template),
     ]
+    if extra_parameters:
+        # A command-line --parameter-overrides replaces samconfig's, so the
+        # local environment's own overrides are repeated first.
+        config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+        base = config["local"]["deploy"]["parameters"]["parameter_overrides"]
+        cmd += ["--parameter-overrides", f"{base} {' '.join(extra_parameters)}"]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         sys.stderr.write(result.stdout[-4000:] + result.stderr[-4000:])
@@ -229,7 +236,7 @@ def create_http_api_routes(endpoint, stack_name):
 def deploy(args):
     endpoint = args.endpoint
     built = lay_out_build(args.dir, args.profile)
-    sam_deploy(endpoint, built)
+    sam_deploy(endpoint, built, args.parameter)
     stack_name = "shop-local"
     apis = create_http_api_routes(endpoint, stack_name)
     cfn = clients(endpoint, "cloudformation")
@@ -357,6 +364,7 @@ def main():
     p = sub.add_parser("deploy")
     p.add_argument("--endpoint", required=True)
     p.add_argument("--profile", default="debug", help="cargo profile folder under target/")
+    p.add_argument("--parameter", action="append", default=[], help="extra template parameter, Name=Value")
     p.set_defaults(run=deploy)
     p = sub.add_parser("token")
     p.add_argument("--user", default="alice")

@@ -22,6 +22,10 @@ fn required_from(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tables {
     pub products: String,
+    pub orders: String,
+    pub idempotency: String,
+    /// The transactional outbox (see `events`).
+    pub events: String,
 }
 
 impl Tables {
@@ -34,6 +38,28 @@ impl Tables {
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, MissingSetting> {
         Ok(Self {
             products: required_from(lookup, "PRODUCTS_TABLE")?,
+            orders: required_from(lookup, "ORDERS_TABLE")?,
+            idempotency: required_from(lookup, "IDEMPOTENCY_TABLE")?,
+            events: required_from(lookup, "EVENTS_TABLE")?,
         })
     }
 }
+
+/// How long an unpaid order holds its stock (`PAYMENT_WINDOW_SECONDS`,
+/// default 15 minutes, 10 seconds to 1 day; the template's parameter has the
+/// same bounds).
+pub fn payment_window() -> Result<std::time::Duration, InvalidSetting> {
+    let seconds = match std::env::var("PAYMENT_WINDOW_SECONDS") {
+        Err(_) => 900,
+        Ok(raw) => raw
+            .parse::<u64>()
+            .ok()
+            .filter(|s| (10..=86_400).contains(s))
+            .ok_or(InvalidSetting("PAYMENT_WINDOW_SECONDS", raw))?,
+    };
+    Ok(std::time::Duration::from_secs(seconds))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {0} has an invalid value {1:?}")]
+pub struct InvalidSetting(pub &'static str, pub String);

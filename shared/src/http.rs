@@ -70,6 +70,47 @@ pub fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Bo
     response
 }
 
+/// 201 with a `Location` header for the created resource.
+pub fn created<T: Serialize + ?Sized>(value: &T, location: &str) -> Response<Body> {
+    let mut response = json(StatusCode::CREATED, value);
+    if let Ok(location) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+/// A response whose JSON body was stored earlier (idempotent replays).
+pub fn stored_json(status: StatusCode, body: String) -> Response<Body> {
+    let mut response = Response::new(Body::Text(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The id that ties this request to the events and logs it causes: the
+/// caller's `X-Correlation-Id` when it is sane, else API Gateway's request id.
+pub fn correlation_id(req: &Request) -> String {
+    let from_header = req
+        .headers()
+        .get("x-correlation-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| (1..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()));
+    if let Some(id) = from_header {
+        return id.to_owned();
+    }
+    match req.request_context_ref() {
+        Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx))
+            if ctx.request_id.is_some() =>
+        {
+            ctx.request_id.clone().unwrap_or_default()
+        }
+        _ => crate::ids::new_id(),
+    }
+}
+
 /// Parses the JSON body into `T`, naming the offending field on failure.
 ///
 /// Rejects bodies over [`MAX_BODY_BYTES`] (413), a non-JSON `Content-Type`

@@ -7,7 +7,12 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod http;
+pub mod idempotency;
+pub mod ids;
+pub mod order;
+pub mod orders;
 pub mod product;
 
 pub use auth::Caller;

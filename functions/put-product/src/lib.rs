@@ -3,9 +3,9 @@
 //! unpaid or paid orders (`reserved`, `sold`) are never touched.
 
 use lambda_http::Request;
-use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::http::StatusCode;
 use shared::catalog::Catalog;
-use shared::http::{json, json_body, path_param};
+use shared::http::{self, json, json_body, path_param};
 use shared::product::{ProductDraft, validate_product_id};
 use shared::{ApiResult, Caller, clock};
 
@@ -21,11 +21,7 @@ pub async fn handle(catalog: &Catalog, req: Request) -> ApiResult {
         .await?;
 
     if created {
-        let mut response = json(StatusCode::CREATED, &product);
-        if let Ok(location) = HeaderValue::from_str(&format!("/products/{product_id}")) {
-            response.headers_mut().insert(header::LOCATION, location);
-        }
-        Ok(response)
+        Ok(http::created(&product, &format!("/products/{product_id}")))
     } else {
         Ok(json(StatusCode::OK, &product))
     }

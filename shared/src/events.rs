@@ -1,0 +1,102 @@
+//! Domain events and the transactional outbox.
+//!
+//! Every state change that others must learn of writes its event into the
+//! events table in the same `TransactWriteItems` as the change itself, so an
+//! event exists exactly when its change committed. The publisher delivers
+//! the stored envelope verbatim; consumers drop duplicates by `eventId`.
+
+use aws_sdk_dynamodb::types::{AttributeValue, Put};
+use serde::{Deserialize, Serialize};
+
+use crate::db::DbError;
+
+/// Version of the envelope and data shapes below; bumped on breaking change.
+pub const EVENT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventType {
+    OrderCreated,
+    OrderPaid,
+    OrderPaymentFailed,
+    OrderCancelled,
+    OrderExpired,
+    OrderRefunded,
+    PaymentSucceeded,
+    PaymentFailed,
+    PaymentRefunded,
+    RebateCredited,
+    RebateReversed,
+}
+
+/// `{eventId, type, version, occurredAt, correlationId, data}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Envelope {
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    pub version: u32,
+    pub occurred_at: String,
+    pub correlation_id: String,
+    pub data: serde_json::Value,
+}
+
+impl Envelope {
+    pub fn new(
+        event_type: EventType,
+        correlation_id: &str,
+        occurred_at: &str,
+        data: &impl Serialize,
+    ) -> Result<Self, DbError> {
+        Ok(Self {
+            event_id: crate::ids::new_id(),
+            event_type,
+            version: EVENT_VERSION,
+            occurred_at: occurred_at.to_owned(),
+            correlation_id: correlation_id.to_owned(),
+            data: serde_json::to_value(data).map_err(|e| DbError::Corrupt(e.to_string()))?,
+        })
+    }
+
+    /// The outbox record, for the same transaction as the change.
+    pub fn outbox_put(&self, table: &str) -> Result<Put, DbError> {
+        let json = serde_json::to_string(self).map_err(|e| DbError::Corrupt(e.to_string()))?;
+        let event_type = serde_json::to_value(self.event_type)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        Put::builder()
+            .table_name(table)
+            .item("eventId", AttributeValue::S(self.event_id.clone()))
+            .item("type", AttributeValue::S(event_type))
+            .item("occurredAt", AttributeValue::S(self.occurred_at.clone()))
+            .item("envelope", AttributeValue::S(json))
+            .condition_expression("attribute_not_exists(eventId)")
+            .build()
+            .map_err(|e| DbError::Other(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_shape() {
+        let e = Envelope::new(
+            EventType::OrderCreated,
+            "corr-1",
+            "2026-11-22T00:00:00Z",
+            &serde_json::json!({"orderId": "o1"}),
+        )
+        .unwrap();
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["type"], "OrderCreated");
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["correlationId"], "corr-1");
+        assert_eq!(v["data"]["orderId"], "o1");
+        assert_eq!(v["eventId"].as_str().unwrap().len(), 26);
+        let put = e.outbox_put("events").unwrap();
+        assert_eq!(put.item()["type"], AttributeValue::S("OrderCreated".into()));
+    }
+}

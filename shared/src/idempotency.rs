@@ -1,0 +1,186 @@
+//! `Idempotency-Key` for creating routes (`POST /orders`, `POST /payments`).
+//!
+//! The record is written in the same transaction as the resource it
+//! created, holding the response. A retry writes nothing: its transaction
+//! fails on the record's condition, and the record itself comes back as the
+//! cancellation reason (`ALL_OLD`), so a replay costs no extra round trip.
+//! Only successes are recorded: a request that failed changed nothing, and
+//! its retry is simply a new attempt.
+
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValuesOnConditionCheckFailure};
+use lambda_http::Request;
+use lambda_http::http::StatusCode;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::db::{DbError, Item};
+use crate::error::ApiError;
+
+pub const HEADER: &str = "idempotency-key";
+/// How long a key is remembered (the conventions ask for at least 24 h).
+pub const RETENTION_SECONDS: i64 = 24 * 3600;
+
+/// A client's key, scoped to the caller and the operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    scoped: String,
+}
+
+impl IdempotencyKey {
+    /// The request's `Idempotency-Key`, if any: 1–128 visible ASCII characters.
+    pub fn from_request(
+        req: &Request,
+        user_id: &str,
+        operation: &str,
+    ) -> Result<Option<Self>, ApiError> {
+        let Some(value) = req.headers().get(HEADER) else {
+            return Ok(None);
+        };
+        let key = value.to_str().unwrap_or("");
+        if key.is_empty() || key.len() > 128 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ApiError::invalid_field(
+                "Idempotency-Key",
+                "must be 1 to 128 visible ASCII characters",
+            ));
+        }
+        Ok(Some(Self {
+            scoped: format!("{user_id}#{operation}#{key}"),
+        }))
+    }
+
+    pub fn scoped(&self) -> &str {
+        &self.scoped
+    }
+}
+
+/// A fingerprint of what was asked, to tell a retry from a reuse of the key.
+pub fn fingerprint(request: &impl Serialize) -> String {
+    let canonical = serde_json::to_vec(request).unwrap_or_default();
+    Sha256::digest(&canonical)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The record to put in the creating transaction.
+pub fn record_put(
+    table: &str,
+    key: &IdempotencyKey,
+    fingerprint: &str,
+    status: StatusCode,
+    body: &str,
+    now_epoch: i64,
+) -> Result<Put, DbError> {
+    Put::builder()
+        .table_name(table)
+        .item("idempotencyKey", AttributeValue::S(key.scoped.clone()))
+        .item("fingerprint", AttributeValue::S(fingerprint.to_owned()))
+        .item("statusCode", AttributeValue::N(status.as_u16().to_string()))
+        .item("responseBody", AttributeValue::S(body.to_owned()))
+        .item(
+            "expiresAtEpoch",
+            AttributeValue::N((now_epoch + RETENTION_SECONDS).to_string()),
+        )
+        // TTL deletes lazily: a record past its time counts as absent.
+        .condition_expression("attribute_not_exists(idempotencyKey) OR expiresAtEpoch < :now")
+        .expression_attribute_values(":now", AttributeValue::N(now_epoch.to_string()))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .build()
+        .map_err(|e| DbError::Other(e.to_string()))
+}
+
+/// A stored response to send again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: StatusCode,
+    pub body: String,
+}
+
+/// The answer for a retry that met `record`: the original response if the
+/// request is the same, else 409 `IDEMPOTENCY_KEY_REUSED`.
+pub fn replay(record: &Item, fingerprint: &str) -> Result<StoredResponse, ApiError> {
+    let text = |name: &str| match record.get(name) {
+        Some(AttributeValue::S(s)) => Some(s.as_str()),
+        Some(AttributeValue::N(n)) => Some(n.as_str()),
+        _ => None,
+    };
+    if text("fingerprint") != Some(fingerprint) {
+        return Err(ApiError::conflict(
+            "IDEMPOTENCY_KEY_REUSED",
+            "this Idempotency-Key was already used with a different request body",
+        ));
+    }
+    let status = text("statusCode")
+        .and_then(|s| s.parse::<u16>().ok())
+        .and_then(|s| StatusCode::from_u16(s).ok());
+    match (status, text("responseBody")) {
+        (Some(status), Some(body)) => Ok(StoredResponse {
+            status,
+            body: body.to_owned(),
+        }),
+        _ => {
+            tracing::error!("idempotency record without a response");
+            Err(ApiError::internal())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request_with(key: Option<&str>) -> Request {
+        let mut builder = lambda_http::http::Request::builder();
+        if let Some(k) = key {
+            builder = builder.header(HEADER, k);
+        }
+        builder.body(lambda_http::Body::Empty).unwrap()
+    }
+
+    #[test]
+    fn keys_are_scoped_to_user_and_operation() {
+        let k = IdempotencyKey::from_request(&request_with(Some("abc-1")), "u1", "createOrder")
+            .unwrap()
+            .unwrap();
+        assert_eq!(k.scoped(), "u1#createOrder#abc-1");
+        assert_eq!(
+            IdempotencyKey::from_request(&request_with(None), "u1", "x").unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn bad_keys_are_400() {
+        for bad in ["has space".to_owned(), "x".repeat(129)] {
+            let e = IdempotencyKey::from_request(&request_with(Some(&bad)), "u1", "x").unwrap_err();
+            assert_eq!(e.details["field"], "Idempotency-Key");
+        }
+    }
+
+    #[test]
+    fn replay_same_and_different() {
+        let record: Item = [
+            ("fingerprint".to_owned(), AttributeValue::S("f1".into())),
+            ("statusCode".to_owned(), AttributeValue::N("201".into())),
+            (
+                "responseBody".to_owned(),
+                AttributeValue::S("{\"orderId\":\"o1\"}".into()),
+            ),
+        ]
+        .into();
+        let same = replay(&record, "f1").unwrap();
+        assert_eq!(same.status, StatusCode::CREATED);
+        assert_eq!(same.body, "{\"orderId\":\"o1\"}");
+        assert_eq!(
+            replay(&record, "f2").unwrap_err().code,
+            "IDEMPOTENCY_KEY_REUSED"
+        );
+    }
+
+    #[test]
+    fn fingerprints_differ_with_content() {
+        assert_eq!(fingerprint(&("a", 1)), fingerprint(&("a", 1)));
+        assert_ne!(fingerprint(&("a", 1)), fingerprint(&("a", 2)));
+        assert_eq!(fingerprint(&1).len(), 64);
+    }
+}

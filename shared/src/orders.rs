@@ -1,0 +1,598 @@
+//! The orders table and the transactions that move stock.
+//!
+//! Stock only ever moves inside `TransactWriteItems` whose conditions are
+//! checked by DynamoDB itself (`stock >= :q`, `reserved >= :q`, the order's
+//! current status), never by reading and writing back, so no interleaving of
+//! clients can oversell or release a reservation twice.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, CancellationReason, KeysAndAttributes, Put,
+    ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
+use lambda_http::http::StatusCode;
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::catalog::product_not_found;
+use crate::clock;
+use crate::config::{MissingSetting, Tables};
+use crate::db::{DbError, Item};
+use crate::error::ApiError;
+use crate::events::{Envelope, EventType};
+use crate::idempotency::{self, IdempotencyKey, StoredResponse};
+use crate::ids::new_id;
+use crate::order::{LineRequest, Order, OrderStatus, OrderTransition, price_lines};
+use crate::product::Product;
+
+pub const USER_INDEX: &str = "byUser";
+pub const USER_INDEX_KEY: &[&str] = &["orderId", "userId", "createdAt"];
+pub const EXPIRY_INDEX: &str = "byReservationExpiry";
+/// Orders holding stock are spread over this many index partitions so that
+/// a flash sale's writes do not all land on one.
+pub const RESERVATION_SHARDS: u32 = 8;
+/// Attempts at a transaction that lost a race to another transaction on the
+/// same items (`TransactionConflict`) or to a price change.
+const MAX_ATTEMPTS: u32 = 12;
+
+#[derive(Clone, Debug)]
+pub struct Orders {
+    client: Client,
+    tables: Tables,
+}
+
+/// What `POST /orders` asked for, validated.
+pub struct OrderRequest<'a> {
+    pub user_id: &'a str,
+    pub lines: Vec<LineRequest>,
+    pub idempotency: Option<(IdempotencyKey, String)>,
+    pub correlation_id: &'a str,
+    pub payment_window: Duration,
+}
+
+pub enum Placement {
+    Placed(Order),
+    /// The same request was made before with this Idempotency-Key.
+    Replayed(StoredResponse),
+}
+
+/// The outcome of a cancel or expiry.
+#[derive(Debug)]
+pub enum Release {
+    Released(Order),
+    /// Another change got there first; the status found, if the order exists.
+    LostRace(Option<OrderStatus>),
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_owned())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn number(item: &Item, name: &str) -> Option<i64> {
+    match item.get(name) {
+        Some(AttributeValue::N(v)) => v.parse().ok(),
+        _ => None,
+    }
+}
+
+fn reservation_shard(order_id: &str) -> String {
+    let sum: u32 = order_id.bytes().map(u32::from).sum();
+    (sum % RESERVATION_SHARDS).to_string()
+}
+
+fn build_err(e: impl std::fmt::Display) -> DbError {
+    DbError::Other(e.to_string())
+}
+
+/// Why a transaction was cancelled, if that is what happened.
+fn cancellation_reasons(
+    err: &SdkError<TransactWriteItemsError, impl std::fmt::Debug>,
+) -> Option<&[CancellationReason]> {
+    match err {
+        SdkError::ServiceError(service) => match service.err() {
+            TransactWriteItemsError::TransactionCanceledException(e) => {
+                Some(e.cancellation_reasons())
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn failed(reason: &CancellationReason) -> bool {
+    reason.code() == Some("ConditionalCheckFailed")
+}
+
+fn conflicted(reasons: &[CancellationReason]) -> bool {
+    reasons
+        .iter()
+        .any(|r| matches!(r.code(), Some("TransactionConflict")))
+}
+
+/// Jittered exponential backoff for a transaction that lost a race.
+async fn backoff(attempt: u32) {
+    let base = 4u64 << attempt.min(6);
+    let jitter = u64::from(ulid::Ulid::new().random() as u16) % base.max(1);
+    tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+}
+
+impl Orders {
+    pub fn new(client: Client, tables: Tables) -> Self {
+        Self { client, tables }
+    }
+
+    pub async fn from_env() -> Result<Self, MissingSetting> {
+        let tables = Tables::from_env()?;
+        let config = crate::db::sdk_config().await;
+        Ok(Self::new(crate::db::dynamodb(&config), tables))
+    }
+
+    /// Prices the lines from the catalog and, in one transaction, reserves
+    /// every line's units, stores the order, its `OrderCreated` event and the
+    /// idempotency record: all of it or none.
+    pub async fn place(&self, request: OrderRequest<'_>) -> Result<Placement, ApiError> {
+        let ids: Vec<&str> = request
+            .lines
+            .iter()
+            .map(|l| l.product_id.as_str())
+            .collect();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let products = self.load_products(&ids).await?;
+            let (items, order_amount, currency) = price_lines(&request.lines, &products)?;
+            let now = clock::now();
+            let created_at = clock::rfc3339(now);
+            let order = Order {
+                order_id: new_id(),
+                user_id: request.user_id.to_owned(),
+                items,
+                order_amount,
+                currency,
+                order_status: OrderStatus::PendingPayment,
+                created_at: created_at.clone(),
+                updated_at: created_at.clone(),
+                expires_at: clock::rfc3339(now + request.payment_window),
+            };
+            let versions: Vec<i64> = request
+                .lines
+                .iter()
+                .map(|l| {
+                    products
+                        .iter()
+                        .find(|p| p.product_id == l.product_id)
+                        .map_or(0, |p| p.version)
+                })
+                .collect();
+
+            let mut transaction = Vec::with_capacity(request.lines.len() + 3);
+            for (line, version) in order.items.iter().zip(&versions) {
+                transaction.push(
+                    TransactWriteItem::builder()
+                        .update(self.reserve(line.product_id.as_str(), line.quantity, *version)?)
+                        .build(),
+                );
+            }
+            transaction.push(
+                TransactWriteItem::builder()
+                    .put(self.order_put(&order)?)
+                    .build(),
+            );
+            let event = Envelope::new(
+                EventType::OrderCreated,
+                request.correlation_id,
+                &created_at,
+                &order,
+            )?;
+            transaction.push(
+                TransactWriteItem::builder()
+                    .put(event.outbox_put(&self.tables.events)?)
+                    .build(),
+            );
+            let body =
+                serde_json::to_string(&order).map_err(|e| DbError::Corrupt(e.to_string()))?;
+            if let Some((key, fingerprint)) = &request.idempotency {
+                let put = idempotency::record_put(
+                    &self.tables.idempotency,
+                    key,
+                    fingerprint,
+                    StatusCode::CREATED,
+                    &body,
+                    now.unix_timestamp(),
+                )?;
+                transaction.push(TransactWriteItem::builder().put(put).build());
+            }
+
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(transaction))
+                .client_request_token(new_id())
+                .send()
+                .await;
+            let err = match result {
+                Ok(_) => return Ok(Placement::Placed(order)),
+                Err(err) => err,
+            };
+            let Some(reasons) = cancellation_reasons(&err) else {
+                return Err(DbError::from(err).into());
+            };
+
+            // A retry of an earlier request: answer as the original did.
+            if let (Some((_, fingerprint)), Some(reason)) = (&request.idempotency, reasons.last())
+                && failed(reason)
+                && let Some(record) = reason.item()
+            {
+                return idempotency::replay(record, fingerprint).map(Placement::Replayed);
+            }
+
+            let mut shortages = Vec::new();
+            let mut price_changed = false;
+            for ((line, reason), requested) in
+                order.items.iter().zip(reasons).zip(request.lines.iter())
+            {
+                if !failed(reason) {
+                    continue;
+                }
+                let Some(current) = reason.item() else {
+                    return Err(product_not_found(&line.product_id));
+                };
+                let available = number(current, "stock").unwrap_or(0);
+                if available < requested.quantity {
+                    shortages.push(json!({"productId": line.product_id, "requested": requested.quantity, "available": available}));
+                } else {
+                    price_changed = true;
+                }
+            }
+            if !shortages.is_empty() {
+                return Err(insufficient_stock(shortages));
+            }
+            if (price_changed || conflicted(reasons)) && attempt < MAX_ATTEMPTS {
+                backoff(attempt).await;
+                continue;
+            }
+            if price_changed || conflicted(reasons) {
+                return Err(ApiError::unavailable(
+                    "too many concurrent orders for these products; retry shortly",
+                ));
+            }
+            tracing::error!(?reasons, "createOrder transaction cancelled unexpectedly");
+            return Err(ApiError::internal());
+        }
+    }
+
+    /// The products of an order, in one BatchGetItem (more only if DynamoDB
+    /// returns unprocessed keys under throttling).
+    pub async fn load_products(&self, ids: &[&str]) -> Result<Vec<Product>, DbError> {
+        let keys: Vec<Item> = ids
+            .iter()
+            .map(|id| [("productId".to_owned(), s(id))].into())
+            .collect();
+        let mut pending = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .build()
+                .map_err(build_err)?,
+        );
+        let mut products = Vec::with_capacity(ids.len());
+        let mut attempt = 0;
+        while let Some(keys) = pending.take() {
+            attempt += 1;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.tables.products, keys)
+                .send()
+                .await?;
+            for item in out
+                .responses
+                .unwrap_or_default()
+                .remove(&self.tables.products)
+                .unwrap_or_default()
+            {
+                products.push(serde_dynamo::from_item(item)?);
+            }
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&self.tables.products))
+                .filter(|k| !k.keys().is_empty());
+            if pending.is_some() {
+                if attempt >= 5 {
+                    return Err(DbError::Unavailable(
+                        "catalog reads are being throttled".into(),
+                    ));
+                }
+                backoff(attempt).await;
+            }
+        }
+        Ok(products)
+    }
+
+    /// Moves `quantity` from `stock` to `reserved`, if there is enough stock
+    /// and the product (its price) has not changed since it was read.
+    fn reserve(&self, product_id: &str, quantity: i64, version: i64) -> Result<Update, DbError> {
+        Update::builder()
+            .table_name(&self.tables.products)
+            .key("productId", s(product_id))
+            .update_expression("SET stock = stock - :q, reserved = reserved + :q")
+            .condition_expression("stock >= :q AND version = :v")
+            .expression_attribute_values(":q", n(quantity))
+            .expression_attribute_values(":v", n(version))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_err)
+    }
+
+    fn order_put(&self, order: &Order) -> Result<Put, DbError> {
+        let mut item: Item = serde_dynamo::to_item(order)?;
+        if order.order_status.holds_reservation() {
+            item.insert(
+                "reservationShard".into(),
+                s(&reservation_shard(&order.order_id)),
+            );
+        }
+        Put::builder()
+            .table_name(&self.tables.orders)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(orderId)")
+            .build()
+            .map_err(build_err)
+    }
+
+    pub async fn get(&self, order_id: &str) -> Result<Option<Order>, DbError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.orders)
+            .key("orderId", s(order_id))
+            .consistent_read(true)
+            .send()
+            .await?;
+        Ok(out.item.map(serde_dynamo::from_item).transpose()?)
+    }
+
+    /// The order if it exists and belongs to `user_id`.
+    pub async fn get_owned(&self, order_id: &str, user_id: &str) -> Result<Option<Order>, DbError> {
+        Ok(self.get(order_id).await?.filter(|o| o.user_id == user_id))
+    }
+
+    /// A user's orders, newest first.
+    pub async fn list_for_user(
+        &self,
+        user_id: &str,
+        limit: i32,
+        start: Option<Item>,
+    ) -> Result<(Vec<Order>, Option<Item>), DbError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.tables.orders)
+            .index_name(USER_INDEX)
+            .key_condition_expression("userId = :u")
+            .expression_attribute_values(":u", s(user_id))
+            .scan_index_forward(false)
+            .limit(limit)
+            .set_exclusive_start_key(start)
+            .send()
+            .await?;
+        let orders = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(serde_dynamo::from_item)
+            .collect::<Result<Vec<Order>, _>>()?;
+        Ok((orders, out.last_evaluated_key))
+    }
+
+    /// Cancels or expires an order and returns its reserved units to stock,
+    /// in one transaction conditional on the order's current status (and,
+    /// for expiry, on its payment window having passed).
+    pub async fn release(
+        &self,
+        order: &Order,
+        transition: OrderTransition,
+        correlation_id: &str,
+    ) -> Result<Release, DbError> {
+        let event_type = match transition {
+            OrderTransition::Cancel => EventType::OrderCancelled,
+            OrderTransition::Expire => EventType::OrderExpired,
+            other => return Err(DbError::Other(format!("{other:?} does not release stock"))),
+        };
+        let Ok(target) = order.order_status.apply(transition) else {
+            return Ok(Release::LostRace(Some(order.order_status)));
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let now = clock::now_rfc3339();
+            let updated = Order {
+                order_status: target,
+                updated_at: now.clone(),
+                ..order.clone()
+            };
+            let mut transaction = vec![
+                TransactWriteItem::builder()
+                    .update(self.status_update(&order.order_id, transition, target, &now)?)
+                    .build(),
+            ];
+            for line in &order.items {
+                transaction.push(
+                    TransactWriteItem::builder()
+                        .update(self.unreserve(&line.product_id, line.quantity)?)
+                        .build(),
+                );
+            }
+            let event = Envelope::new(event_type, correlation_id, &now, &updated)?;
+            transaction.push(
+                TransactWriteItem::builder()
+                    .put(event.outbox_put(&self.tables.events)?)
+                    .build(),
+            );
+
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(transaction))
+                .client_request_token(new_id())
+                .send()
+                .await;
+            let err = match result {
+                Ok(_) => return Ok(Release::Released(updated)),
+                Err(err) => err,
+            };
+            let Some(reasons) = cancellation_reasons(&err) else {
+                return Err(err.into());
+            };
+            if let Some(reason) = reasons.first()
+                && failed(reason)
+            {
+                let status = reason
+                    .item()
+                    .and_then(|item| serde_dynamo::from_item::<_, Order>(item.clone()).ok())
+                    .map(|o| o.order_status);
+                return Ok(Release::LostRace(status));
+            }
+            if reasons.iter().skip(1).any(failed) {
+                // reserved < quantity: the invariant is broken; refuse to
+                // make it worse and let an operator look.
+                tracing::error!(order_id = %order.order_id, "reserved stock is below the order's quantities");
+                return Err(DbError::Corrupt(format!(
+                    "reserved stock below order {} quantities",
+                    order.order_id
+                )));
+            }
+            if conflicted(reasons) && attempt < MAX_ATTEMPTS {
+                backoff(attempt).await;
+                continue;
+            }
+            return Err(DbError::Unavailable(format!(
+                "{transition:?} kept conflicting: {reasons:?}"
+            )));
+        }
+    }
+
+    fn status_update(
+        &self,
+        order_id: &str,
+        transition: OrderTransition,
+        target: OrderStatus,
+        now: &str,
+    ) -> Result<Update, DbError> {
+        let from = transition.allowed_from();
+        let placeholders: Vec<String> = (0..from.len()).map(|i| format!(":from{i}")).collect();
+        let mut condition = format!("orderStatus IN ({})", placeholders.join(", "));
+        if transition == OrderTransition::Expire {
+            condition.push_str(" AND expiresAt <= :now");
+        }
+        let mut update = Update::builder()
+            .table_name(&self.tables.orders)
+            .key("orderId", s(order_id))
+            .update_expression("SET orderStatus = :to, updatedAt = :now REMOVE reservationShard")
+            .condition_expression(condition)
+            .expression_attribute_values(":to", s(target.as_str()))
+            .expression_attribute_values(":now", s(now))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        for (placeholder, status) in placeholders.iter().zip(from) {
+            update = update.expression_attribute_values(placeholder, s(status.as_str()));
+        }
+        update.build().map_err(build_err)
+    }
+
+    /// Moves `quantity` from `reserved` back to `stock`.
+    fn unreserve(&self, product_id: &str, quantity: i64) -> Result<Update, DbError> {
+        Update::builder()
+            .table_name(&self.tables.products)
+            .key("productId", s(product_id))
+            .update_expression("SET stock = stock + :q, reserved = reserved - :q")
+            .condition_expression("reserved >= :q")
+            .expression_attribute_values(":q", n(quantity))
+            .build()
+            .map_err(build_err)
+    }
+
+    /// Orders still holding stock whose payment window closed by `now`
+    /// (read from a sparse, eventually consistent index: the release
+    /// transaction re-checks every condition).
+    pub async fn find_expired(&self, now: OffsetDateTime) -> Result<Vec<Order>, DbError> {
+        let now = clock::rfc3339(now);
+        let mut found = Vec::new();
+        for shard in 0..RESERVATION_SHARDS {
+            let mut start = None;
+            loop {
+                let out = self
+                    .client
+                    .query()
+                    .table_name(&self.tables.orders)
+                    .index_name(EXPIRY_INDEX)
+                    .key_condition_expression("reservationShard = :s AND expiresAt <= :now")
+                    .expression_attribute_values(":s", s(&shard.to_string()))
+                    .expression_attribute_values(":now", s(&now))
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await?;
+                for item in out.items.unwrap_or_default() {
+                    found.push(serde_dynamo::from_item(item)?);
+                }
+                start = out.last_evaluated_key;
+                if start.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+fn insufficient_stock(shortages: Vec<serde_json::Value>) -> ApiError {
+    let names: Vec<String> = shortages
+        .iter()
+        .map(|s| {
+            format!(
+                "{} (requested {}, available {})",
+                s["productId"].as_str().unwrap_or(""),
+                s["requested"],
+                s["available"]
+            )
+        })
+        .collect();
+    let first = shortages[0].clone();
+    ApiError::conflict(
+        "INSUFFICIENT_STOCK",
+        format!("not enough stock for {}", names.join(", ")),
+    )
+    .with("productId", first["productId"].clone())
+    .with("available", first["available"].clone())
+    .with("shortages", shortages)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_are_spread_and_stable() {
+        let shards: std::collections::HashSet<String> =
+            (0..200).map(|_| reservation_shard(&new_id())).collect();
+        assert_eq!(shards.len(), RESERVATION_SHARDS as usize);
+        assert_eq!(reservation_shard("abc"), reservation_shard("abc"));
+    }
+
+    #[test]
+    fn insufficient_stock_names_products() {
+        let e = insufficient_stock(vec![
+            json!({"productId": "kettle", "requested": 3, "available": 1}),
+        ]);
+        assert_eq!(e.status, StatusCode::CONFLICT);
+        assert_eq!(e.details["productId"], "kettle");
+        assert_eq!(e.details["available"], 1);
+        assert!(e.message.contains("kettle (requested 3, available 1)"));
+    }
+}

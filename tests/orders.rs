@@ -1,0 +1,659 @@
+//! Orders and inventory locking, in-process against official DynamoDB Local:
+//! the handlers with real API Gateway v2 events, the production data layer,
+//! real transactions and conditions, and many concurrent clients.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde_json::{Value, json};
+use shared::catalog::Catalog;
+use shared::order::{OrderStatus, OrderTransition};
+use shared::orders::{Orders, Release};
+use shared::product::ProductDraft;
+use system_tests::api::{ApiRequest, parts};
+use system_tests::dynamo::TestDb;
+
+const WINDOW: Duration = Duration::from_secs(900);
+
+struct Fixture {
+    db: TestDb,
+    catalog: Catalog,
+    orders: Orders,
+}
+
+async fn fixture() -> Arc<Fixture> {
+    let db = TestDb::new().await;
+    let catalog = Catalog::new(db.client.clone(), db.tables.products.clone());
+    let orders = Orders::new(db.client.clone(), db.tables.clone());
+    Arc::new(Fixture {
+        db,
+        catalog,
+        orders,
+    })
+}
+
+fn respond(result: shared::ApiResult) -> (u16, Value) {
+    parts(&shared::http::into_response(result))
+}
+
+impl Fixture {
+    async fn product(&self, id: &str, price: i64, stock: i64) {
+        let draft = ProductDraft {
+            product_id: None,
+            name: format!("{id} name"),
+            description: String::new(),
+            category: "test".into(),
+            price,
+            currency: "CNY".into(),
+            stock,
+        };
+        self.catalog
+            .put(id, &draft, "2026-11-22T00:00:00.000Z")
+            .await
+            .unwrap();
+    }
+
+    /// (stock, reserved, sold) of a product.
+    async fn counters(&self, id: &str) -> (i64, i64, i64) {
+        let p = self.catalog.get(id).await.unwrap().expect("product");
+        (p.stock, p.reserved, p.sold)
+    }
+
+    async fn create(&self, user: &str, body: Value) -> (u16, Value) {
+        self.create_with(ApiRequest::post("/orders").as_user(user).json(body), WINDOW)
+            .await
+    }
+
+    async fn create_with(&self, req: ApiRequest, window: Duration) -> (u16, Value) {
+        respond(create_order::handle(&self.orders, window, req.build()).await)
+    }
+
+    async fn get(&self, user: &str, order_id: &str) -> (u16, Value) {
+        let req = ApiRequest::get("/orders/{orderId}")
+            .path_param("orderId", order_id)
+            .as_user(user);
+        respond(get_order_info::handle(&self.orders, req.build()).await)
+    }
+
+    async fn cancel(&self, user: &str, order_id: &str) -> (u16, Value) {
+        let req = ApiRequest::post("/orders/{orderId}/cancel")
+            .path_param("orderId", order_id)
+            .as_user(user);
+        respond(cancel_order::handle(&self.orders, req.build()).await)
+    }
+
+    async fn list(&self, user: &str, query: &[(&str, &str)]) -> (u16, Value) {
+        let mut req = ApiRequest::get("/orders").as_user(user);
+        for (k, v) in query {
+            req = req.query(k, v);
+        }
+        respond(list_orders::handle(&self.orders, req.build()).await)
+    }
+
+    /// The outbox records of one type that mention `order_id`.
+    async fn events_for(&self, order_id: &str, event_type: &str) -> Vec<Value> {
+        let out = self
+            .db
+            .client
+            .scan()
+            .table_name(&self.db.tables.events)
+            .send()
+            .await
+            .unwrap();
+        out.items()
+            .iter()
+            .filter_map(|item| match item.get("envelope") {
+                Some(AttributeValue::S(s)) => serde_json::from_str::<Value>(s).ok(),
+                _ => None,
+            })
+            .filter(|e| e["type"] == event_type && e["data"]["orderId"] == order_id)
+            .collect()
+    }
+
+    async fn set_status(&self, order_id: &str, status: OrderStatus) {
+        self.db
+            .client
+            .update_item()
+            .table_name(&self.db.tables.orders)
+            .key("orderId", AttributeValue::S(order_id.into()))
+            .update_expression("SET orderStatus = :s")
+            .expression_attribute_values(":s", AttributeValue::S(status.as_str().into()))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error: {body}"))
+}
+
+#[tokio::test]
+async fn an_order_reserves_stock_at_catalog_prices() {
+    let f = fixture().await;
+    f.product("tea", 1999, 10).await;
+    let req = ApiRequest::post("/orders")
+        .as_user("u1")
+        .header("x-correlation-id", "corr-42")
+        .json(json!({"productId": "tea", "quantity": 3}));
+    let response =
+        shared::http::into_response(create_order::handle(&f.orders, WINDOW, req.build()).await);
+    let (status, order) = parts(&response);
+    assert_eq!(status, 201, "{order}");
+    let order_id = order["orderId"].as_str().unwrap();
+    assert_eq!(
+        response.headers()["location"],
+        format!("/orders/{order_id}").as_str()
+    );
+    assert_eq!(order["userId"], "u1");
+    assert_eq!(order["orderStatus"], "PENDING_PAYMENT");
+    assert_eq!(order["orderAmount"], 5997);
+    assert_eq!(order["currency"], "CNY");
+    assert_eq!(
+        order["items"],
+        json!([{"productId": "tea", "name": "tea name", "quantity": 3, "unitPrice": 1999, "lineAmount": 5997}])
+    );
+    let created = time::OffsetDateTime::parse(
+        order["createdAt"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let expires = time::OffsetDateTime::parse(
+        order["expiresAt"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert_eq!(expires - created, time::Duration::minutes(15));
+    assert_eq!(f.counters("tea").await, (7, 3, 0));
+
+    let events = f.events_for(order_id, "OrderCreated").await;
+    assert_eq!(events.len(), 1, "exactly one outbox event");
+    assert_eq!(events[0]["correlationId"], "corr-42");
+    assert_eq!(events[0]["data"]["orderAmount"], 5997);
+
+    assert_eq!(f.get("u1", order_id).await, (200, order));
+}
+
+#[tokio::test]
+async fn all_lines_lock_or_none_do() {
+    let f = fixture().await;
+    f.product("a", 100, 5).await;
+    f.product("b", 200, 1).await;
+    let (status, body) = f.create("u1", json!({"items": [{"productId": "a", "quantity": 2}, {"productId": "b", "quantity": 3}]})).await;
+    assert_eq!((status, code(&body)), (409, "INSUFFICIENT_STOCK"), "{body}");
+    assert_eq!(body["error"]["productId"], "b");
+    assert_eq!(body["error"]["available"], 1);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("b (requested 3, available 1)")
+    );
+    assert_eq!(
+        f.counters("a").await,
+        (5, 0, 0),
+        "the first line was not locked"
+    );
+    assert_eq!(f.counters("b").await, (1, 0, 0));
+    let (_, list) = f.list("u1", &[]).await;
+    assert_eq!(list["items"], json!([]), "no order was written");
+
+    let (status, order) = f.create("u1", json!({"items": [{"productId": "a", "quantity": 2}, {"productId": "b", "quantity": 1}]})).await;
+    assert_eq!(status, 201);
+    assert_eq!(order["orderAmount"], 400);
+    assert_eq!(
+        (f.counters("a").await, f.counters("b").await),
+        ((3, 2, 0), (0, 1, 0))
+    );
+}
+
+#[tokio::test]
+async fn unknown_products_and_bad_bodies_change_nothing() {
+    let f = fixture().await;
+    f.product("a", 100, 5).await;
+    let (status, body) = f.create("u1", json!({"items": [{"productId": "a", "quantity": 1}, {"productId": "ghost", "quantity": 1}]})).await;
+    assert_eq!((status, code(&body)), (404, "PRODUCT_NOT_FOUND"));
+    assert_eq!(body["error"]["productId"], "ghost");
+    for (body, field) in [
+        (
+            json!({"productId": "a", "quantity": 0}),
+            "items[0].quantity",
+        ),
+        (
+            json!({"productId": "a", "quantity": 1, "unitPrice": 1}),
+            "unitPrice",
+        ),
+        (
+            json!({"items": [{"productId": "a", "quantity": 1, "price": 1}]}),
+            "price",
+        ),
+        (json!({"items": "a"}), "items"),
+    ] {
+        let (status, answer) = f.create("u1", body.clone()).await;
+        assert_eq!(status, 400, "{body} -> {answer}");
+        assert!(
+            answer["error"]["message"].as_str().unwrap().contains(field),
+            "{body} -> {answer}"
+        );
+    }
+    assert_eq!(f.counters("a").await, (5, 0, 0));
+}
+
+#[tokio::test]
+async fn user_id_in_the_body_must_be_the_caller() {
+    let f = fixture().await;
+    f.product("a", 100, 5).await;
+    let (status, body) = f
+        .create(
+            "u1",
+            json!({"productId": "a", "quantity": 1, "userId": "u2"}),
+        )
+        .await;
+    assert_eq!((status, code(&body)), (403, "FORBIDDEN"));
+    assert_eq!(f.counters("a").await, (5, 0, 0));
+    let (status, order) = f
+        .create(
+            "u1",
+            json!({"productId": "a", "quantity": 1, "userId": "u1"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(order["userId"], "u1");
+    let anonymous = ApiRequest::post("/orders").json(json!({"productId": "a", "quantity": 1}));
+    assert_eq!(f.create_with(anonymous, WINDOW).await.0, 401);
+}
+
+#[tokio::test]
+async fn idempotency_key_replays_and_locks_once() {
+    let f = fixture().await;
+    f.product("a", 100, 10).await;
+    let with_key = |user: &str, key: &str, body: Value| {
+        ApiRequest::post("/orders")
+            .as_user(user)
+            .header("Idempotency-Key", key)
+            .json(body)
+    };
+
+    let (s1, first) = f
+        .create_with(
+            with_key("u1", "k-1", json!({"productId": "a", "quantity": 2})),
+            WINDOW,
+        )
+        .await;
+    assert_eq!(s1, 201);
+    // The same request (in the other body form) returns the original.
+    let (s2, again) = f
+        .create_with(
+            with_key(
+                "u1",
+                "k-1",
+                json!({"items": [{"productId": "a", "quantity": 2}]}),
+            ),
+            WINDOW,
+        )
+        .await;
+    assert_eq!((s2, &again), (201, &first));
+    assert_eq!(f.counters("a").await, (8, 2, 0), "stock locked once");
+
+    let (s3, reused) = f
+        .create_with(
+            with_key("u1", "k-1", json!({"productId": "a", "quantity": 3})),
+            WINDOW,
+        )
+        .await;
+    assert_eq!((s3, code(&reused)), (409, "IDEMPOTENCY_KEY_REUSED"));
+    // Keys are per user: another user's identical key is a new order.
+    let (s4, other) = f
+        .create_with(
+            with_key("u2", "k-1", json!({"productId": "a", "quantity": 2})),
+            WINDOW,
+        )
+        .await;
+    assert_eq!(s4, 201);
+    assert_ne!(other["orderId"], first["orderId"]);
+    assert_eq!(f.counters("a").await, (6, 4, 0));
+
+    let (s5, bad) = f
+        .create_with(
+            with_key("u1", "has space", json!({"productId": "a", "quantity": 1})),
+            WINDOW,
+        )
+        .await;
+    assert_eq!(
+        (s5, bad["error"]["field"].as_str()),
+        (400, Some("Idempotency-Key"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_retries_with_one_key_create_one_order() {
+    let f = fixture().await;
+    f.product("a", 100, 100).await;
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let f = f.clone();
+            tokio::spawn(async move {
+                let req = ApiRequest::post("/orders")
+                    .as_user("u1")
+                    .header("Idempotency-Key", "same")
+                    .json(json!({"productId": "a", "quantity": 5}));
+                f.create_with(req, WINDOW).await
+            })
+        })
+        .collect();
+    let mut ids = HashSet::new();
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        assert_eq!(status, 201, "{body}");
+        ids.insert(body["orderId"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids.len(), 1, "every retry got the same order");
+    assert_eq!(f.counters("a").await, (95, 5, 0));
+}
+
+#[tokio::test]
+async fn orders_are_private_to_their_owner() {
+    let f = fixture().await;
+    f.product("a", 100, 10).await;
+    let (_, order) = f
+        .create("owner", json!({"productId": "a", "quantity": 1}))
+        .await;
+    let id = order["orderId"].as_str().unwrap();
+    let (status, body) = f.get("intruder", id).await;
+    assert_eq!((status, code(&body)), (404, "ORDER_NOT_FOUND"));
+    let (status, _) = f.cancel("intruder", id).await;
+    assert_eq!(status, 404);
+    assert_eq!(f.get("owner", id).await.1["orderStatus"], "PENDING_PAYMENT");
+    let (_, list) = f.list("intruder", &[]).await;
+    assert_eq!(list["items"], json!([]));
+    for bad in ["nope", "has-dash", &"x".repeat(65)] {
+        assert_eq!(f.get("owner", bad).await.0, 404, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn listing_is_newest_first_and_paginated() {
+    let f = fixture().await;
+    f.product("a", 100, 100).await;
+    let mut created = Vec::new();
+    for _ in 0..5 {
+        let (_, order) = f
+            .create("lister", json!({"productId": "a", "quantity": 1}))
+            .await;
+        created.push(order["orderId"].as_str().unwrap().to_owned());
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    f.create("someone-else", json!({"productId": "a", "quantity": 1}))
+        .await;
+    let (status, page1) = f.list("lister", &[("limit", "2")]).await;
+    assert_eq!(status, 200);
+    let token = page1["nextToken"].as_str().unwrap().to_owned();
+    let (_, page2) = f
+        .list("lister", &[("limit", "2"), ("nextToken", &token)])
+        .await;
+    let (_, rest) = f
+        .list(
+            "lister",
+            &[
+                ("limit", "10"),
+                ("nextToken", page2["nextToken"].as_str().unwrap()),
+            ],
+        )
+        .await;
+    let listed: Vec<String> = [&page1, &page2, &rest]
+        .iter()
+        .flat_map(|p| {
+            p["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o["orderId"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    created.reverse();
+    assert_eq!(listed, created, "all of the caller's orders, newest first");
+
+    // A token is bound to the user it was issued to.
+    let (status, body) = f.list("someone-else", &[("nextToken", &token)]).await;
+    assert_eq!((status, code(&body)), (400, "INVALID_NEXT_TOKEN"));
+}
+
+#[tokio::test]
+async fn cancel_releases_stock_once_and_is_repeatable() {
+    let f = fixture().await;
+    f.product("a", 100, 10).await;
+    let (_, order) = f
+        .create("u1", json!({"productId": "a", "quantity": 4}))
+        .await;
+    let id = order["orderId"].as_str().unwrap();
+    assert_eq!(f.counters("a").await, (6, 4, 0));
+
+    let (status, cancelled) = f.cancel("u1", id).await;
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["orderStatus"], "CANCELLED");
+    assert_eq!(f.counters("a").await, (10, 0, 0));
+    assert_eq!(f.events_for(id, "OrderCancelled").await.len(), 1);
+
+    let (status, again) = f.cancel("u1", id).await;
+    assert_eq!(
+        (status, again["orderStatus"].as_str()),
+        (200, Some("CANCELLED"))
+    );
+    assert_eq!(f.counters("a").await, (10, 0, 0), "released once");
+    assert_eq!(f.events_for(id, "OrderCancelled").await.len(), 1);
+}
+
+#[tokio::test]
+async fn paid_expired_and_refunded_orders_cannot_be_cancelled() {
+    let f = fixture().await;
+    f.product("a", 100, 10).await;
+    for status in [
+        OrderStatus::Paid,
+        OrderStatus::Expired,
+        OrderStatus::Refunded,
+    ] {
+        let (_, order) = f
+            .create("u1", json!({"productId": "a", "quantity": 1}))
+            .await;
+        let id = order["orderId"].as_str().unwrap();
+        f.set_status(id, status).await;
+        let (code_, body) = f.cancel("u1", id).await;
+        assert_eq!(
+            (code_, code(&body)),
+            (409, "ORDER_NOT_CANCELLABLE"),
+            "{status:?}"
+        );
+        assert_eq!(body["error"]["orderStatus"], status.as_str());
+    }
+    // PAYMENT_FAILED still holds stock and can be cancelled.
+    let (_, order) = f
+        .create("u1", json!({"productId": "a", "quantity": 1}))
+        .await;
+    let id = order["orderId"].as_str().unwrap();
+    f.set_status(id, OrderStatus::PaymentFailed).await;
+    assert_eq!(f.cancel("u1", id).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn expiry_releases_due_orders_once_even_with_concurrent_sweeps() {
+    let f = fixture().await;
+    f.product("a", 100, 20).await;
+    let mut due = Vec::new();
+    for _ in 0..6 {
+        let (status, order) = f
+            .create_with(
+                ApiRequest::post("/orders")
+                    .as_user("u1")
+                    .json(json!({"productId": "a", "quantity": 2})),
+                Duration::ZERO,
+            )
+            .await;
+        assert_eq!(status, 201);
+        due.push(order["orderId"].as_str().unwrap().to_owned());
+    }
+    let (_, not_due) = f
+        .create("u1", json!({"productId": "a", "quantity": 1}))
+        .await;
+    assert_eq!(f.counters("a").await, (7, 13, 0));
+    tokio::time::sleep(Duration::from_millis(5)).await;
+
+    let sweeps: Vec<_> = (0..3)
+        .map(|i| {
+            let f = f.clone();
+            tokio::spawn(async move {
+                expire_orders::sweep(&f.orders, &format!("run-{i}"))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut expired = 0;
+    for sweep in sweeps {
+        expired += sweep.await.unwrap().expired;
+    }
+    assert_eq!(expired, 6, "each due order expired by exactly one sweep");
+    assert_eq!(f.counters("a").await, (19, 1, 0));
+    for id in &due {
+        assert_eq!(f.get("u1", id).await.1["orderStatus"], "EXPIRED");
+        assert_eq!(f.events_for(id, "OrderExpired").await.len(), 1);
+    }
+    assert_eq!(
+        f.get("u1", not_due["orderId"].as_str().unwrap()).await.1["orderStatus"],
+        "PENDING_PAYMENT"
+    );
+    let report = expire_orders::sweep(&f.orders, "again").await.unwrap();
+    assert_eq!(
+        report,
+        expire_orders::SweepReport::default(),
+        "nothing left to do"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancel_and_expiry_racing_release_stock_once() {
+    let f = fixture().await;
+    f.product("a", 100, 1000).await;
+    for round in 0..20 {
+        let (_, order) = f
+            .create_with(
+                ApiRequest::post("/orders")
+                    .as_user("u1")
+                    .json(json!({"productId": "a", "quantity": 3})),
+                Duration::ZERO,
+            )
+            .await;
+        let id = order["orderId"].as_str().unwrap().to_owned();
+        let stored = f.orders.get(&id).await.unwrap().unwrap();
+        let (cancel, expire) = {
+            let (f1, f2, o1, o2) = (f.clone(), f.clone(), stored.clone(), stored);
+            tokio::join!(
+                tokio::spawn(async move {
+                    f1.orders
+                        .release(&o1, OrderTransition::Cancel, "c")
+                        .await
+                        .unwrap()
+                }),
+                tokio::spawn(async move {
+                    f2.orders
+                        .release(&o2, OrderTransition::Expire, "e")
+                        .await
+                        .unwrap()
+                }),
+            )
+        };
+        let winners = [cancel.unwrap(), expire.unwrap()]
+            .iter()
+            .filter(|r| matches!(r, Release::Released(_)))
+            .count();
+        assert_eq!(
+            winners, 1,
+            "round {round}: exactly one of cancel and expiry wins"
+        );
+    }
+    assert_eq!(
+        f.counters("a").await,
+        (1000, 0, 0),
+        "every reservation released exactly once"
+    );
+}
+
+/// Many clients racing for little stock: exactly the stock is sold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn flash_sale_never_oversells() {
+    const STOCK: i64 = 50;
+    const CLIENTS: usize = 300;
+    let f = fixture().await;
+    for round in 0..3 {
+        let product = format!("kettle-{round}");
+        f.product(&product, 9900, STOCK).await;
+        let tasks: Vec<_> = (0..CLIENTS)
+            .map(|i| {
+                let (f, product) = (f.clone(), product.clone());
+                tokio::spawn(async move {
+                    f.create(
+                        &format!("buyer-{i}"),
+                        json!({"productId": product, "quantity": 1}),
+                    )
+                    .await
+                })
+            })
+            .collect();
+        let (mut sold, mut refused) = (0, 0);
+        for task in tasks {
+            match task.await.unwrap() {
+                (201, _) => sold += 1,
+                (409, body) => {
+                    assert_eq!(code(&body), "INSUFFICIENT_STOCK");
+                    refused += 1;
+                }
+                (status, body) => panic!("round {round}: unexpected {status} {body}"),
+            }
+        }
+        println!(
+            "flash sale round {round}: {CLIENTS} clients, stock {STOCK}: {sold} sold, {refused} refused"
+        );
+        assert_eq!(
+            (sold, refused),
+            (STOCK, CLIENTS as i64 - STOCK),
+            "round {round}"
+        );
+        assert_eq!(f.counters(&product).await, (0, STOCK, 0), "round {round}");
+    }
+}
+
+/// Multi-line orders taking the same products in opposite orders neither
+/// deadlock nor lock partially.
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn opposite_multi_line_orders_lock_all_or_nothing() {
+    const STOCK: i64 = 30;
+    let f = fixture().await;
+    f.product("left", 100, STOCK).await;
+    f.product("right", 100, STOCK).await;
+    let tasks: Vec<_> = (0..120)
+        .map(|i| {
+            let f = f.clone();
+            let lines = if i % 2 == 0 {
+                json!([{"productId": "left", "quantity": 1}, {"productId": "right", "quantity": 1}])
+            } else {
+                json!([{"productId": "right", "quantity": 1}, {"productId": "left", "quantity": 1}])
+            };
+            tokio::spawn(async move { f.create(&format!("u{i}"), json!({"items": lines})).await })
+        })
+        .collect();
+    let mut sold = 0;
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        match status {
+            201 => sold += 1,
+            409 => assert_eq!(code(&body), "INSUFFICIENT_STOCK"),
+            _ => panic!("unexpected {status} {body}"),
+        }
+    }
+    assert_eq!(sold, STOCK);
+    assert_eq!(f.counters("left").await, (0, STOCK, 0));
+    assert_eq!(f.counters("right").await, (0, STOCK, 0));
+}
