@@ -23,8 +23,18 @@ async fn product(stack: &Stack, stock: i64) -> String {
 }
 
 async fn counters(stack: &Stack, id: &str) -> (i64, i64) {
-    let (_, p) = stack.call(Method::GET, &format!("/products/{id}"), Some(&stack.user_token), None).await;
-    (p["stock"].as_i64().unwrap(), p["reserved"].as_i64().unwrap())
+    let (_, p) = stack
+        .call(
+            Method::GET,
+            &format!("/products/{id}"),
+            Some(&stack.user_token),
+            None,
+        )
+        .await;
+    (
+        p["stock"].as_i64().unwrap(),
+        p["reserved"].as_i64().unwrap(),
+    )
 }
 
 #[tokio::test]
@@ -33,7 +43,12 @@ async fn order_read_list_and_cancel() {
     let id = product(&stack, 5).await;
 
     let (status, order) = stack
-        .call(Method::POST, "/orders", Some(&stack.user_token), Some(json!({"productId": id, "quantity": 2})))
+        .call(
+            Method::POST,
+            "/orders",
+            Some(&stack.user_token),
+            Some(json!({"productId": id, "quantity": 2})),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{order}");
     assert_eq!(order["orderStatus"], "PENDING_PAYMENT");
@@ -42,21 +57,69 @@ async fn order_read_list_and_cancel() {
     assert_eq!(counters(&stack, &id).await, (3, 2));
 
     let path = format!("/orders/{order_id}");
-    let (status, read) = stack.call(Method::GET, &path, Some(&stack.user_token), None).await;
+    let (status, read) = stack
+        .call(Method::GET, &path, Some(&stack.user_token), None)
+        .await;
     assert_eq!((status, &read), (StatusCode::OK, &order));
-    let (status, body) = stack.call(Method::GET, &path, Some(&stack.other_token), None).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "another user's order is not found: {body}");
+    let (status, body) = stack
+        .call(Method::GET, &path, Some(&stack.other_token), None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "another user's order is not found: {body}"
+    );
     assert_eq!(body["error"]["code"], "ORDER_NOT_FOUND");
 
-    let (status, list) = stack.call(Method::GET, "/orders?limit=100", Some(&stack.user_token), None).await;
+    let (status, list) = stack
+        .call(
+            Method::GET,
+            "/orders?limit=100",
+            Some(&stack.user_token),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
-    assert!(list["items"].as_array().unwrap().iter().any(|o| o["orderId"] == order_id));
-    let (_, others) = stack.call(Method::GET, "/orders?limit=100", Some(&stack.other_token), None).await;
-    assert!(!others["items"].as_array().unwrap().iter().any(|o| o["orderId"] == order_id));
+    assert!(
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["orderId"] == order_id)
+    );
+    let (_, others) = stack
+        .call(
+            Method::GET,
+            "/orders?limit=100",
+            Some(&stack.other_token),
+            None,
+        )
+        .await;
+    assert!(
+        !others["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["orderId"] == order_id)
+    );
 
-    let (status, body) = stack.call(Method::POST, &format!("{path}/cancel"), Some(&stack.other_token), None).await;
+    let (status, body) = stack
+        .call(
+            Method::POST,
+            &format!("{path}/cancel"),
+            Some(&stack.other_token),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-    let (status, cancelled) = stack.call(Method::POST, &format!("{path}/cancel"), Some(&stack.user_token), None).await;
+    let (status, cancelled) = stack
+        .call(
+            Method::POST,
+            &format!("{path}/cancel"),
+            Some(&stack.user_token),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{cancelled}");
     assert_eq!(cancelled["orderStatus"], "CANCELLED");
     assert_eq!(counters(&stack, &id).await, (5, 0));
@@ -67,25 +130,57 @@ async fn order_errors() {
     let stack = Stack::from_env();
     let id = product(&stack, 1).await;
     let (status, body) = stack
-        .call(Method::POST, "/orders", Some(&stack.user_token), Some(json!({"productId": id, "quantity": 2})))
+        .call(
+            Method::POST,
+            "/orders",
+            Some(&stack.user_token),
+            Some(json!({"productId": id, "quantity": 2})),
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(body["error"]["code"], "INSUFFICIENT_STOCK");
     assert_eq!(body["error"]["available"], 1);
 
     let (status, body) = stack
-        .call(Method::POST, "/orders", Some(&stack.user_token), Some(json!({"productId": "no-such-product-e2e", "quantity": 1})))
+        .call(
+            Method::POST,
+            "/orders",
+            Some(&stack.user_token),
+            Some(json!({"productId": "no-such-product-e2e", "quantity": 1})),
+        )
         .await;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("PRODUCT_NOT_FOUND")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("PRODUCT_NOT_FOUND"))
+    );
 
     let (status, body) = stack
-        .call(Method::POST, "/orders", Some(&stack.user_token), Some(json!({"productId": id, "quantity": -1})))
+        .call(
+            Method::POST,
+            "/orders",
+            Some(&stack.user_token),
+            Some(json!({"productId": id, "quantity": -1})),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 
-    let (status, _) = stack.call(Method::POST, "/orders", None, Some(json!({"productId": id, "quantity": 1}))).await;
+    let (status, _) = stack
+        .call(
+            Method::POST,
+            "/orders",
+            None,
+            Some(json!({"productId": id, "quantity": 1})),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _) = stack.call(Method::GET, "/orders/01JXXXXXXXXXXXXXXXXXXXXXXX", Some(&stack.user_token), None).await;
+    let (status, _) = stack
+        .call(
+            Method::GET,
+            "/orders/01JXXXXXXXXXXXXXXXXXXXXXXX",
+            Some(&stack.user_token),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(counters(&stack, &id).await, (1, 0));
 }
@@ -114,7 +209,10 @@ async fn idempotency_key_through_the_api() {
     assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::CREATED));
     assert_eq!(first, second);
     let (s3, body) = send(4).await;
-    assert_eq!((s3, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("IDEMPOTENCY_KEY_REUSED")));
+    assert_eq!(
+        (s3, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("IDEMPOTENCY_KEY_REUSED"))
+    );
     assert_eq!(counters(&stack, &id).await, (7, 3));
 }
 
@@ -125,21 +223,35 @@ async fn unpaid_orders_expire_on_schedule() {
     let stack = Stack::from_env();
     let id = product(&stack, 4).await;
     let (status, order) = stack
-        .call(Method::POST, "/orders", Some(&stack.user_token), Some(json!({"productId": id, "quantity": 3})))
+        .call(
+            Method::POST,
+            "/orders",
+            Some(&stack.user_token),
+            Some(json!({"productId": id, "quantity": 3})),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED);
     let path = format!("/orders/{}", order["orderId"].as_str().unwrap());
     let deadline = Instant::now() + Duration::from_secs(150);
     loop {
-        let (_, current) = stack.call(Method::GET, &path, Some(&stack.user_token), None).await;
+        let (_, current) = stack
+            .call(Method::GET, &path, Some(&stack.user_token), None)
+            .await;
         if current["orderStatus"] == "EXPIRED" {
             break;
         }
         assert_eq!(current["orderStatus"], "PENDING_PAYMENT");
-        assert!(Instant::now() < deadline, "the order did not expire within 150 s");
+        assert!(
+            Instant::now() < deadline,
+            "the order did not expire within 150 s"
+        );
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    assert_eq!(counters(&stack, &id).await, (4, 0), "its stock was released");
+    assert_eq!(
+        counters(&stack, &id).await,
+        (4, 0),
+        "its stock was released"
+    );
 }
 
 /// A small race through API Gateway and the Lambda processes (the big ones
@@ -152,7 +264,14 @@ async fn racing_buyers_through_the_api_never_oversell() {
         .map(|_| {
             let (stack, id) = (stack.clone(), id.clone());
             tokio::spawn(async move {
-                stack.call(Method::POST, "/orders", Some(&stack.other_token), Some(json!({"productId": id, "quantity": 1}))).await
+                stack
+                    .call(
+                        Method::POST,
+                        "/orders",
+                        Some(&stack.other_token),
+                        Some(json!({"productId": id, "quantity": 1})),
+                    )
+                    .await
             })
         })
         .collect();

@@ -175,3 +175,20 @@ fn function_policies_name_their_actions_and_resources() {
         }
     }
 }
+
+/// Test files sit at the top of tests/, where cargo does not discover them
+/// by itself: each must be declared, or it would silently never run.
+#[test]
+fn every_test_file_is_declared() {
+    let manifest = std::fs::read_to_string(repo_root().join("tests/Cargo.toml")).unwrap();
+    for entry in std::fs::read_dir(repo_root().join("tests")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            let file = path.file_name().unwrap().to_str().unwrap();
+            assert!(
+                manifest.contains(&format!("path = \"{file}\"")),
+                "tests/{file} is not a [[test]] in tests/Cargo.toml"
+            );
+        }
+    }
+}
