@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{Value, json};
 use shared::catalog::Catalog;
 use shared::order::{OrderStatus, OrderTransition};
-use shared::orders::{Orders, Release};
+use shared::orders::{Orders, Transition};
 use shared::product::ProductDraft;
 use system_tests::api::{ApiRequest, parts};
 use system_tests::dynamo::TestDb;
@@ -553,13 +553,13 @@ async fn cancel_and_expiry_racing_release_stock_once() {
             tokio::join!(
                 tokio::spawn(async move {
                     f1.orders
-                        .release(&o1, OrderTransition::Cancel, "c")
+                        .apply_transition(&o1, OrderTransition::Cancel, "c")
                         .await
                         .unwrap()
                 }),
                 tokio::spawn(async move {
                     f2.orders
-                        .release(&o2, OrderTransition::Expire, "e")
+                        .apply_transition(&o2, OrderTransition::Expire, "e")
                         .await
                         .unwrap()
                 }),
@@ -567,7 +567,7 @@ async fn cancel_and_expiry_racing_release_stock_once() {
         };
         let winners = [cancel.unwrap(), expire.unwrap()]
             .iter()
-            .filter(|r| matches!(r, Release::Released(_)))
+            .filter(|r| matches!(r, Transition::Applied(_)))
             .count();
         assert_eq!(
             winners, 1,
@@ -656,4 +656,128 @@ async fn opposite_multi_line_orders_lock_all_or_nothing() {
     assert_eq!(sold, STOCK);
     assert_eq!(f.counters("left").await, (0, STOCK, 0));
     assert_eq!(f.counters("right").await, (0, STOCK, 0));
+}
+
+/// Cancel, expiry and a payment racing for the same order: exactly one
+/// wins, and `stock + reserved + sold` is conserved whichever it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancel_expiry_and_payment_racing_settle_each_order_once() {
+    const INITIAL: i64 = 1000;
+    let f = fixture().await;
+    f.product("a", 100, INITIAL).await;
+    let mut paid = 0;
+    for round in 0..20 {
+        let (_, order) = f
+            .create_with(
+                ApiRequest::post("/orders")
+                    .as_user("u1")
+                    .json(json!({"productId": "a", "quantity": 3})),
+                Duration::ZERO,
+            )
+            .await;
+        let stored = f
+            .orders
+            .get(order["orderId"].as_str().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let racers: Vec<_> = [
+            OrderTransition::Cancel,
+            OrderTransition::Expire,
+            OrderTransition::PaymentSucceeded,
+        ]
+        .into_iter()
+        .map(|t| {
+            let (f, o) = (f.clone(), stored.clone());
+            tokio::spawn(
+                async move { (t, f.orders.apply_transition(&o, t, "race").await.unwrap()) },
+            )
+        })
+        .collect();
+        let mut winners = Vec::new();
+        for racer in racers {
+            let (t, outcome) = racer.await.unwrap();
+            if matches!(outcome, Transition::Applied(_)) {
+                winners.push(t);
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+        if winners[0] == OrderTransition::PaymentSucceeded {
+            paid += 1;
+        }
+        let (stock, reserved, sold) = f.counters("a").await;
+        assert_eq!(
+            (stock + reserved + sold, reserved),
+            (INITIAL, 0),
+            "round {round}"
+        );
+        assert_eq!(sold, 3 * paid, "round {round}");
+    }
+}
+
+#[tokio::test]
+async fn payment_sells_and_refund_restocks() {
+    let f = fixture().await;
+    f.product("a", 100, 10).await;
+    let (_, order) = f
+        .create("u1", json!({"productId": "a", "quantity": 4}))
+        .await;
+    let stored = f
+        .orders
+        .get(order["orderId"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+
+    let failed = match f
+        .orders
+        .apply_transition(&stored, OrderTransition::PaymentFailed, "c")
+        .await
+        .unwrap()
+    {
+        Transition::Applied(o) => o,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(failed.order_status, OrderStatus::PaymentFailed);
+    assert_eq!(
+        f.counters("a").await,
+        (6, 4, 0),
+        "a failed payment keeps the reservation"
+    );
+
+    let paid = match f
+        .orders
+        .apply_transition(&failed, OrderTransition::PaymentSucceeded, "c")
+        .await
+        .unwrap()
+    {
+        Transition::Applied(o) => o,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(f.counters("a").await, (6, 0, 4));
+    assert!(matches!(
+        f.orders
+            .apply_transition(&paid, OrderTransition::Expire, "c")
+            .await
+            .unwrap(),
+        Transition::LostRace(Some(OrderStatus::Paid))
+    ));
+    assert!(matches!(
+        f.orders
+            .apply_transition(&paid, OrderTransition::Refund, "c")
+            .await
+            .unwrap(),
+        Transition::Applied(_)
+    ));
+    assert_eq!(f.counters("a").await, (10, 0, 0));
+    let id = &paid.order_id;
+    for event in [
+        "OrderCreated",
+        "OrderPaymentFailed",
+        "OrderPaid",
+        "OrderRefunded",
+    ] {
+        assert_eq!(f.events_for(id, event).await.len(), 1, "{event}");
+    }
+    assert!(f.events_for(id, "OrderExpired").await.is_empty());
 }

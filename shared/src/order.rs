@@ -39,6 +39,30 @@ pub enum OrderTransition {
     Refund,
 }
 
+/// How a transition moves an order's units between the product's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StockMove {
+    /// `reserved` → `stock`: the order gave its units back.
+    Release,
+    /// `reserved` → `sold`: the order was paid for.
+    Sell,
+    /// `sold` → `stock`: a paid order was refunded.
+    Restock,
+    /// Nothing moves (the units stay reserved).
+    Keep,
+}
+
+impl OrderTransition {
+    pub fn stock_move(self) -> StockMove {
+        match self {
+            OrderTransition::PaymentSucceeded => StockMove::Sell,
+            OrderTransition::PaymentFailed => StockMove::Keep,
+            OrderTransition::Cancel | OrderTransition::Expire => StockMove::Release,
+            OrderTransition::Refund => StockMove::Restock,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("an order in {from:?} cannot take {transition:?}")]
 pub struct ForbiddenTransition {
@@ -364,6 +388,36 @@ mod tests {
         );
         assert_eq!(T::Refund.allowed_from(), vec![Paid]);
         assert_eq!(T::PaymentFailed.allowed_from(), vec![PendingPayment]);
+    }
+
+    #[test]
+    fn stock_moves_keep_reservations_consistent() {
+        // A transition releases or sells the reservation exactly when it
+        // leaves the states that hold one.
+        for from in OrderStatus::ALL {
+            for t in [
+                T::PaymentSucceeded,
+                T::PaymentFailed,
+                T::Cancel,
+                T::Expire,
+                T::Refund,
+            ] {
+                if let Ok(to) = from.apply(t) {
+                    let moves_reservation =
+                        matches!(t.stock_move(), StockMove::Release | StockMove::Sell);
+                    assert_eq!(
+                        moves_reservation,
+                        from.holds_reservation() && !to.holds_reservation(),
+                        "{from:?} --{t:?}-->"
+                    );
+                    assert_eq!(
+                        t.stock_move() == StockMove::Restock,
+                        from == Paid,
+                        "{from:?} --{t:?}-->"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

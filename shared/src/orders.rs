@@ -26,7 +26,7 @@ use crate::error::ApiError;
 use crate::events::{Envelope, EventType};
 use crate::idempotency::{self, IdempotencyKey, StoredResponse};
 use crate::ids::new_id;
-use crate::order::{LineRequest, Order, OrderStatus, OrderTransition, price_lines};
+use crate::order::{LineRequest, Order, OrderStatus, OrderTransition, StockMove, price_lines};
 use crate::product::Product;
 
 pub const USER_INDEX: &str = "byUser";
@@ -60,12 +60,22 @@ pub enum Placement {
     Replayed(StoredResponse),
 }
 
-/// The outcome of a cancel or expiry.
+/// The outcome of a status change.
 #[derive(Debug)]
-pub enum Release {
-    Released(Order),
+pub enum Transition {
+    Applied(Order),
     /// Another change got there first; the status found, if the order exists.
     LostRace(Option<OrderStatus>),
+}
+
+fn event_type(transition: OrderTransition) -> EventType {
+    match transition {
+        OrderTransition::PaymentSucceeded => EventType::OrderPaid,
+        OrderTransition::PaymentFailed => EventType::OrderPaymentFailed,
+        OrderTransition::Cancel => EventType::OrderCancelled,
+        OrderTransition::Expire => EventType::OrderExpired,
+        OrderTransition::Refund => EventType::OrderRefunded,
+    }
 }
 
 fn s(v: &str) -> AttributeValue {
@@ -392,22 +402,19 @@ impl Orders {
         Ok((orders, out.last_evaluated_key))
     }
 
-    /// Cancels or expires an order and returns its reserved units to stock,
-    /// in one transaction conditional on the order's current status (and,
-    /// for expiry, on its payment window having passed).
-    pub async fn release(
+    /// Applies `transition` to an order: its new status, the movement of its
+    /// units between `stock`, `reserved` and `sold`, and its event, in one
+    /// transaction conditional on the order's current status (and, for
+    /// expiry, on its payment window having passed). Of two racing changes
+    /// to the same order exactly one can win.
+    pub async fn apply_transition(
         &self,
         order: &Order,
         transition: OrderTransition,
         correlation_id: &str,
-    ) -> Result<Release, DbError> {
-        let event_type = match transition {
-            OrderTransition::Cancel => EventType::OrderCancelled,
-            OrderTransition::Expire => EventType::OrderExpired,
-            other => return Err(DbError::Other(format!("{other:?} does not release stock"))),
-        };
+    ) -> Result<Transition, DbError> {
         let Ok(target) = order.order_status.apply(transition) else {
-            return Ok(Release::LostRace(Some(order.order_status)));
+            return Ok(Transition::LostRace(Some(order.order_status)));
         };
         let mut attempt = 0;
         loop {
@@ -424,13 +431,13 @@ impl Orders {
                     .build(),
             ];
             for line in &order.items {
-                transaction.push(
-                    TransactWriteItem::builder()
-                        .update(self.unreserve(&line.product_id, line.quantity)?)
-                        .build(),
-                );
+                if let Some(update) =
+                    self.stock_update(transition.stock_move(), &line.product_id, line.quantity)?
+                {
+                    transaction.push(TransactWriteItem::builder().update(update).build());
+                }
             }
-            let event = Envelope::new(event_type, correlation_id, &now, &updated)?;
+            let event = Envelope::new(event_type(transition), correlation_id, &now, &updated)?;
             transaction.push(
                 TransactWriteItem::builder()
                     .put(event.outbox_put(&self.tables.events)?)
@@ -445,7 +452,7 @@ impl Orders {
                 .send()
                 .await;
             let err = match result {
-                Ok(_) => return Ok(Release::Released(updated)),
+                Ok(_) => return Ok(Transition::Applied(updated)),
                 Err(err) => err,
             };
             let Some(reasons) = cancellation_reasons(&err) else {
@@ -458,14 +465,14 @@ impl Orders {
                     .item()
                     .and_then(|item| serde_dynamo::from_item::<_, Order>(item.clone()).ok())
                     .map(|o| o.order_status);
-                return Ok(Release::LostRace(status));
+                return Ok(Transition::LostRace(status));
             }
             if reasons.iter().skip(1).any(failed) {
-                // reserved < quantity: the invariant is broken; refuse to
-                // make it worse and let an operator look.
-                tracing::error!(order_id = %order.order_id, "reserved stock is below the order's quantities");
+                // A counter would go negative: the invariant is broken
+                // somewhere; refuse to make it worse and let an operator look.
+                tracing::error!(order_id = %order.order_id, ?transition, "product counters below the order's quantities");
                 return Err(DbError::Corrupt(format!(
-                    "reserved stock below order {} quantities",
+                    "product counters below order {} quantities",
                     order.order_id
                 )));
             }
@@ -492,10 +499,17 @@ impl Orders {
         if transition == OrderTransition::Expire {
             condition.push_str(" AND expiresAt <= :now");
         }
+        // Leaving the reserving states takes the order out of the sparse
+        // expiry index.
+        let remove = if target.holds_reservation() {
+            ""
+        } else {
+            " REMOVE reservationShard"
+        };
         let mut update = Update::builder()
             .table_name(&self.tables.orders)
             .key("orderId", s(order_id))
-            .update_expression("SET orderStatus = :to, updatedAt = :now REMOVE reservationShard")
+            .update_expression(format!("SET orderStatus = :to, updatedAt = :now{remove}"))
             .condition_expression(condition)
             .expression_attribute_values(":to", s(target.as_str()))
             .expression_attribute_values(":now", s(now))
@@ -506,15 +520,34 @@ impl Orders {
         update.build().map_err(build_err)
     }
 
-    /// Moves `quantity` from `reserved` back to `stock`.
-    fn unreserve(&self, product_id: &str, quantity: i64) -> Result<Update, DbError> {
+    /// Moves `quantity` units of a product as `movement` says, conditional
+    /// on the source counter holding them.
+    fn stock_update(
+        &self,
+        movement: StockMove,
+        product_id: &str,
+        quantity: i64,
+    ) -> Result<Option<Update>, DbError> {
+        let (expression, condition) = match movement {
+            StockMove::Release => (
+                "SET stock = stock + :q, reserved = reserved - :q",
+                "reserved >= :q",
+            ),
+            StockMove::Sell => (
+                "SET sold = sold + :q, reserved = reserved - :q",
+                "reserved >= :q",
+            ),
+            StockMove::Restock => ("SET stock = stock + :q, sold = sold - :q", "sold >= :q"),
+            StockMove::Keep => return Ok(None),
+        };
         Update::builder()
             .table_name(&self.tables.products)
             .key("productId", s(product_id))
-            .update_expression("SET stock = stock + :q, reserved = reserved - :q")
-            .condition_expression("reserved >= :q")
+            .update_expression(expression)
+            .condition_expression(condition)
             .expression_attribute_values(":q", n(quantity))
             .build()
+            .map(Some)
             .map_err(build_err)
     }
 

@@ -6,7 +6,7 @@ use lambda_http::Request;
 use lambda_http::http::StatusCode;
 use shared::http::{correlation_id, json, path_param};
 use shared::order::{Order, OrderStatus, OrderTransition, order_not_found, plausible_order_id};
-use shared::orders::{Orders, Release};
+use shared::orders::{Orders, Transition};
 use shared::{ApiError, ApiResult, Caller};
 
 pub async fn handle(orders: &Orders, req: Request) -> ApiResult {
@@ -24,19 +24,19 @@ pub async fn handle(orders: &Orders, req: Request) -> ApiResult {
     }
 
     match orders
-        .release(&order, OrderTransition::Cancel, &correlation_id(&req))
+        .apply_transition(&order, OrderTransition::Cancel, &correlation_id(&req))
         .await?
     {
-        Release::Released(cancelled) => Ok(json(StatusCode::OK, &cancelled)),
+        Transition::Applied(cancelled) => Ok(json(StatusCode::OK, &cancelled)),
         // A concurrent cancel of the same order won: same outcome.
-        Release::LostRace(Some(OrderStatus::Cancelled)) => Ok(json(
+        Transition::LostRace(Some(OrderStatus::Cancelled)) => Ok(json(
             StatusCode::OK,
             &Order {
                 order_status: OrderStatus::Cancelled,
                 ..order
             },
         )),
-        Release::LostRace(status) => Err(not_cancellable(
+        Transition::LostRace(status) => Err(not_cancellable(
             &order_id,
             status.unwrap_or(order.order_status),
         )),

@@ -8,7 +8,7 @@
 use serde::Serialize;
 use shared::clock;
 use shared::order::OrderTransition;
-use shared::orders::{Orders, Release};
+use shared::orders::{Orders, Transition};
 
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -32,9 +32,12 @@ pub async fn sweep(orders: &Orders, run_id: &str) -> Result<SweepReport, lambda_
     let mut report = SweepReport::default();
     let mut failed = 0;
     for order in &due {
-        match orders.release(order, OrderTransition::Expire, run_id).await {
-            Ok(Release::Released(_)) => report.expired += 1,
-            Ok(Release::LostRace(_)) => report.already_settled += 1,
+        match orders
+            .apply_transition(order, OrderTransition::Expire, run_id)
+            .await
+        {
+            Ok(Transition::Applied(_)) => report.expired += 1,
+            Ok(Transition::LostRace(_)) => report.already_settled += 1,
             Err(error) => {
                 tracing::error!(order_id = %order.order_id, %error, "could not expire order");
                 failed += 1;
