@@ -390,3 +390,23 @@ async fn list_rejects_bad_limits_and_tokens() {
     assert_eq!(status, 200);
     assert_eq!(body, json!({"items": []}));
 }
+
+#[tokio::test]
+async fn product_reads_cost_one_round_trip() {
+    let f = fixture().await;
+    f.put("p1", tea(1)).await;
+    let (client, round_trips) = system_tests::dynamo::counted_client().await;
+    let catalog = Catalog::new(client, f.db.tables.products.clone());
+    let req = ApiRequest::get("/products/{productId}")
+        .path_param("productId", "p1")
+        .as_user("u1");
+    let (status, _) = parts(&shared::http::into_response(
+        get_product_info::handle(&catalog, req.build()).await,
+    ));
+    assert_eq!((status, round_trips.count()), (200, 1));
+    round_trips.reset();
+    let (status, _) = parts(&shared::http::into_response(
+        list_products::handle(&catalog, ApiRequest::get("/products").as_user("u1").build()).await,
+    ));
+    assert_eq!((status, round_trips.count()), (200, 1));
+}

@@ -781,3 +781,50 @@ async fn payment_sells_and_refund_restocks() {
     }
     assert!(f.events_for(id, "OrderExpired").await.is_empty());
 }
+
+/// createOrder needs exactly two DynamoDB round trips: the catalog read and
+/// the transaction, with or without an Idempotency-Key, and so does a replay.
+#[tokio::test]
+async fn create_order_costs_two_round_trips() {
+    let f = fixture().await;
+    f.product("a", 100, 10).await;
+    f.product("b", 100, 10).await;
+    let (client, round_trips) = system_tests::dynamo::counted_client().await;
+    let orders = Orders::new(client, f.db.tables.clone());
+    let body =
+        json!({"items": [{"productId": "a", "quantity": 1}, {"productId": "b", "quantity": 1}]});
+    for (label, req) in [
+        (
+            "plain",
+            ApiRequest::post("/orders").as_user("u1").json(body.clone()),
+        ),
+        (
+            "with key",
+            ApiRequest::post("/orders")
+                .as_user("u1")
+                .header("Idempotency-Key", "rt")
+                .json(body.clone()),
+        ),
+        (
+            "replay",
+            ApiRequest::post("/orders")
+                .as_user("u1")
+                .header("Idempotency-Key", "rt")
+                .json(body.clone()),
+        ),
+    ] {
+        round_trips.reset();
+        let (status, _) = respond(create_order::handle(&orders, WINDOW, req.build()).await);
+        assert_eq!(status, 201, "{label}");
+        assert_eq!(round_trips.count(), 2, "{label}");
+    }
+    round_trips.reset();
+    let (status, _) = f
+        .create("u1", json!({"productId": "a", "quantity": 1}))
+        .await;
+    assert_eq!(
+        (status, round_trips.count()),
+        (201, 0),
+        "the fixture's own client is not counted"
+    );
+}

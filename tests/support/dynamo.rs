@@ -123,3 +123,46 @@ async fn create_table(client: &Client, name: &str, props: &Value) {
         .await
         .unwrap_or_else(|e| panic!("create table {name}: {e:?}"));
 }
+
+/// Counts the HTTP requests a client sends to DynamoDB (every attempt of
+/// every operation), so tests and benchmarks can state round trips exactly.
+#[derive(Debug, Clone, Default)]
+pub struct RoundTrips(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl RoundTrips {
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    pub fn reset(&self) {
+        self.0.store(0, Ordering::SeqCst);
+    }
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for RoundTrips {
+    fn name(&self) -> &'static str {
+        "RoundTrips"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// A client like [`client`] whose requests are counted.
+pub async fn counted_client() -> (Client, RoundTrips) {
+    let base = client().await;
+    let counter = RoundTrips::default();
+    let config = base
+        .config()
+        .to_builder()
+        .interceptor(counter.clone())
+        .build();
+    (Client::from_conf(config), counter)
+}

@@ -1,0 +1,261 @@
+//! createOrder against DynamoDB Local: handler latency next to the bare SDK
+//! calls it needs, round trips, and throughput on one hot product.
+//!
+//! Run with `scripts/bench` (it starts DynamoDB Local). Prints a Markdown
+//! table; figures, not pass/fail: targets live in the issue tracker.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
+use serde_json::json;
+use shared::catalog::Catalog;
+use shared::orders::Orders;
+use shared::product::ProductDraft;
+use system_tests::api::ApiRequest;
+use system_tests::dynamo::{TestDb, counted_client};
+
+const WINDOW: Duration = Duration::from_secs(900);
+const SAMPLES: usize = 1500;
+const WARMUP: usize = 3000;
+const CLIENTS: usize = 32;
+const CONTENDED_ORDERS: usize = 3000;
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_owned())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+struct Bench {
+    db: TestDb,
+    orders: Orders,
+}
+
+impl Bench {
+    async fn product(&self, id: &str, stock: i64) {
+        let catalog = Catalog::new(self.db.client.clone(), self.db.tables.products.clone());
+        let draft = ProductDraft {
+            product_id: None,
+            name: format!("{id} name"),
+            description: String::new(),
+            category: "bench".into(),
+            price: 1999,
+            currency: "CNY".into(),
+            stock,
+        };
+        catalog.put(id, &draft, "2026-11-22T00:00:00.000Z").await.unwrap();
+    }
+
+    /// One createOrder through the handler, as the Lambda runs it.
+    async fn handler_call(&self, product: &str, user: &str) -> u16 {
+        let req = ApiRequest::post("/orders").as_user(user).json(json!({"productId": product, "quantity": 1}));
+        shared::http::into_response(create_order::handle(&self.orders, WINDOW, req.build()).await)
+            .status()
+            .as_u16()
+    }
+
+    /// The same DynamoDB work with none of our code: BatchGetItem of the
+    /// product, then one transaction reserving a unit and putting an order
+    /// and an event of the same size.
+    async fn bare_calls(&self, client: &Client, product: &str, n: usize) {
+        let t = &self.db.tables;
+        let keys = KeysAndAttributes::builder().keys([("productId".to_owned(), s(product))].into()).build().unwrap();
+        let out = client.batch_get_item().request_items(&t.products, keys).send().await.unwrap();
+        let item = &out.responses.unwrap()[&t.products][0];
+        let version = item["version"].clone();
+        let order_id = format!("bare-{n}-{}", shared::ids::new_id());
+        let order: shared::db::Item = [
+            ("orderId".to_owned(), s(&order_id)),
+            ("userId".to_owned(), s("bench-user")),
+            ("items".to_owned(), AttributeValue::L(vec![AttributeValue::M(
+                [
+                    ("productId".to_owned(), s(product)),
+                    ("name".to_owned(), s("hot name")),
+                    ("quantity".to_owned(), AttributeValue::N("1".into())),
+                    ("unitPrice".to_owned(), AttributeValue::N("1999".into())),
+                    ("lineAmount".to_owned(), AttributeValue::N("1999".into())),
+                ]
+                .into(),
+            )])),
+            ("orderAmount".to_owned(), AttributeValue::N("1999".into())),
+            ("currency".to_owned(), s("CNY")),
+            ("orderStatus".to_owned(), s("PENDING_PAYMENT")),
+            ("createdAt".to_owned(), s("2026-11-22T00:00:00.000Z")),
+            ("updatedAt".to_owned(), s("2026-11-22T00:00:00.000Z")),
+            ("expiresAt".to_owned(), s("2026-11-22T00:15:00.000Z")),
+            ("reservationShard".to_owned(), s("3")),
+        ]
+        .into();
+        let event: shared::db::Item = [
+            ("eventId".to_owned(), s(&order_id)),
+            ("type".to_owned(), s("OrderCreated")),
+            ("occurredAt".to_owned(), s("2026-11-22T00:00:00.000Z")),
+            ("envelope".to_owned(), s(&"x".repeat(420))),
+        ]
+        .into();
+        client
+            .transact_write_items()
+            .transact_items(
+                TransactWriteItem::builder()
+                    .update(
+                        Update::builder()
+                            .table_name(&t.products)
+                            .key("productId", s(product))
+                            .update_expression("SET stock = stock - :q, reserved = reserved + :q")
+                            .condition_expression("stock >= :q AND version = :v")
+                            .expression_attribute_values(":q", AttributeValue::N("1".into()))
+                            .expression_attribute_values(":v", version)
+                            .build()
+                            .unwrap(),
+                    )
+                    .build(),
+            )
+            .transact_items(TransactWriteItem::builder().put(Put::builder().table_name(&t.orders).set_item(Some(order)).build().unwrap()).build())
+            .transact_items(TransactWriteItem::builder().put(Put::builder().table_name(&t.events).set_item(Some(event)).build().unwrap()).build())
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// Runs `CONTENDED_ORDERS` operations from `CLIENTS` tasks; operations/s.
+async fn throughput<F, Fut>(op: F) -> f64
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (op, next) = (op.clone(), next.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= CONTENDED_ORDERS {
+                        break;
+                    }
+                    op(i).await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    CONTENDED_ORDERS as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn run() {
+    let db = TestDb::new().await;
+    let orders = Orders::new(db.client.clone(), db.tables.clone());
+    let bench = Arc::new(Bench { db, orders });
+    bench.product("hot", 100_000_000).await;
+    let client = bench.db.client.clone();
+
+    // DynamoDB Local's JVM speeds up over the first few thousand calls.
+    for i in 0..WARMUP / 2 {
+        assert_eq!(bench.handler_call("hot", "warm").await, 201);
+        bench.bare_calls(&client, "hot", i).await;
+    }
+
+    // Interleaved so that drift in the JVM or the machine hits both alike.
+    let (mut handler, mut bare) = (Vec::with_capacity(SAMPLES), Vec::with_capacity(SAMPLES));
+    for i in 0..SAMPLES {
+        let t = Instant::now();
+        assert_eq!(bench.handler_call("hot", "latency").await, 201);
+        handler.push(t.elapsed());
+        let t = Instant::now();
+        bench.bare_calls(&client, "hot", i).await;
+        bare.push(t.elapsed());
+    }
+    handler.sort();
+    bare.sort();
+
+    let (counted, round_trips) = counted_client().await;
+    let counted_orders = Orders::new(counted, bench.db.tables.clone());
+    let req = ApiRequest::post("/orders").as_user("rt").json(json!({"productId": "hot", "quantity": 1}));
+    create_order::handle(&counted_orders, WINDOW, req.build()).await.unwrap();
+    let trips = round_trips.count();
+
+    bench.product("contended", 100_000_000).await;
+    let b = bench.clone();
+    let orders_per_s = throughput(move |i| {
+        let b = b.clone();
+        async move {
+            assert_eq!(b.handler_call("contended", &format!("c{}", i % 97)).await, 201);
+        }
+    })
+    .await;
+    bench.product("raw", 100_000_000).await;
+    let raw_client = client.clone();
+    let table = bench.db.tables.products.clone();
+    let raw_per_s = throughput(move |_| {
+        let (client, table) = (raw_client.clone(), table.clone());
+        async move {
+            client
+                .update_item()
+                .table_name(table)
+                .key("productId", s("raw"))
+                .update_expression("SET stock = stock - :q, reserved = reserved + :q")
+                .condition_expression("stock >= :q")
+                .expression_attribute_values(":q", AttributeValue::N("1".into()))
+                .send()
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+
+    // The same DynamoDB work without our code, under the same contention:
+    // what DynamoDB (Local) itself allows for this transaction shape.
+    bench.product("bare-contended", 100_000_000).await;
+    let b = bench.clone();
+    let bare_per_s = throughput(move |i| {
+        let b = b.clone();
+        async move {
+            let client = b.db.client.clone();
+            // Lost races (TransactionConflict, version) are retried as createOrder does.
+            for attempt in 0.. {
+                let outcome = tokio::spawn({
+                    let (b, client) = (b.clone(), client.clone());
+                    async move { b.bare_calls(&client, "bare-contended", i * 100 + attempt).await }
+                })
+                .await;
+                if outcome.is_ok() {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+
+    let (h50, h99, b50, b99) = (percentile(&handler, 0.5), percentile(&handler, 0.99), percentile(&bare, 0.5), percentile(&bare, 0.99));
+    println!("| figure | value |");
+    println!("|---|---|");
+    println!("| createOrder handler p50 / p99 (ms) | {h50:.2} / {h99:.2} |");
+    println!("| bare BatchGetItem + TransactWriteItems p50 / p99 (ms) | {b50:.2} / {b99:.2} |");
+    println!("| handler / bare at p50 (p99) | {:.2}x ({:.2}x) |", h50 / b50, h99 / b99);
+    println!("| DynamoDB round trips per createOrder | {trips} |");
+    println!("| createOrder on one hot product, {CLIENTS} clients (orders/s) | {orders_per_s:.0} |");
+    println!("| raw conditional UpdateItem on one item, {CLIENTS} clients (ops/s) | {raw_per_s:.0} |");
+    println!("| bare BatchGetItem + TransactWriteItems on one item, {CLIENTS} clients (ops/s) | {bare_per_s:.0} |");
+    println!("| contention ratio createOrder / raw UpdateItem ceiling | {:.2} |", orders_per_s / raw_per_s);
+    println!("| contention ratio createOrder / bare transaction ceiling | {:.2} |", orders_per_s / bare_per_s);
+    println!("(samples: {SAMPLES} interleaved after {WARMUP} warm-up calls; {CONTENDED_ORDERS} contended operations)");
+}
+
+fn main() {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(run());
+}
