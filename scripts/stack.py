@@ -8,6 +8,8 @@ start the emulator first). Sub-commands:
           the real template, then create the HTTP API routes (see below)
   token   mint a Cognito access token for a user (optionally an admin)
   seed    load the demo catalog through the API with an admin token
+  pay     send the sandbox provider's signed result callback for a payment
+  secret  print the local stack's callback signing secret
   info    print the stack's endpoints
   env     print shell exports of the functions' environment
 """
@@ -16,11 +18,14 @@ import argparse
 import json
 import os
 import re
+import hashlib
+import hmac
 import secrets
 import shlex
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 import urllib.error
 import urllib.request
@@ -218,6 +223,9 @@ def create_http_api_routes(endpoint, stack_name):
                 )
                 security = operation.get("security", body.get("security", []))
                 scheme = next(iter(security[0]), None) if security else None
+                # SAM writes `Auth: Authorizer: NONE` as a scheme named NONE.
+                if scheme == "NONE":
+                    scheme = None
                 verb = "ANY" if method == "x-amazon-apigateway-any-method" else method.upper()
                 route = {
                     "ApiId": api_id,
@@ -233,8 +241,33 @@ def create_http_api_routes(endpoint, stack_name):
     return apis
 
 
+SIGNING_SECRET_PARAMETER = "/shop/payments/signing-secret"
+
+
+def ensure_signing_secret(endpoint):
+    """The payment provider's callback signing secret, generated once per
+    local stack into the emulator's SSM as a SecureString, as an operator
+    would create it on AWS before deploying."""
+    ssm = clients(endpoint, "ssm")
+    try:
+        ssm.get_parameter(Name=SIGNING_SECRET_PARAMETER, WithDecryption=True)
+    except ssm.exceptions.ParameterNotFound:
+        ssm.put_parameter(
+            Name=SIGNING_SECRET_PARAMETER,
+            Type="SecureString",
+            Value="whsec_" + secrets.token_urlsafe(32),
+            Description="sandbox payment provider callback signing secret (local stack)",
+        )
+
+
+def signing_secret(outputs):
+    ssm = clients(outputs["endpoint"], "ssm")
+    return ssm.get_parameter(Name=SIGNING_SECRET_PARAMETER, WithDecryption=True)["Parameter"]["Value"]
+
+
 def deploy(args):
     endpoint = args.endpoint
+    ensure_signing_secret(endpoint)
     built = lay_out_build(args.dir, args.profile)
     sam_deploy(endpoint, built, args.parameter)
     stack_name = "shop-local"
@@ -334,6 +367,50 @@ def seed(args):
     print(f"demo catalog: {created} products created, {len(products) - created} already there")
 
 
+def pay(args):
+    """Plays the customer at the sandbox provider: sends the signed result
+    callback for a payment, as the provider would."""
+    outputs = load_outputs(args.dir)
+    dynamodb = clients(outputs["endpoint"], "dynamodb")
+    item = dynamodb.get_item(
+        TableName=outputs["outputs"]["PaymentsTableName"], Key={"paymentId": {"S": args.payment_id}}
+    ).get("Item")
+    if not item:
+        sys.exit(f"no payment {args.payment_id}")
+    body = {
+        "paymentId": args.payment_id,
+        "orderId": item["orderId"]["S"],
+        "paymentStatus": "FAILED" if args.fail else "SUCCESS",
+        "amount": int(item["amount"]["N"]) + (1 if args.wrong_amount else 0),
+        "currency": item["currency"]["S"],
+        "providerTransactionId": "sandbox-" + secrets.token_hex(8),
+    }
+    if args.fail:
+        body["failureReason"] = "card declined (sandbox)"
+    raw = json.dumps(body).encode()
+    timestamp = int(time.time()) - (600 if args.stale_timestamp else 0)
+    secret = signing_secret(outputs).encode()
+    if args.bad_signature:
+        secret = b"not-the-secret"
+    digest = hmac.new(secret, f"{timestamp}.".encode() + raw, hashlib.sha256).hexdigest()
+    request = urllib.request.Request(
+        outputs["apiUrl"] + "/payments/notify",
+        method="POST",
+        data=raw,
+        headers={"Content-Type": "application/json", "X-Payment-Signature": f"t={timestamp},v1={digest}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            print(response.status, response.read().decode())
+    except urllib.error.HTTPError as err:
+        print(err.code, err.read().decode())
+        sys.exit(1)
+
+
+def secret(args):
+    print(signing_secret(load_outputs(args.dir)))
+
+
 def info(args):
     print(json.dumps(load_outputs(args.dir), indent=2))
 
@@ -373,6 +450,15 @@ def main():
     p = sub.add_parser("seed")
     p.add_argument("file")
     p.set_defaults(run=seed)
+    p = sub.add_parser("pay")
+    p.add_argument("payment_id")
+    p.add_argument("--fail", action="store_true", help="report a failed payment")
+    p.add_argument("--stale-timestamp", action="store_true", help="sign with a timestamp 10 minutes old")
+    p.add_argument("--bad-signature", action="store_true", help="sign with the wrong secret")
+    p.add_argument("--wrong-amount", action="store_true", help="report one minor unit more than the payment")
+    p.set_defaults(run=pay)
+    p = sub.add_parser("secret")
+    p.set_defaults(run=secret)
     p = sub.add_parser("info")
     p.set_defaults(run=info)
     p = sub.add_parser("env")

@@ -150,16 +150,6 @@ impl Catalog {
     }
 }
 
-impl Catalog {
-    /// The catalog as a deployed function sees it: SDK settings and the
-    /// table name from the environment.
-    pub async fn from_env() -> Result<Self, crate::config::MissingSetting> {
-        let tables = crate::config::Tables::from_env()?;
-        let config = crate::db::sdk_config().await;
-        Ok(Self::new(crate::db::dynamodb(&config), tables.products))
-    }
-}
-
 /// The 404 every catalog route gives for an unknown product.
 pub fn product_not_found(product_id: &str) -> crate::ApiError {
     crate::ApiError::not_found(

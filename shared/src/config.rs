@@ -26,6 +26,9 @@ pub struct Tables {
     pub idempotency: String,
     /// The transactional outbox (see `events`).
     pub events: String,
+    pub payments: String,
+    /// Every provider callback, for audit.
+    pub payment_callbacks: String,
 }
 
 impl Tables {
@@ -41,6 +44,8 @@ impl Tables {
             orders: required_from(lookup, "ORDERS_TABLE")?,
             idempotency: required_from(lookup, "IDEMPOTENCY_TABLE")?,
             events: required_from(lookup, "EVENTS_TABLE")?,
+            payments: required_from(lookup, "PAYMENTS_TABLE")?,
+            payment_callbacks: required_from(lookup, "PAYMENT_CALLBACKS_TABLE")?,
         })
     }
 }

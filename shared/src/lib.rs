@@ -2,6 +2,7 @@
 //! the plumbing around DynamoDB, API Gateway and Lambda.
 
 pub mod auth;
+pub mod backend;
 pub mod catalog;
 pub mod clock;
 pub mod config;
@@ -13,7 +14,11 @@ pub mod idempotency;
 pub mod ids;
 pub mod order;
 pub mod orders;
+pub mod payment;
+pub mod payments;
 pub mod product;
+pub mod secrets;
+pub mod signature;
 
 pub use auth::Caller;
 pub use error::ApiError;

@@ -151,6 +151,9 @@ pub struct Order {
     pub created_at: String,
     pub updated_at: String,
     pub expires_at: String,
+    /// The payment started last for this order, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_payment_id: Option<String>,
 }
 
 /// A line as the client sends it.

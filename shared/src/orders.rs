@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 
 use crate::catalog::product_not_found;
 use crate::clock;
-use crate::config::{MissingSetting, Tables};
+use crate::config::Tables;
 use crate::db::{DbError, Item};
 use crate::error::ApiError;
 use crate::events::{Envelope, EventType};
@@ -63,7 +63,7 @@ pub enum Placement {
 /// The outcome of a status change.
 #[derive(Debug)]
 pub enum Transition {
-    Applied(Order),
+    Applied(Box<Order>),
     /// Another change got there first; the status found, if the order exists.
     LostRace(Option<OrderStatus>),
 }
@@ -139,12 +139,6 @@ impl Orders {
         Self { client, tables }
     }
 
-    pub async fn from_env() -> Result<Self, MissingSetting> {
-        let tables = Tables::from_env()?;
-        let config = crate::db::sdk_config().await;
-        Ok(Self::new(crate::db::dynamodb(&config), tables))
-    }
-
     /// Prices the lines from the catalog and, in one transaction, reserves
     /// every line's units, stores the order, its `OrderCreated` event and the
     /// idempotency record: all of it or none.
@@ -171,6 +165,7 @@ impl Orders {
                 created_at: created_at.clone(),
                 updated_at: created_at.clone(),
                 expires_at: clock::rfc3339(now + request.payment_window),
+                active_payment_id: None,
             };
             let versions: Vec<i64> = request
                 .lines
@@ -452,7 +447,7 @@ impl Orders {
                 .send()
                 .await;
             let err = match result {
-                Ok(_) => return Ok(Transition::Applied(updated)),
+                Ok(_) => return Ok(Transition::Applied(Box::new(updated))),
                 Err(err) => err,
             };
             let Some(reasons) = cancellation_reasons(&err) else {

@@ -1,10 +1,9 @@
 use lambda_runtime::{LambdaEvent, service_fn};
-use shared::orders::Orders;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::init_logging();
-    let orders = Orders::from_env().await?;
+    let orders = shared::backend::Backend::from_env().await?.orders();
     // The scheduled event carries nothing we need: the clock decides.
     lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
         let orders = &orders;

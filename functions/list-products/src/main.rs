@@ -1,8 +1,6 @@
-use shared::catalog::Catalog;
-
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     shared::init_logging();
-    let catalog = Catalog::from_env().await?;
+    let catalog = shared::backend::Backend::from_env().await?.catalog();
     shared::http::serve(|req| list_products::handle(&catalog, req)).await
 }

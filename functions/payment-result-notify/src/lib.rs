@@ -1,0 +1,64 @@
+//! `POST /payments/notify`: the provider's result callback. No JWT: it is
+//! authenticated by its `X-Payment-Signature` over the raw body, checked
+//! before anything else is read. A first result settles a pending payment
+//! and writes its event in one transaction; repeats change nothing.
+
+use lambda_http::Request;
+use lambda_http::http::StatusCode;
+use serde_json::json;
+use shared::http::{MAX_BODY_BYTES, correlation_id, json, parse_json};
+use shared::payment::{PaymentProvider, ProviderNotification, payment_not_found};
+use shared::payments::{CallbackOutcome, Payments};
+use shared::signature::HEADER;
+use shared::{ApiError, ApiResult, clock};
+
+pub async fn handle(
+    payments: &Payments,
+    provider: &impl PaymentProvider,
+    req: Request,
+) -> ApiResult {
+    let body: &[u8] = req.body().as_ref();
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::payload_too_large(MAX_BODY_BYTES));
+    }
+    let signature = req.headers().get(HEADER).map(|v| v.to_str().unwrap_or(""));
+    provider
+        .verify_notification(signature, body, clock::now().unix_timestamp())
+        .map_err(|err| {
+            tracing::warn!(%err, "payment callback rejected");
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "INVALID_SIGNATURE",
+                err.to_string(),
+            )
+        })?;
+
+    let notification: ProviderNotification = parse_json(body)?;
+    notification.validate()?;
+    let payment = payments
+        .get(&notification.payment_id)
+        .await?
+        .ok_or_else(|| payment_not_found(&notification.payment_id))?;
+
+    match payments
+        .record_callback(&payment, &notification, &correlation_id(&req))
+        .await?
+    {
+        CallbackOutcome::AmountMismatch => Err(ApiError::conflict(
+            "AMOUNT_MISMATCH",
+            format!(
+                "the payment is {} {} but the callback says {} {}; nothing was marked paid",
+                payment.amount, payment.currency, notification.amount, notification.currency
+            ),
+        )
+        .with("paymentId", payment.payment_id.as_str())),
+        CallbackOutcome::OrderMismatch => Err(ApiError::conflict(
+            "ORDER_MISMATCH",
+            format!("payment {} belongs to another order", payment.payment_id),
+        )),
+        outcome => Ok(json(
+            StatusCode::OK,
+            &json!({"received": true, "duplicate": outcome != CallbackOutcome::Applied}),
+        )),
+    }
+}

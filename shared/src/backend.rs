@@ -1,0 +1,41 @@
+//! What a deployed function connects to, built once per container from the
+//! environment the template sets.
+
+use aws_config::SdkConfig;
+
+use crate::catalog::Catalog;
+use crate::config::{MissingSetting, Tables};
+use crate::orders::Orders;
+use crate::payments::Payments;
+
+#[derive(Clone, Debug)]
+pub struct Backend {
+    pub sdk: SdkConfig,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub tables: Tables,
+}
+
+impl Backend {
+    pub async fn from_env() -> Result<Self, MissingSetting> {
+        let tables = Tables::from_env()?;
+        let sdk = crate::db::sdk_config().await;
+        let dynamodb = crate::db::dynamodb(&sdk);
+        Ok(Self {
+            sdk,
+            dynamodb,
+            tables,
+        })
+    }
+
+    pub fn catalog(&self) -> Catalog {
+        Catalog::new(self.dynamodb.clone(), self.tables.products.clone())
+    }
+
+    pub fn orders(&self) -> Orders {
+        Orders::new(self.dynamodb.clone(), self.tables.clone())
+    }
+
+    pub fn payments(&self) -> Payments {
+        Payments::new(self.dynamodb.clone(), self.tables.clone())
+    }
+}

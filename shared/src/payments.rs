@@ -1,0 +1,576 @@
+//! The payments table and the transactions that start and settle payments.
+//!
+//! The order is never marked paid here: a settled payment writes its
+//! `PaymentSucceeded`/`PaymentFailed` event in the same transaction, and the
+//! order-status consumer moves the order (and its stock) when the event
+//! arrives. A payment only starts while its order is payable, and an order
+//! has at most one `PENDING` payment: both are conditions of the creating
+//! transaction on the order item (`activePaymentId`).
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, CancellationReason, Put, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
+};
+use lambda_http::http::StatusCode;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::clock;
+use crate::config::Tables;
+use crate::db::{DbError, Item};
+use crate::error::ApiError;
+use crate::events::{Envelope, EventType};
+use crate::idempotency::{self, IdempotencyKey, StoredResponse};
+use crate::ids::new_id;
+use crate::order::{Order, OrderStatus};
+use crate::payment::{
+    Payment, PaymentMethod, PaymentProvider, PaymentStatus, PaymentTransition, ProviderError,
+    ProviderNotification,
+};
+
+#[derive(Clone, Debug)]
+pub struct Payments {
+    client: Client,
+    tables: Tables,
+}
+
+pub enum Initiation {
+    Created(Payment),
+    /// The order's pending payment with the same method: answered as is.
+    Existing(Payment),
+    Replayed(StoredResponse),
+}
+
+/// What a provider callback did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackOutcome {
+    /// The payment moved to its final status and its event was written.
+    Applied,
+    /// The same result again: nothing changed.
+    Duplicate,
+    /// A different result for a payment already final: recorded only.
+    Conflicting,
+    /// Amount or currency differ from the payment: recorded, nothing paid.
+    AmountMismatch,
+    /// The callback names another order than the payment's: recorded only.
+    OrderMismatch,
+}
+
+impl CallbackOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            CallbackOutcome::Applied => "APPLIED",
+            CallbackOutcome::Duplicate => "DUPLICATE",
+            CallbackOutcome::Conflicting => "CONFLICTING_RESULT",
+            CallbackOutcome::AmountMismatch => "AMOUNT_MISMATCH",
+            CallbackOutcome::OrderMismatch => "ORDER_MISMATCH",
+        }
+    }
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_owned())
+}
+
+fn build_err(e: impl std::fmt::Display) -> DbError {
+    DbError::Other(e.to_string())
+}
+
+fn cancellation_reasons(
+    err: &SdkError<TransactWriteItemsError, impl std::fmt::Debug>,
+) -> Option<&[CancellationReason]> {
+    match err {
+        SdkError::ServiceError(service) => match service.err() {
+            TransactWriteItemsError::TransactionCanceledException(e) => {
+                Some(e.cancellation_reasons())
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn failed(reason: &CancellationReason) -> bool {
+    reason.code() == Some("ConditionalCheckFailed")
+}
+
+pub fn order_not_payable(order: &Order, why: &str) -> ApiError {
+    ApiError::conflict(
+        "ORDER_NOT_PAYABLE",
+        format!(
+            "order {} is {}: {why}",
+            order.order_id,
+            order.order_status.as_str()
+        ),
+    )
+    .with("orderId", order.order_id.as_str())
+    .with("orderStatus", order.order_status.as_str())
+}
+
+impl Payments {
+    pub fn new(client: Client, tables: Tables) -> Self {
+        Self { client, tables }
+    }
+
+    pub async fn get(&self, payment_id: &str) -> Result<Option<Payment>, DbError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.payments)
+            .key("paymentId", s(payment_id))
+            .consistent_read(true)
+            .send()
+            .await?;
+        Ok(out.item.map(serde_dynamo::from_item).transpose()?)
+    }
+
+    pub async fn get_owned(
+        &self,
+        payment_id: &str,
+        user_id: &str,
+    ) -> Result<Option<Payment>, DbError> {
+        Ok(self.get(payment_id).await?.filter(|p| p.user_id == user_id))
+    }
+
+    /// Starts paying `order` with `method`: the order's pending payment with
+    /// the same method if there is one; else a new payment, which replaces
+    /// (expires) a pending one with another method.
+    pub async fn initiate(
+        &self,
+        order: &Order,
+        method: PaymentMethod,
+        provider: &impl PaymentProvider,
+        idempotency: Option<(IdempotencyKey, String)>,
+    ) -> Result<Initiation, ApiError> {
+        let now = clock::now();
+        if !order.order_status.holds_reservation() {
+            return Err(order_not_payable(order, "only unpaid orders can be paid"));
+        }
+        let window_closed = OffsetDateTime::parse(&order.expires_at, &Rfc3339)
+            .map_or(true, |expires| expires <= now);
+        if window_closed {
+            return Err(order_not_payable(order, "its payment window has closed"));
+        }
+        let active = match &order.active_payment_id {
+            Some(id) => self
+                .get(id)
+                .await?
+                .filter(|p| p.payment_status == PaymentStatus::Pending),
+            None => None,
+        };
+        if let Some(active) = &active
+            && active.payment_method == method
+            && idempotency.is_none()
+        {
+            return Ok(Initiation::Existing(active.clone()));
+        }
+
+        let created_at = clock::rfc3339(now);
+        let mut payment = Payment {
+            payment_id: new_id(),
+            order_id: order.order_id.clone(),
+            user_id: order.user_id.clone(),
+            amount: order.order_amount,
+            currency: order.currency.clone(),
+            payment_method: method,
+            payment_status: PaymentStatus::Pending,
+            payment_url: String::new(),
+            qr_code: None,
+            created_at: created_at.clone(),
+            updated_at: created_at.clone(),
+            // Never later than the order's own window.
+            expires_at: order.expires_at.clone(),
+            provider_transaction_id: None,
+            failure_reason: None,
+        };
+        if let Some(active) = &active
+            && active.payment_method == method
+        {
+            // With an Idempotency-Key the pending payment is recorded as this
+            // key's answer, so the key replays it from now on.
+            payment = active.clone();
+        } else {
+            let checkout = provider.checkout(&payment).await.map_err(provider_error)?;
+            payment.payment_url = checkout.payment_url;
+            payment.qr_code = checkout.qr_code;
+        }
+        let reused = active
+            .as_ref()
+            .is_some_and(|a| a.payment_id == payment.payment_id);
+        let status = if reused {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        };
+
+        let mut transaction = Vec::new();
+        if !reused {
+            let item: Item = serde_dynamo::to_item(&payment).map_err(DbError::from)?;
+            transaction.push(
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(&self.tables.payments)
+                            .set_item(Some(item))
+                            .condition_expression("attribute_not_exists(paymentId)")
+                            .build()
+                            .map_err(build_err)?,
+                    )
+                    .build(),
+            );
+            transaction.push(
+                TransactWriteItem::builder()
+                    .update(self.claim_order(order, &payment, &created_at)?)
+                    .build(),
+            );
+            if let Some(replaced) = &active {
+                transaction.push(
+                    TransactWriteItem::builder()
+                        .update(self.expire_replaced(replaced, &created_at)?)
+                        .build(),
+                );
+            }
+        }
+        let body = serde_json::to_string(&payment).map_err(|e| DbError::Corrupt(e.to_string()))?;
+        if let Some((key, fingerprint)) = &idempotency {
+            transaction.push(
+                TransactWriteItem::builder()
+                    .put(idempotency::record_put(
+                        &self.tables.idempotency,
+                        key,
+                        fingerprint,
+                        status,
+                        &body,
+                        now.unix_timestamp(),
+                    )?)
+                    .build(),
+            );
+        }
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(transaction))
+            .client_request_token(new_id())
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) if reused => return Ok(Initiation::Existing(payment)),
+            Ok(_) => return Ok(Initiation::Created(payment)),
+            Err(err) => err,
+        };
+        let Some(reasons) = cancellation_reasons(&err) else {
+            return Err(DbError::from(err).into());
+        };
+        if let (Some((_, fingerprint)), Some(reason)) = (&idempotency, reasons.last())
+            && failed(reason)
+            && let Some(record) = reason.item()
+        {
+            return idempotency::replay(record, fingerprint).map(Initiation::Replayed);
+        }
+        if reasons.iter().any(failed) {
+            // The order stopped being payable, or another payment started
+            // first: the client may look again and retry.
+            return Err(ApiError::conflict(
+                "PAYMENT_CONFLICT",
+                "the order changed while the payment was being created; retry",
+            )
+            .with("orderId", order.order_id.as_str()));
+        }
+        Err(ApiError::unavailable(
+            "too many concurrent changes to this order; retry shortly",
+        ))
+    }
+
+    /// Points the order at its new payment, if the order is still payable
+    /// and still points where we read it.
+    fn claim_order(&self, order: &Order, payment: &Payment, now: &str) -> Result<Update, DbError> {
+        let mut update = Update::builder()
+            .table_name(&self.tables.orders)
+            .key("orderId", s(&order.order_id))
+            .update_expression("SET activePaymentId = :new")
+            .expression_attribute_values(":new", s(&payment.payment_id))
+            .expression_attribute_values(":pending", s(OrderStatus::PendingPayment.as_str()))
+            .expression_attribute_values(":failed", s(OrderStatus::PaymentFailed.as_str()))
+            .expression_attribute_values(":now", s(now));
+        let condition = "orderStatus IN (:pending, :failed) AND expiresAt > :now";
+        update = match &order.active_payment_id {
+            Some(previous) => update
+                .condition_expression(format!("{condition} AND activePaymentId = :previous"))
+                .expression_attribute_values(":previous", s(previous)),
+            None => update.condition_expression(format!(
+                "{condition} AND attribute_not_exists(activePaymentId)"
+            )),
+        };
+        update.build().map_err(build_err)
+    }
+
+    fn expire_replaced(&self, replaced: &Payment, now: &str) -> Result<Update, DbError> {
+        Update::builder()
+            .table_name(&self.tables.payments)
+            .key("paymentId", s(&replaced.payment_id))
+            .update_expression("SET paymentStatus = :expired, updatedAt = :now")
+            .condition_expression("paymentStatus = :pending")
+            .expression_attribute_values(":expired", s(PaymentStatus::Expired.as_str()))
+            .expression_attribute_values(":pending", s(PaymentStatus::Pending.as_str()))
+            .expression_attribute_values(":now", s(now))
+            .build()
+            .map_err(build_err)
+    }
+
+    /// Applies a verified provider callback to `payment` (read by the caller).
+    /// Every callback leaves an audit record; only a first result for a
+    /// pending payment changes it, together with its event.
+    pub async fn record_callback(
+        &self,
+        payment: &Payment,
+        notification: &ProviderNotification,
+        correlation_id: &str,
+    ) -> Result<CallbackOutcome, DbError> {
+        let now = clock::now_rfc3339();
+        if notification.order_id != payment.order_id {
+            self.audit(payment, notification, CallbackOutcome::OrderMismatch, &now)
+                .await?;
+            return Ok(CallbackOutcome::OrderMismatch);
+        }
+        if notification.amount != payment.amount || notification.currency != payment.currency {
+            self.audit(payment, notification, CallbackOutcome::AmountMismatch, &now)
+                .await?;
+            return Ok(CallbackOutcome::AmountMismatch);
+        }
+        let transition = notification.transition();
+        // A success for a payment replaced by another is still money received:
+        // it is settled like any success, and the order-status consumer
+        // refunds it if the order cannot take it.
+        let late_success = payment.payment_status == PaymentStatus::Expired
+            && transition == PaymentTransition::Succeed;
+        let target = if late_success {
+            Ok(PaymentStatus::Succeeded)
+        } else {
+            payment.payment_status.apply(transition)
+        };
+        let Ok(target) = target else {
+            let same = matches!(
+                (payment.payment_status, transition),
+                (
+                    PaymentStatus::Succeeded | PaymentStatus::Refunded,
+                    PaymentTransition::Succeed
+                ) | (PaymentStatus::Failed, PaymentTransition::Fail)
+            );
+            let outcome = if same {
+                CallbackOutcome::Duplicate
+            } else {
+                CallbackOutcome::Conflicting
+            };
+            self.audit(payment, notification, outcome, &now).await?;
+            return Ok(outcome);
+        };
+
+        let settled = Payment {
+            payment_status: target,
+            updated_at: now.clone(),
+            provider_transaction_id: Some(notification.provider_transaction_id.clone()),
+            failure_reason: notification.failure_reason.clone(),
+            ..payment.clone()
+        };
+        let event_type = if target == PaymentStatus::Succeeded {
+            EventType::PaymentSucceeded
+        } else {
+            EventType::PaymentFailed
+        };
+        let event = Envelope::new(event_type, correlation_id, &now, &settled)?;
+        let settle = Update::builder()
+            .table_name(&self.tables.payments)
+            .key("paymentId", s(&payment.payment_id))
+            .update_expression("SET paymentStatus = :to, updatedAt = :now, providerTransactionId = :tx, failureReason = :reason")
+            .condition_expression("paymentStatus = :from")
+            .expression_attribute_values(":to", s(target.as_str()))
+            .expression_attribute_values(":from", s(payment.payment_status.as_str()))
+            .expression_attribute_values(":now", s(&now))
+            .expression_attribute_values(":tx", s(&notification.provider_transaction_id))
+            .expression_attribute_values(
+                ":reason",
+                notification.failure_reason.as_deref().map_or(AttributeValue::Null(true), s),
+            )
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_err)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(settle).build())
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(event.outbox_put(&self.tables.events)?)
+                    .build(),
+            )
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(self.audit_put(payment, notification, CallbackOutcome::Applied, &now)?)
+                    .build(),
+            )
+            .client_request_token(new_id())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(CallbackOutcome::Applied),
+            Err(err) => {
+                // A concurrent callback settled it first: judge again
+                // against what it wrote.
+                let current = cancellation_reasons(&err)
+                    .and_then(|r| r.first())
+                    .filter(|r| failed(r))
+                    .and_then(|r| r.item())
+                    .and_then(|item| serde_dynamo::from_item::<_, Payment>(item.clone()).ok());
+                match current {
+                    Some(current) if current.payment_status != payment.payment_status => {
+                        Box::pin(self.record_callback(&current, notification, correlation_id)).await
+                    }
+                    _ => Err(err.into()),
+                }
+            }
+        }
+    }
+
+    /// Returns a succeeded payment's money through the provider, then marks
+    /// it `REFUNDED` with its `PaymentRefunded` event (the order-status
+    /// consumer then refunds the order and restocks). Repeating it is safe:
+    /// a payment already refunded is left alone.
+    pub async fn refund(
+        &self,
+        payment: &Payment,
+        provider: &impl PaymentProvider,
+        reason: &str,
+        correlation_id: &str,
+    ) -> Result<Payment, ApiError> {
+        if payment.payment_status == PaymentStatus::Refunded {
+            return Ok(payment.clone());
+        }
+        if payment
+            .payment_status
+            .apply(PaymentTransition::Refund)
+            .is_err()
+        {
+            return Err(ApiError::conflict(
+                "PAYMENT_NOT_REFUNDABLE",
+                format!(
+                    "payment {} is {}",
+                    payment.payment_id,
+                    payment.payment_status.as_str()
+                ),
+            ));
+        }
+        // Providers deduplicate refunds by payment, so a retry after a crash
+        // between this call and the write below does not pay out twice.
+        let receipt = provider
+            .refund(payment, reason)
+            .await
+            .map_err(provider_error)?;
+        let now = clock::now_rfc3339();
+        let refunded = Payment {
+            payment_status: PaymentStatus::Refunded,
+            updated_at: now.clone(),
+            ..payment.clone()
+        };
+        let event = Envelope::new(
+            EventType::PaymentRefunded,
+            correlation_id,
+            &now,
+            &serde_json::json!({
+                "payment": refunded,
+                "providerRefundId": receipt.provider_refund_id,
+                "reason": reason,
+            }),
+        )?;
+        let update = Update::builder()
+            .table_name(&self.tables.payments)
+            .key("paymentId", s(&payment.payment_id))
+            .update_expression(
+                "SET paymentStatus = :refunded, updatedAt = :now, providerRefundId = :refund",
+            )
+            .condition_expression("paymentStatus = :succeeded")
+            .expression_attribute_values(":refunded", s(PaymentStatus::Refunded.as_str()))
+            .expression_attribute_values(":succeeded", s(PaymentStatus::Succeeded.as_str()))
+            .expression_attribute_values(":now", s(&now))
+            .expression_attribute_values(":refund", s(&receipt.provider_refund_id))
+            .build()
+            .map_err(build_err)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(update).build())
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(event.outbox_put(&self.tables.events)?)
+                    .build(),
+            )
+            .client_request_token(new_id())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(refunded),
+            Err(err)
+                if cancellation_reasons(&err).is_some_and(|r| r.first().is_some_and(failed)) =>
+            {
+                // Refunded concurrently by another path: the same outcome.
+                Ok(refunded)
+            }
+            Err(err) => Err(DbError::from(err).into()),
+        }
+    }
+
+    fn audit_put(
+        &self,
+        payment: &Payment,
+        notification: &ProviderNotification,
+        outcome: CallbackOutcome,
+        now: &str,
+    ) -> Result<Put, DbError> {
+        let body =
+            serde_json::to_string(notification).map_err(|e| DbError::Corrupt(e.to_string()))?;
+        Put::builder()
+            .table_name(&self.tables.payment_callbacks)
+            .item("paymentId", s(&payment.payment_id))
+            .item("receivedAt", s(&format!("{now}#{}", new_id())))
+            .item("outcome", s(outcome.as_str()))
+            .item("paymentStatus", s(payment.payment_status.as_str()))
+            .item("notification", s(&body))
+            .build()
+            .map_err(build_err)
+    }
+
+    async fn audit(
+        &self,
+        payment: &Payment,
+        notification: &ProviderNotification,
+        outcome: CallbackOutcome,
+        now: &str,
+    ) -> Result<(), DbError> {
+        let put = self.audit_put(payment, notification, outcome, now)?;
+        self.client
+            .put_item()
+            .table_name(put.table_name())
+            .set_item(Some(put.item().clone()))
+            .send()
+            .await?;
+        if outcome != CallbackOutcome::Duplicate {
+            tracing::warn!(payment_id = %payment.payment_id, outcome = outcome.as_str(), "payment callback recorded without effect");
+        }
+        Ok(())
+    }
+}
+
+fn provider_error(err: ProviderError) -> ApiError {
+    match err {
+        ProviderError::Unavailable(cause) => {
+            tracing::warn!(%cause, "payment provider unavailable");
+            ApiError::unavailable("the payment provider is temporarily unavailable, retry shortly")
+        }
+        ProviderError::Refused(cause) => ApiError::conflict(
+            "PAYMENT_REFUSED",
+            format!("the payment provider refused: {cause}"),
+        ),
+    }
+}

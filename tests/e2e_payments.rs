@@ -1,0 +1,131 @@
+//! Payments through the deployed local stack: initiation with a real token,
+//! the provider callback through API Gateway with no JWT, authenticated by
+//! its signature with the secret the stack keeps in SSM.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use system_tests::e2e::{Stack, unique_id};
+
+async fn payable_order(stack: &Stack) -> String {
+    let id = unique_id("e2e-pay");
+    stack
+        .call(
+            Method::PUT,
+            &format!("/products/{id}"),
+            Some(&stack.admin_token),
+            Some(json!({"name": "Tea", "category": "food", "price": 1500, "stock": 5})),
+        )
+        .await;
+    let (status, order) = stack
+        .call(
+            Method::POST,
+            "/orders",
+            Some(&stack.user_token),
+            Some(json!({"productId": id, "quantity": 2})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    order["orderId"].as_str().unwrap().to_owned()
+}
+
+async fn notify(stack: &Stack, body: &Value, signature: Option<String>) -> (StatusCode, Value) {
+    let raw = body.to_string();
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/payments/notify", stack.api_url))
+        .header("content-type", "application/json")
+        .body(raw);
+    if let Some(sig) = signature {
+        request = request.header("x-payment-signature", sig);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn sign(body: &Value, age: i64) -> String {
+    let secret = system_tests::required_env("E2E_PAYMENT_SECRET");
+    let now = shared::clock::now().unix_timestamp();
+    shared::signature::sign(secret.as_bytes(), now - age, body.to_string().as_bytes())
+}
+
+#[tokio::test]
+async fn pay_an_order_through_the_provider_callback() {
+    let stack = Stack::from_env();
+    let order_id = payable_order(&stack).await;
+
+    let (status, _) = stack
+        .call(
+            Method::POST,
+            "/payments",
+            None,
+            Some(json!({"orderId": order_id, "paymentMethod": "ALIPAY"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = stack
+        .call(
+            Method::POST,
+            "/payments",
+            Some(&stack.other_token),
+            Some(json!({"orderId": order_id, "paymentMethod": "ALIPAY"})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "another user's order: {body}"
+    );
+
+    let (status, payment) = stack
+        .call(
+            Method::POST,
+            "/payments",
+            Some(&stack.user_token),
+            Some(json!({"orderId": order_id, "paymentMethod": "ALIPAY"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{payment}");
+    assert_eq!(payment["amount"], 3000);
+    assert!(payment["qrCode"].is_string());
+    let payment_path = format!("/payments/{}", payment["paymentId"].as_str().unwrap());
+
+    let callback = json!({
+        "paymentId": payment["paymentId"], "orderId": order_id, "paymentStatus": "SUCCESS",
+        "amount": 3000, "currency": "CNY", "providerTransactionId": unique_id("tx"),
+    });
+    // Forged, stale and unsigned callbacks are refused and change nothing.
+    let (status, _) = notify(&stack, &callback, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = notify(&stack, &callback, Some(sign(&callback, 400))).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("INVALID_SIGNATURE"))
+    );
+    let mut tampered = callback.clone();
+    tampered["amount"] = json!(1);
+    let (status, _) = notify(&stack, &tampered, Some(sign(&callback, 0))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (_, still) = stack
+        .call(Method::GET, &payment_path, Some(&stack.user_token), None)
+        .await;
+    assert_eq!(still["paymentStatus"], "PENDING");
+
+    let (status, body) = notify(&stack, &callback, Some(sign(&callback, 0))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["duplicate"], false);
+    let (status, body) = notify(&stack, &callback, Some(sign(&callback, 0))).await;
+    assert_eq!(
+        (status, body["duplicate"].as_bool()),
+        (StatusCode::OK, Some(true))
+    );
+
+    let (status, settled) = stack
+        .call(Method::GET, &payment_path, Some(&stack.user_token), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(settled["paymentStatus"], "SUCCEEDED");
+    let (status, _) = stack
+        .call(Method::GET, &payment_path, Some(&stack.other_token), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

@@ -1,0 +1,454 @@
+//! Payments in-process against official DynamoDB Local: initiation,
+//! ownership, idempotency, and the signed provider callback under
+//! duplicates, forgeries, replays and mismatches.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde_json::{Value, json};
+use shared::catalog::Catalog;
+use shared::orders::Orders;
+use shared::payment::SandboxProvider;
+use shared::payments::Payments;
+use shared::product::ProductDraft;
+use system_tests::api::{ApiRequest, parts};
+use system_tests::dynamo::TestDb;
+
+const SECRET: &str = "whsec_test";
+
+struct Fixture {
+    db: TestDb,
+    orders: Orders,
+    payments: Payments,
+    provider: SandboxProvider,
+}
+
+fn respond(result: shared::ApiResult) -> (u16, Value) {
+    parts(&shared::http::into_response(result))
+}
+
+fn now() -> i64 {
+    shared::clock::now().unix_timestamp()
+}
+
+async fn fixture() -> Arc<Fixture> {
+    let db = TestDb::new().await;
+    let catalog = Catalog::new(db.client.clone(), db.tables.products.clone());
+    let draft = ProductDraft {
+        product_id: None,
+        name: "Tea".into(),
+        description: String::new(),
+        category: "food".into(),
+        price: 1999,
+        currency: "CNY".into(),
+        stock: 100,
+    };
+    catalog
+        .put("tea", &draft, "2026-11-22T00:00:00.000Z")
+        .await
+        .unwrap();
+    let orders = Orders::new(db.client.clone(), db.tables.clone());
+    let payments = Payments::new(db.client.clone(), db.tables.clone());
+    Arc::new(Fixture {
+        db,
+        orders,
+        payments,
+        provider: SandboxProvider::new(SECRET, "https://sandbox.test"),
+    })
+}
+
+impl Fixture {
+    async fn order(&self, user: &str, quantity: i64) -> String {
+        let req = ApiRequest::post("/orders")
+            .as_user(user)
+            .json(json!({"productId": "tea", "quantity": quantity}));
+        let (status, order) = respond(
+            create_order::handle(&self.orders, Duration::from_secs(900), req.build()).await,
+        );
+        assert_eq!(status, 201);
+        order["orderId"].as_str().unwrap().to_owned()
+    }
+
+    async fn initiate(&self, req: ApiRequest) -> (u16, Value) {
+        respond(
+            initiate_payment::handle(&self.orders, &self.payments, &self.provider, req.build())
+                .await,
+        )
+    }
+
+    async fn pay(&self, user: &str, order_id: &str, method: &str) -> (u16, Value) {
+        self.initiate(
+            ApiRequest::post("/payments")
+                .as_user(user)
+                .json(json!({"orderId": order_id, "paymentMethod": method})),
+        )
+        .await
+    }
+
+    async fn get(&self, user: &str, payment_id: &str) -> (u16, Value) {
+        let req = ApiRequest::get("/payments/{paymentId}")
+            .path_param("paymentId", payment_id)
+            .as_user(user);
+        respond(get_payment::handle(&self.payments, req.build()).await)
+    }
+
+    /// Sends a callback body with a signature header (None: no header).
+    async fn notify_raw(&self, body: &str, signature: Option<String>) -> (u16, Value) {
+        let mut req = ApiRequest::post("/payments/notify")
+            .header("content-type", "application/json")
+            .raw_body(body);
+        if let Some(sig) = signature {
+            req = req.header("x-payment-signature", &sig);
+        }
+        respond(payment_result_notify::handle(&self.payments, &self.provider, req.build()).await)
+    }
+
+    async fn notify(&self, payment: &Value, status: &str) -> (u16, Value) {
+        let body = callback(payment, status).to_string();
+        self.notify_raw(&body, Some(self.provider.sign(now(), body.as_bytes())))
+            .await
+    }
+
+    async fn status_of(&self, payment_id: &str) -> String {
+        let p = self.payments.get(payment_id).await.unwrap().unwrap();
+        serde_json::to_value(p.payment_status)
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn events(&self, event_type: &str, payment_id: &str) -> usize {
+        let out = self
+            .db
+            .client
+            .scan()
+            .table_name(&self.db.tables.events)
+            .send()
+            .await
+            .unwrap();
+        out.items()
+            .iter()
+            .filter_map(|i| match i.get("envelope") {
+                Some(AttributeValue::S(s)) => serde_json::from_str::<Value>(s).ok(),
+                _ => None,
+            })
+            .filter(|e| e["type"] == event_type && e["data"]["paymentId"] == payment_id)
+            .count()
+    }
+
+    async fn audit_outcomes(&self, payment_id: &str) -> Vec<String> {
+        let out = self
+            .db
+            .client
+            .query()
+            .table_name(&self.db.tables.payment_callbacks)
+            .key_condition_expression("paymentId = :p")
+            .expression_attribute_values(":p", AttributeValue::S(payment_id.into()))
+            .send()
+            .await
+            .unwrap();
+        out.items()
+            .iter()
+            .map(|i| i["outcome"].as_s().unwrap().clone())
+            .collect()
+    }
+}
+
+fn callback(payment: &Value, status: &str) -> Value {
+    json!({
+        "paymentId": payment["paymentId"],
+        "orderId": payment["orderId"],
+        "paymentStatus": status,
+        "amount": payment["amount"],
+        "currency": payment["currency"],
+        "providerTransactionId": "tx-123",
+    })
+}
+
+#[tokio::test]
+async fn initiating_a_payment_for_an_order() {
+    let f = fixture().await;
+    let order_id = f.order("u1", 2).await;
+    let (status, payment) = f.pay("u1", &order_id, "ALIPAY").await;
+    assert_eq!(status, 201, "{payment}");
+    assert_eq!(
+        payment["amount"], 3998,
+        "the order's amount, not a client figure"
+    );
+    assert_eq!(payment["currency"], "CNY");
+    assert_eq!(payment["paymentStatus"], "PENDING");
+    assert_eq!(payment["userId"], "u1");
+    let id = payment["paymentId"].as_str().unwrap();
+    assert_eq!(
+        payment["paymentUrl"],
+        format!("https://sandbox.test/pay/{id}").as_str()
+    );
+    assert!(
+        payment["qrCode"]
+            .as_str()
+            .unwrap()
+            .starts_with("sandbox://alipay/")
+    );
+    let order = f.orders.get(&order_id).await.unwrap().unwrap();
+    assert_eq!(
+        payment["expiresAt"],
+        order.expires_at.as_str(),
+        "no later than the order"
+    );
+    assert_eq!(f.get("u1", id).await, (200, payment.clone()));
+
+    // The same method again returns the pending payment.
+    let (status, again) = f.pay("u1", &order_id, "ALIPAY").await;
+    assert_eq!((status, &again), (200, &payment));
+    // Another method replaces it; the old one expires.
+    let (status, card) = f.pay("u1", &order_id, "CARD").await;
+    assert_eq!(status, 201);
+    assert_ne!(card["paymentId"], payment["paymentId"]);
+    assert_eq!(card["qrCode"], Value::Null);
+    assert_eq!(f.status_of(id).await, "EXPIRED");
+}
+
+#[tokio::test]
+async fn only_the_owner_pays_only_payable_orders() {
+    let f = fixture().await;
+    let order_id = f.order("owner", 1).await;
+    let (status, body) = f.pay("intruder", &order_id, "CARD").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("ORDER_NOT_FOUND"))
+    );
+    let (status, body) = f
+        .initiate(
+            ApiRequest::post("/payments")
+                .as_user("owner")
+                .json(json!({"orderId": order_id, "paymentMethod": "CARD", "userId": "someone"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("FORBIDDEN"))
+    );
+    let (status, body) = f
+        .initiate(
+            ApiRequest::post("/payments")
+                .as_user("owner")
+                .json(json!({"orderId": order_id, "paymentMethod": "BITCOIN"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("paymentMethod"))
+    );
+    let (status, body) = f
+        .initiate(
+            ApiRequest::post("/payments")
+                .as_user("owner")
+                .json(json!({"orderId": order_id, "paymentMethod": "CARD", "amount": 1})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+
+    let (_, payment) = f.pay("owner", &order_id, "CARD").await;
+    let (status, _) = f
+        .get("intruder", payment["paymentId"].as_str().unwrap())
+        .await;
+    assert_eq!(status, 404);
+
+    // A cancelled order is not payable.
+    let cancelled = f.order("owner", 1).await;
+    let req = ApiRequest::post("/orders/{orderId}/cancel")
+        .path_param("orderId", &cancelled)
+        .as_user("owner");
+    respond(cancel_order::handle(&f.orders, req.build()).await);
+    let (status, body) = f.pay("owner", &cancelled, "CARD").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("ORDER_NOT_PAYABLE"))
+    );
+}
+
+#[tokio::test]
+async fn idempotent_initiation() {
+    let f = fixture().await;
+    let order_id = f.order("u1", 1).await;
+    let req = |method: &str| {
+        ApiRequest::post("/payments")
+            .as_user("u1")
+            .header("Idempotency-Key", "pay-1")
+            .json(json!({"orderId": order_id, "paymentMethod": method}))
+    };
+    let (s1, first) = f.initiate(req("WECHAT_PAY")).await;
+    let (s2, second) = f.initiate(req("WECHAT_PAY")).await;
+    assert_eq!((s1, s2), (201, 201));
+    assert_eq!(first, second);
+    let (s3, body) = f.initiate(req("CARD")).await;
+    assert_eq!(
+        (s3, body["error"]["code"].as_str()),
+        (409, Some("IDEMPOTENCY_KEY_REUSED"))
+    );
+}
+
+#[tokio::test]
+async fn a_valid_callback_settles_the_payment_once() {
+    let f = fixture().await;
+    let order_id = f.order("u1", 1).await;
+    let (_, payment) = f.pay("u1", &order_id, "ALIPAY").await;
+    let id = payment["paymentId"].as_str().unwrap();
+
+    let (status, body) = f.notify(&payment, "SUCCESS").await;
+    assert_eq!(
+        (status, &body),
+        (200, &json!({"received": true, "duplicate": false}))
+    );
+    assert_eq!(f.status_of(id).await, "SUCCEEDED");
+    assert_eq!(f.events("PaymentSucceeded", id).await, 1);
+
+    // The same result again: 200, no change, no second event.
+    let (status, body) = f.notify(&payment, "SUCCESS").await;
+    assert_eq!((status, body["duplicate"].as_bool()), (200, Some(true)));
+    // A different result after a final one: recorded, nothing changes.
+    let (status, _) = f.notify(&payment, "FAILED").await;
+    assert_eq!(status, 200);
+    assert_eq!(f.status_of(id).await, "SUCCEEDED");
+    assert_eq!(f.events("PaymentSucceeded", id).await, 1);
+    assert_eq!(f.events("PaymentFailed", id).await, 0);
+    let mut outcomes = f.audit_outcomes(id).await;
+    outcomes.sort();
+    assert_eq!(outcomes, ["APPLIED", "CONFLICTING_RESULT", "DUPLICATE"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_duplicate_callbacks_make_one_transition() {
+    let f = fixture().await;
+    let order_id = f.order("u1", 1).await;
+    let (_, payment) = f.pay("u1", &order_id, "CARD").await;
+    let id = payment["paymentId"].as_str().unwrap().to_owned();
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let (f, payment) = (f.clone(), payment.clone());
+            tokio::spawn(async move { f.notify(&payment, "SUCCESS").await })
+        })
+        .collect();
+    let mut applied = 0;
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        if body["duplicate"] == false {
+            applied += 1;
+        }
+    }
+    assert_eq!(applied, 1);
+    assert_eq!(f.events("PaymentSucceeded", &id).await, 1);
+    assert_eq!(f.audit_outcomes(&id).await.len(), 10);
+}
+
+#[tokio::test]
+async fn forged_stale_and_tampered_callbacks_change_nothing() {
+    let f = fixture().await;
+    let order_id = f.order("u1", 1).await;
+    let (_, payment) = f.pay("u1", &order_id, "CARD").await;
+    let id = payment["paymentId"].as_str().unwrap();
+    let body = callback(&payment, "SUCCESS").to_string();
+    let wrong_key = SandboxProvider::new("not-the-secret", "x");
+    let tampered = body.replace("tx-123", "tx-999");
+    let cases = [
+        ("no signature", body.clone(), None),
+        ("garbage", body.clone(), Some("t=1,v1=zz".to_owned())),
+        (
+            "wrong secret",
+            body.clone(),
+            Some(wrong_key.sign(now(), body.as_bytes())),
+        ),
+        (
+            "stale",
+            body.clone(),
+            Some(f.provider.sign(now() - 301, body.as_bytes())),
+        ),
+        (
+            "future",
+            body.clone(),
+            Some(f.provider.sign(now() + 120, body.as_bytes())),
+        ),
+        (
+            "tampered body",
+            tampered,
+            Some(f.provider.sign(now(), body.as_bytes())),
+        ),
+    ];
+    for (label, body, signature) in cases {
+        let (status, answer) = f.notify_raw(&body, signature).await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (401, Some("INVALID_SIGNATURE")),
+            "{label}: {answer}"
+        );
+    }
+    assert_eq!(f.status_of(id).await, "PENDING");
+    assert_eq!(f.events("PaymentSucceeded", id).await, 0);
+    assert!(
+        f.audit_outcomes(id).await.is_empty(),
+        "nothing is read or written before the signature holds"
+    );
+}
+
+#[tokio::test]
+async fn mismatched_amounts_are_recorded_not_paid() {
+    let f = fixture().await;
+    let order_id = f.order("u1", 1).await;
+    let (_, payment) = f.pay("u1", &order_id, "CARD").await;
+    let id = payment["paymentId"].as_str().unwrap();
+    for (field, value) in [
+        ("amount", json!(1)),
+        ("currency", json!("USD")),
+        ("orderId", json!("01OTHERORDER0000000000000")),
+    ] {
+        let mut body = callback(&payment, "SUCCESS");
+        body[field] = value;
+        let raw = body.to_string();
+        let (status, answer) = f
+            .notify_raw(&raw, Some(f.provider.sign(now(), raw.as_bytes())))
+            .await;
+        assert_eq!(status, 409, "{field}: {answer}");
+    }
+    assert_eq!(f.status_of(id).await, "PENDING");
+    assert_eq!(f.audit_outcomes(id).await.len(), 3);
+
+    let unknown = json!({"paymentId": "01UNKNOWNPAYMENT000000000", "orderId": order_id, "paymentStatus": "SUCCESS", "amount": 1, "currency": "CNY", "providerTransactionId": "t"}).to_string();
+    let (status, answer) = f
+        .notify_raw(&unknown, Some(f.provider.sign(now(), unknown.as_bytes())))
+        .await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (404, Some("PAYMENT_NOT_FOUND"))
+    );
+}
+
+#[tokio::test]
+async fn a_callback_costs_at_most_two_round_trips() {
+    let f = fixture().await;
+    let order_id = f.order("u1", 1).await;
+    let (_, payment) = f.pay("u1", &order_id, "CARD").await;
+    let (client, round_trips) = system_tests::dynamo::counted_client().await;
+    let counted = Payments::new(client, f.db.tables.clone());
+    let body = callback(&payment, "SUCCESS").to_string();
+    for label in ["first", "duplicate"] {
+        round_trips.reset();
+        let req = ApiRequest::post("/payments/notify")
+            .header("content-type", "application/json")
+            .header(
+                "x-payment-signature",
+                &f.provider.sign(now(), body.as_bytes()),
+            )
+            .raw_body(&body);
+        let (status, _) =
+            respond(payment_result_notify::handle(&counted, &f.provider, req.build()).await);
+        assert_eq!(status, 200, "{label}");
+        assert!(
+            round_trips.count() <= 2,
+            "{label}: {} round trips",
+            round_trips.count()
+        );
+    }
+}
