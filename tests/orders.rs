@@ -81,7 +81,10 @@ impl Fixture {
         let req = ApiRequest::post("/orders/{orderId}/cancel")
             .path_param("orderId", order_id)
             .as_user(user);
-        respond(cancel_order::handle(&self.orders, req.build()).await)
+        let payments =
+            shared::payments::Payments::new(self.db.client.clone(), self.db.tables.clone());
+        let provider = shared::payment::SandboxProvider::new("s", "https://sandbox.test");
+        respond(cancel_order::handle(&self.orders, &payments, &provider, req.build()).await)
     }
 
     async fn list(&self, user: &str, query: &[(&str, &str)]) -> (u16, Value) {

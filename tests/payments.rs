@@ -261,7 +261,7 @@ async fn only_the_owner_pays_only_payable_orders() {
     let req = ApiRequest::post("/orders/{orderId}/cancel")
         .path_param("orderId", &cancelled)
         .as_user("owner");
-    respond(cancel_order::handle(&f.orders, req.build()).await);
+    respond(cancel_order::handle(&f.orders, &f.payments, &f.provider, req.build()).await);
     let (status, body) = f.pay("owner", &cancelled, "CARD").await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),

@@ -95,6 +95,32 @@ fn sample_events_parse_and_match_a_route_of_their_function() {
         let text = std::fs::read_to_string(&path).unwrap();
         let event: serde_json::Value = serde_json::from_str(&text).unwrap();
         let Some(route_key) = event["routeKey"].as_str() else {
+            // A scheduled, stream or queue event: it must name a deployed
+            // function and parse as that kind of event.
+            let functions = Template::load().functions();
+            assert!(
+                functions.iter().any(|(_, b)| *b == name),
+                "events/{name}.json names no function"
+            );
+            match event["Records"][0]["eventSource"].as_str() {
+                Some("aws:dynamodb") => {
+                    serde_json::from_value::<aws_lambda_events::event::dynamodb::Event>(
+                        event.clone(),
+                    )
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                }
+                Some("aws:sqs") => {
+                    serde_json::from_value::<aws_lambda_events::event::sqs::SqsEvent>(
+                        event.clone(),
+                    )
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                }
+                _ => assert_eq!(
+                    event["detail-type"], "Scheduled Event",
+                    "events/{name}.json"
+                ),
+            }
+            seen.insert(name);
             continue;
         };
         lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -109,11 +135,10 @@ fn sample_events_parse_and_match_a_route_of_their_function() {
         );
         seen.insert(route.binary.clone());
     }
-    for route in &routes {
+    for (id, binary) in Template::load().functions() {
         assert!(
-            seen.contains(&route.binary),
-            "no sample event for {}",
-            route.binary
+            seen.contains(&binary),
+            "no sample event for {id} ({binary})"
         );
     }
 }

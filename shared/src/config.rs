@@ -29,6 +29,8 @@ pub struct Tables {
     pub payments: String,
     /// Every provider callback, for audit.
     pub payment_callbacks: String,
+    /// Consumers' processed-event markers.
+    pub processed_events: String,
 }
 
 impl Tables {
@@ -46,6 +48,7 @@ impl Tables {
             events: required_from(lookup, "EVENTS_TABLE")?,
             payments: required_from(lookup, "PAYMENTS_TABLE")?,
             payment_callbacks: required_from(lookup, "PAYMENT_CALLBACKS_TABLE")?,
+            processed_events: required_from(lookup, "PROCESSED_EVENTS_TABLE")?,
         })
     }
 }

@@ -100,3 +100,45 @@ mod tests {
         assert_eq!(put.item()["type"], AttributeValue::S("OrderCreated".into()));
     }
 }
+
+/// An outbox item as the table's stream shows it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboxRecord {
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The envelope's JSON, published verbatim.
+    pub envelope: String,
+}
+
+/// "Consumer C has processed event E", written in the same transaction as
+/// C's effect, on the condition that it is not there yet: a redelivered
+/// event then cancels the transaction instead of acting twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessedMarker {
+    pub table: String,
+    pub key: String,
+}
+
+impl ProcessedMarker {
+    pub fn new(table: &str, consumer: &str, event_id: &str) -> Self {
+        Self {
+            table: table.to_owned(),
+            key: format!("{consumer}#{event_id}"),
+        }
+    }
+
+    pub fn put(&self, now: &str) -> Result<Put, DbError> {
+        // Kept well past any redelivery (SQS keeps messages 4 days, DLQs 14).
+        let expires = crate::clock::now().unix_timestamp() + 30 * 24 * 3600;
+        Put::builder()
+            .table_name(&self.table)
+            .item("markerId", AttributeValue::S(self.key.clone()))
+            .item("processedAt", AttributeValue::S(now.to_owned()))
+            .item("expiresAtEpoch", AttributeValue::N(expires.to_string()))
+            .condition_expression("attribute_not_exists(markerId)")
+            .build()
+            .map_err(|e| DbError::Other(e.to_string()))
+    }
+}

@@ -154,6 +154,9 @@ pub struct Order {
     /// The payment started last for this order, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_payment_id: Option<String>,
+    /// The payment whose success made the order `PAID`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paid_payment_id: Option<String>,
 }
 
 /// A line as the client sends it.

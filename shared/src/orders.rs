@@ -66,6 +66,16 @@ pub enum Transition {
     Applied(Box<Order>),
     /// Another change got there first; the status found, if the order exists.
     LostRace(Option<OrderStatus>),
+    /// The consumer's marker was already there: a redelivered event.
+    AlreadyProcessed,
+}
+
+/// What a consumer adds to a status change.
+#[derive(Debug, Clone, Default)]
+pub struct TransitionContext {
+    /// For `PaymentSucceeded`: the payment that paid.
+    pub payment_id: Option<String>,
+    pub marker: Option<crate::events::ProcessedMarker>,
 }
 
 fn event_type(transition: OrderTransition) -> EventType {
@@ -166,6 +176,7 @@ impl Orders {
                 updated_at: created_at.clone(),
                 expires_at: clock::rfc3339(now + request.payment_window),
                 active_payment_id: None,
+                paid_payment_id: None,
             };
             let versions: Vec<i64> = request
                 .lines
@@ -408,6 +419,25 @@ impl Orders {
         transition: OrderTransition,
         correlation_id: &str,
     ) -> Result<Transition, DbError> {
+        self.apply_transition_with(
+            order,
+            transition,
+            correlation_id,
+            &TransitionContext::default(),
+        )
+        .await
+    }
+
+    /// [`Self::apply_transition`] for a consumer: records the payment that
+    /// paid, and commits the consumer's processed-event marker with the
+    /// change (a redelivered event then changes nothing).
+    pub async fn apply_transition_with(
+        &self,
+        order: &Order,
+        transition: OrderTransition,
+        correlation_id: &str,
+        context: &TransitionContext,
+    ) -> Result<Transition, DbError> {
         let Ok(target) = order.order_status.apply(transition) else {
             return Ok(Transition::LostRace(Some(order.order_status)));
         };
@@ -415,14 +445,19 @@ impl Orders {
         loop {
             attempt += 1;
             let now = clock::now_rfc3339();
+            let paid_payment_id = match transition {
+                OrderTransition::PaymentSucceeded => context.payment_id.clone(),
+                _ => order.paid_payment_id.clone(),
+            };
             let updated = Order {
                 order_status: target,
                 updated_at: now.clone(),
+                paid_payment_id,
                 ..order.clone()
             };
             let mut transaction = vec![
                 TransactWriteItem::builder()
-                    .update(self.status_update(&order.order_id, transition, target, &now)?)
+                    .update(self.status_update(&updated, transition, &now)?)
                     .build(),
             ];
             for line in &order.items {
@@ -438,6 +473,9 @@ impl Orders {
                     .put(event.outbox_put(&self.tables.events)?)
                     .build(),
             );
+            if let Some(marker) = &context.marker {
+                transaction.push(TransactWriteItem::builder().put(marker.put(&now)?).build());
+            }
 
             let result = self
                 .client
@@ -453,6 +491,9 @@ impl Orders {
             let Some(reasons) = cancellation_reasons(&err) else {
                 return Err(err.into());
             };
+            if context.marker.is_some() && reasons.last().is_some_and(failed) {
+                return Ok(Transition::AlreadyProcessed);
+            }
             if let Some(reason) = reasons.first()
                 && failed(reason)
             {
@@ -462,7 +503,13 @@ impl Orders {
                     .map(|o| o.order_status);
                 return Ok(Transition::LostRace(status));
             }
-            if reasons.iter().skip(1).any(failed) {
+            let markers = usize::from(context.marker.is_some());
+            if reasons
+                .iter()
+                .skip(1)
+                .take(reasons.len().saturating_sub(1 + markers))
+                .any(failed)
+            {
                 // A counter would go negative: the invariant is broken
                 // somewhere; refuse to make it worse and let an operator look.
                 tracing::error!(order_id = %order.order_id, ?transition, "product counters below the order's quantities");
@@ -483,11 +530,11 @@ impl Orders {
 
     fn status_update(
         &self,
-        order_id: &str,
+        updated: &Order,
         transition: OrderTransition,
-        target: OrderStatus,
         now: &str,
     ) -> Result<Update, DbError> {
+        let (order_id, target) = (updated.order_id.as_str(), updated.order_status);
         let from = transition.allowed_from();
         let placeholders: Vec<String> = (0..from.len()).map(|i| format!(":from{i}")).collect();
         let mut condition = format!("orderStatus IN ({})", placeholders.join(", "));
@@ -501,16 +548,30 @@ impl Orders {
         } else {
             " REMOVE reservationShard"
         };
+        let paid_payment_id = updated
+            .paid_payment_id
+            .as_deref()
+            .filter(|_| transition == OrderTransition::PaymentSucceeded);
+        let paid = if paid_payment_id.is_some() {
+            ", paidPaymentId = :paid"
+        } else {
+            ""
+        };
         let mut update = Update::builder()
             .table_name(&self.tables.orders)
             .key("orderId", s(order_id))
-            .update_expression(format!("SET orderStatus = :to, updatedAt = :now{remove}"))
+            .update_expression(format!(
+                "SET orderStatus = :to, updatedAt = :now{paid}{remove}"
+            ))
             .condition_expression(condition)
             .expression_attribute_values(":to", s(target.as_str()))
             .expression_attribute_values(":now", s(now))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         for (placeholder, status) in placeholders.iter().zip(from) {
             update = update.expression_attribute_values(placeholder, s(status.as_str()));
+        }
+        if let Some(payment_id) = paid_payment_id {
+            update = update.expression_attribute_values(":paid", s(payment_id));
         }
         update.build().map_err(build_err)
     }

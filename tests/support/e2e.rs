@@ -72,11 +72,14 @@ impl Stack {
     }
 }
 
-/// A product id no other test run uses.
+/// An id no other test, in this run or an earlier one, uses: parallel
+/// tests can read the same clock tick, so a counter tells them apart.
 pub fn unique_id(prefix: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    format!("{prefix}-{nanos:x}")
+    format!("{prefix}-{nanos:x}-{}-{n}", std::process::id())
 }

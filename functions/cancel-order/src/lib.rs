@@ -1,30 +1,44 @@
-//! `POST /orders/{orderId}/cancel`: cancels one of the caller's unpaid
-//! orders and returns its reserved units to stock, in one transaction that
-//! a racing payment or expiry cannot also win. Cancelling twice is fine.
+//! `POST /orders/{orderId}/cancel`: cancels one of the caller's orders.
+//!
+//! Unpaid: the order becomes `CANCELLED` and its reserved units return to
+//! stock, in one transaction that a racing payment or expiry cannot also win
+//! (200; cancelling twice is fine). Paid: the payment is refunded through
+//! the provider (202); the order becomes `REFUNDED`, and its units return to
+//! stock, when the order-status consumer processes the refund event.
 
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 use shared::http::{correlation_id, json, path_param};
 use shared::order::{Order, OrderStatus, OrderTransition, order_not_found, plausible_order_id};
 use shared::orders::{Orders, Transition};
+use shared::payment::PaymentProvider;
+use shared::payments::Payments;
 use shared::{ApiError, ApiResult, Caller};
 
-pub async fn handle(orders: &Orders, req: Request) -> ApiResult {
+pub async fn handle(
+    orders: &Orders,
+    payments: &Payments,
+    provider: &impl PaymentProvider,
+    req: Request,
+) -> ApiResult {
     let caller = Caller::from_request(&req)?;
     let order_id = path_param(&req, "orderId")?;
     if !plausible_order_id(&order_id) {
         return Err(order_not_found(&order_id));
     }
+    let correlation_id = correlation_id(&req);
     let order = orders
         .get_owned(&order_id, &caller.user_id)
         .await?
         .ok_or_else(|| order_not_found(&order_id))?;
-    if order.order_status == OrderStatus::Cancelled {
-        return Ok(json(StatusCode::OK, &order));
-    }
 
+    match order.order_status {
+        OrderStatus::Cancelled => return Ok(json(StatusCode::OK, &order)),
+        OrderStatus::Paid => return refund(&order, payments, provider, &correlation_id).await,
+        _ => {}
+    }
     match orders
-        .apply_transition(&order, OrderTransition::Cancel, &correlation_id(&req))
+        .apply_transition(&order, OrderTransition::Cancel, &correlation_id)
         .await?
     {
         Transition::Applied(cancelled) => Ok(json(StatusCode::OK, &cancelled)),
@@ -36,17 +50,51 @@ pub async fn handle(orders: &Orders, req: Request) -> ApiResult {
                 ..order
             },
         )),
+        // Paid in the meantime: cancelling now means refunding.
+        Transition::LostRace(Some(OrderStatus::Paid)) => {
+            let paid = orders
+                .get(&order_id)
+                .await?
+                .ok_or_else(|| order_not_found(&order_id))?;
+            refund(&paid, payments, provider, &correlation_id).await
+        }
         Transition::LostRace(status) => Err(not_cancellable(
             &order_id,
             status.unwrap_or(order.order_status),
         )),
+        Transition::AlreadyProcessed => Err(ApiError::internal()),
     }
+}
+
+async fn refund(
+    order: &Order,
+    payments: &Payments,
+    provider: &impl PaymentProvider,
+    correlation_id: &str,
+) -> ApiResult {
+    let payment = match &order.paid_payment_id {
+        Some(id) => payments.get(id).await?,
+        None => None,
+    };
+    let Some(payment) = payment else {
+        tracing::error!(order_id = %order.order_id, "paid order without its payment");
+        return Err(not_cancellable(&order.order_id, order.order_status));
+    };
+    payments
+        .refund(
+            &payment,
+            provider,
+            "cancelled by the customer",
+            correlation_id,
+        )
+        .await?;
+    Ok(json(StatusCode::ACCEPTED, order))
 }
 
 fn not_cancellable(order_id: &str, status: OrderStatus) -> ApiError {
     let why = match status {
-        OrderStatus::Paid => "it is paid; paid orders are refunded, which is not available yet",
-        _ => "only unpaid orders can be cancelled",
+        OrderStatus::Paid => "its payment cannot be found to refund",
+        _ => "only unpaid or paid orders can be cancelled",
     };
     ApiError::conflict(
         "ORDER_NOT_CANCELLABLE",

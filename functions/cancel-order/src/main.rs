@@ -1,6 +1,10 @@
+use shared::backend::Backend;
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     shared::init_logging();
-    let orders = shared::backend::Backend::from_env().await?.orders();
-    shared::http::serve(|req| cancel_order::handle(&orders, req)).await
+    let backend = Backend::from_env().await?;
+    let provider = shared::secrets::sandbox_provider(&backend.sdk).await?;
+    let (orders, payments) = (backend.orders(), backend.payments());
+    shared::http::serve(|req| cancel_order::handle(&orders, &payments, &provider, req)).await
 }

@@ -37,7 +37,9 @@ pub async fn sweep(orders: &Orders, run_id: &str) -> Result<SweepReport, lambda_
             .await
         {
             Ok(Transition::Applied(_)) => report.expired += 1,
-            Ok(Transition::LostRace(_)) => report.already_settled += 1,
+            Ok(Transition::LostRace(_) | Transition::AlreadyProcessed) => {
+                report.already_settled += 1
+            }
             Err(error) => {
                 tracing::error!(order_id = %order.order_id, %error, "could not expire order");
                 failed += 1;

@@ -1,0 +1,181 @@
+//! Consumer of payment events: moves orders and their stock.
+//!
+//! - `PaymentSucceeded`: the order becomes `PAID` and each line's units move
+//!   from `reserved` to `sold`. If the order can no longer take a payment
+//!   (cancelled, expired, or paid by another payment) the money goes back:
+//!   the payment is refunded.
+//! - `PaymentFailed`: an unpaid order becomes `PAYMENT_FAILED`; its units
+//!   stay reserved for a retry until cancel or expiry.
+//! - `PaymentRefunded`: the order it paid becomes `REFUNDED` and its units
+//!   return from `sold` to `stock`.
+//!
+//! Every change commits with this consumer's marker for the event, so a
+//! redelivered event changes nothing; the order state machine decides what
+//! late or out-of-order events may still do. One bad message fails only
+//! itself (partial batch response); after 5 receives SQS moves it to the DLQ.
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use shared::events::{Envelope, EventType, ProcessedMarker};
+use shared::order::{Order, OrderStatus, OrderTransition};
+use shared::orders::{Orders, Transition, TransitionContext};
+use shared::payment::{Payment, PaymentProvider};
+use shared::payments::Payments;
+
+pub const CONSUMER: &str = "update-order-status";
+
+pub struct OrderStatusConsumer<P> {
+    pub orders: Orders,
+    pub payments: Payments,
+    pub provider: P,
+    pub markers_table: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    #[error("message is not an event envelope: {0}")]
+    NotAnEnvelope(String),
+    #[error("event data is not a payment: {0}")]
+    NotAPayment(String),
+    #[error("order {0} does not exist")]
+    UnknownOrder(String),
+    #[error(transparent)]
+    Db(#[from] shared::db::DbError),
+    #[error("{0}")]
+    Api(String),
+}
+
+impl From<shared::ApiError> for ConsumeError {
+    fn from(err: shared::ApiError) -> Self {
+        ConsumeError::Api(format!("{}: {}", err.code, err.message))
+    }
+}
+
+impl<P: PaymentProvider> OrderStatusConsumer<P> {
+    pub async fn handle_batch(&self, event: SqsEvent) -> SqsBatchResponse {
+        let mut response = SqsBatchResponse::default();
+        for message in &event.records {
+            if let Err(error) = self.handle_message(message).await {
+                tracing::error!(message_id = ?message.message_id, %error, "event not processed; SQS will redeliver it");
+                response.add_failure(message.message_id.clone().unwrap_or_default());
+            }
+        }
+        response
+    }
+
+    pub async fn handle_message(&self, message: &SqsMessage) -> Result<(), ConsumeError> {
+        let body = message.body.as_deref().unwrap_or("");
+        let envelope: Envelope =
+            serde_json::from_str(body).map_err(|e| ConsumeError::NotAnEnvelope(e.to_string()))?;
+        // PaymentRefunded carries {payment, providerRefundId, reason}.
+        let data = envelope.data.get("payment").unwrap_or(&envelope.data);
+        let payment: Payment = serde_json::from_value(data.clone())
+            .map_err(|e| ConsumeError::NotAPayment(e.to_string()))?;
+        let context = TransitionContext {
+            payment_id: Some(payment.payment_id.clone()),
+            marker: Some(ProcessedMarker::new(
+                &self.markers_table,
+                CONSUMER,
+                &envelope.event_id,
+            )),
+        };
+        let correlation = envelope.correlation_id.as_str();
+        let order = self
+            .orders
+            .get(&payment.order_id)
+            .await?
+            .ok_or_else(|| ConsumeError::UnknownOrder(payment.order_id.clone()))?;
+        tracing::info!(event_id = %envelope.event_id, event_type = ?envelope.event_type, order_id = %order.order_id, "consuming");
+
+        match envelope.event_type {
+            EventType::PaymentSucceeded => {
+                self.payment_succeeded(&order, &payment, &context, correlation)
+                    .await
+            }
+            EventType::PaymentFailed => {
+                // Only a pending order records the failure; any other state
+                // means a later event already decided (out of order).
+                self.orders
+                    .apply_transition_with(
+                        &order,
+                        OrderTransition::PaymentFailed,
+                        correlation,
+                        &context,
+                    )
+                    .await?;
+                Ok(())
+            }
+            EventType::PaymentRefunded => {
+                if order.paid_payment_id.as_deref() == Some(payment.payment_id.as_str()) {
+                    self.orders
+                        .apply_transition_with(
+                            &order,
+                            OrderTransition::Refund,
+                            correlation,
+                            &context,
+                        )
+                        .await?;
+                }
+                // A refund of a payment that never paid this order (a late
+                // or second success) leaves the order alone.
+                Ok(())
+            }
+            other => {
+                tracing::warn!(
+                    ?other,
+                    "event type not for this consumer (check the subscription's filter policy)"
+                );
+                Ok(())
+            }
+        }
+    }
+
+    async fn payment_succeeded(
+        &self,
+        order: &Order,
+        payment: &Payment,
+        context: &TransitionContext,
+        correlation: &str,
+    ) -> Result<(), ConsumeError> {
+        let outcome = self
+            .orders
+            .apply_transition_with(
+                order,
+                OrderTransition::PaymentSucceeded,
+                correlation,
+                context,
+            )
+            .await?;
+        match outcome {
+            Transition::Applied(_) | Transition::AlreadyProcessed => Ok(()),
+            Transition::LostRace(_) => {
+                // The order cannot take this payment. Unless it was this very
+                // payment that paid it, the customer gets the money back.
+                let current = self
+                    .orders
+                    .get(&order.order_id)
+                    .await?
+                    .unwrap_or_else(|| order.clone());
+                if current.order_status == OrderStatus::Paid
+                    && current.paid_payment_id.as_deref() == Some(&payment.payment_id)
+                {
+                    return Ok(());
+                }
+                let latest = self
+                    .payments
+                    .get(&payment.payment_id)
+                    .await?
+                    .unwrap_or_else(|| payment.clone());
+                tracing::warn!(order_id = %order.order_id, payment_id = %payment.payment_id, status = ?current.order_status, "payment for an order that cannot take it: refunding");
+                self.payments
+                    .refund(
+                        &latest,
+                        &self.provider,
+                        "the order could no longer be paid",
+                        correlation,
+                    )
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+}

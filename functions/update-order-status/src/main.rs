@@ -1,0 +1,22 @@
+use lambda_runtime::{LambdaEvent, service_fn};
+use shared::backend::Backend;
+use update_order_status::OrderStatusConsumer;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::init_logging();
+    let backend = Backend::from_env().await?;
+    let consumer = OrderStatusConsumer {
+        orders: backend.orders(),
+        payments: backend.payments(),
+        provider: shared::secrets::sandbox_provider(&backend.sdk).await?,
+        markers_table: backend.tables.processed_events.clone(),
+    };
+    let consumer = &consumer;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| async move {
+            Ok::<_, lambda_runtime::Error>(consumer.handle_batch(event.payload).await)
+        },
+    ))
+    .await
+}

@@ -1,0 +1,333 @@
+//! The order-status consumer in-process against DynamoDB Local: payment
+//! events move orders and stock exactly once, however often they arrive,
+//! and one bad message fails only itself.
+
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde_json::{Value, json};
+use shared::catalog::Catalog;
+use shared::events::{Envelope, EventType};
+use shared::order::OrderStatus;
+use shared::orders::Orders;
+use shared::payment::{Payment, PaymentStatus, SandboxProvider};
+use shared::payments::Payments;
+use shared::product::ProductDraft;
+use system_tests::api::{ApiRequest, parts};
+use system_tests::dynamo::TestDb;
+use update_order_status::OrderStatusConsumer;
+
+struct Fixture {
+    db: TestDb,
+    catalog: Catalog,
+    consumer: OrderStatusConsumer<SandboxProvider>,
+}
+
+async fn fixture() -> Fixture {
+    let db = TestDb::new().await;
+    let catalog = Catalog::new(db.client.clone(), db.tables.products.clone());
+    let draft = ProductDraft {
+        product_id: None,
+        name: "Tea".into(),
+        description: String::new(),
+        category: "food".into(),
+        price: 500,
+        currency: "CNY".into(),
+        stock: 10,
+    };
+    catalog
+        .put("tea", &draft, "2026-11-22T00:00:00.000Z")
+        .await
+        .unwrap();
+    let consumer = OrderStatusConsumer {
+        orders: Orders::new(db.client.clone(), db.tables.clone()),
+        payments: Payments::new(db.client.clone(), db.tables.clone()),
+        provider: SandboxProvider::new("s", "https://sandbox.test"),
+        markers_table: db.tables.processed_events.clone(),
+    };
+    Fixture {
+        db,
+        catalog,
+        consumer,
+    }
+}
+
+fn message(id: &str, body: &str) -> SqsMessage {
+    let mut m = SqsMessage::default();
+    m.message_id = Some(id.to_owned());
+    m.body = Some(body.to_owned());
+    m
+}
+
+fn batch(messages: Vec<SqsMessage>) -> SqsEvent {
+    let mut e = SqsEvent::default();
+    e.records = messages;
+    e
+}
+
+impl Fixture {
+    /// An order for 3 units with a pending card payment; returns the payment.
+    async fn paying_order(&self) -> Payment {
+        let orders = &self.consumer.orders;
+        let req = ApiRequest::post("/orders")
+            .as_user("u1")
+            .json(json!({"productId": "tea", "quantity": 3}));
+        let (status, order) = parts(&shared::http::into_response(
+            create_order::handle(orders, Duration::from_secs(900), req.build()).await,
+        ));
+        assert_eq!(status, 201);
+        let req = ApiRequest::post("/payments")
+            .as_user("u1")
+            .json(json!({"orderId": order["orderId"], "paymentMethod": "CARD"}));
+        let (status, payment) = parts(&shared::http::into_response(
+            initiate_payment::handle(
+                orders,
+                &self.consumer.payments,
+                &self.consumer.provider,
+                req.build(),
+            )
+            .await,
+        ));
+        assert_eq!(status, 201);
+        serde_json::from_value(payment).unwrap()
+    }
+
+    /// Settles the payment as the callback would, returning the event it wrote.
+    async fn settle(&self, payment: &Payment, status: PaymentStatus) -> String {
+        let settled = Payment {
+            payment_status: status,
+            ..payment.clone()
+        };
+        let event_type = if status == PaymentStatus::Succeeded {
+            EventType::PaymentSucceeded
+        } else {
+            EventType::PaymentFailed
+        };
+        self.db
+            .client
+            .update_item()
+            .table_name(&self.db.tables.payments)
+            .key("paymentId", AttributeValue::S(payment.payment_id.clone()))
+            .update_expression("SET paymentStatus = :s")
+            .expression_attribute_values(":s", AttributeValue::S(status.as_str().into()))
+            .send()
+            .await
+            .unwrap();
+        serde_json::to_string(
+            &Envelope::new(event_type, "corr", "2026-11-22T00:00:00.000Z", &settled).unwrap(),
+        )
+        .unwrap()
+    }
+
+    async fn order_status(&self, order_id: &str) -> OrderStatus {
+        self.consumer
+            .orders
+            .get(order_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .order_status
+    }
+
+    async fn counters(&self) -> (i64, i64, i64) {
+        let p = self.catalog.get("tea").await.unwrap().unwrap();
+        (p.stock, p.reserved, p.sold)
+    }
+
+    async fn order_events(&self, order_id: &str, event_type: &str) -> usize {
+        let out = self
+            .db
+            .client
+            .scan()
+            .table_name(&self.db.tables.events)
+            .send()
+            .await
+            .unwrap();
+        out.items()
+            .iter()
+            .filter_map(|i| serde_json::from_str::<Value>(i["envelope"].as_s().unwrap()).ok())
+            .filter(|e| e["type"] == event_type && e["data"]["orderId"] == order_id)
+            .count()
+    }
+}
+
+#[tokio::test]
+async fn the_same_payment_event_ten_times_pays_once() {
+    let f = fixture().await;
+    let payment = f.paying_order().await;
+    let body = f.settle(&payment, PaymentStatus::Succeeded).await;
+    // Redelivered within one batch and across batches.
+    let response = f
+        .consumer
+        .handle_batch(batch(
+            (0..5).map(|i| message(&format!("m{i}"), &body)).collect(),
+        ))
+        .await;
+    assert!(response.batch_item_failures.is_empty());
+    for i in 5..10 {
+        let response = f
+            .consumer
+            .handle_batch(batch(vec![message(&format!("m{i}"), &body)]))
+            .await;
+        assert!(response.batch_item_failures.is_empty());
+    }
+    assert_eq!(f.order_status(&payment.order_id).await, OrderStatus::Paid);
+    assert_eq!(f.counters().await, (7, 0, 3), "units sold once");
+    assert_eq!(f.order_events(&payment.order_id, "OrderPaid").await, 1);
+    let order = f
+        .consumer
+        .orders
+        .get(&payment.order_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        order.paid_payment_id.as_deref(),
+        Some(payment.payment_id.as_str())
+    );
+}
+
+#[tokio::test]
+async fn one_bad_message_fails_only_itself() {
+    let f = fixture().await;
+    let first = f.paying_order().await;
+    let second = f.paying_order().await;
+    let good1 = f.settle(&first, PaymentStatus::Succeeded).await;
+    let good2 = f.settle(&second, PaymentStatus::Failed).await;
+    let response = f
+        .consumer
+        .handle_batch(batch(vec![
+            message("ok-1", &good1),
+            message("poison", "{not json"),
+            message("ok-2", &good2),
+        ]))
+        .await;
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(failed, ["poison"]);
+    assert_eq!(f.order_status(&first.order_id).await, OrderStatus::Paid);
+    assert_eq!(
+        f.order_status(&second.order_id).await,
+        OrderStatus::PaymentFailed
+    );
+    assert_eq!(
+        f.counters().await,
+        (4, 3, 3),
+        "the failed order keeps its reservation"
+    );
+}
+
+#[tokio::test]
+async fn success_for_an_order_that_cannot_take_it_is_refunded() {
+    let f = fixture().await;
+    let payment = f.paying_order().await;
+    let order = f
+        .consumer
+        .orders
+        .get(&payment.order_id)
+        .await
+        .unwrap()
+        .unwrap();
+    f.consumer
+        .orders
+        .apply_transition(&order, shared::order::OrderTransition::Cancel, "c")
+        .await
+        .unwrap();
+    let body = f.settle(&payment, PaymentStatus::Succeeded).await;
+    let response = f
+        .consumer
+        .handle_batch(batch(vec![message("late", &body)]))
+        .await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(
+        f.order_status(&payment.order_id).await,
+        OrderStatus::Cancelled
+    );
+    let refunded = f
+        .consumer
+        .payments
+        .get(&payment.payment_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(refunded.payment_status, PaymentStatus::Refunded);
+    assert_eq!(f.counters().await, (10, 0, 0));
+    // The refund event it wrote leaves the cancelled order alone.
+    let out =
+        f.db.client
+            .scan()
+            .table_name(&f.db.tables.events)
+            .send()
+            .await
+            .unwrap();
+    let refund_event = out
+        .items()
+        .iter()
+        .map(|i| i["envelope"].as_s().unwrap().clone())
+        .find(|e| e.contains("\"PaymentRefunded\""))
+        .expect("a PaymentRefunded event");
+    assert!(
+        f.consumer
+            .handle_batch(batch(vec![message("r", &refund_event)]))
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    assert_eq!(
+        f.order_status(&payment.order_id).await,
+        OrderStatus::Cancelled
+    );
+}
+
+#[tokio::test]
+async fn refund_of_the_paying_payment_refunds_the_order_and_restocks() {
+    let f = fixture().await;
+    let payment = f.paying_order().await;
+    let body = f.settle(&payment, PaymentStatus::Succeeded).await;
+    f.consumer
+        .handle_batch(batch(vec![message("pay", &body)]))
+        .await;
+    assert_eq!(f.counters().await, (7, 0, 3));
+    let paid = f
+        .consumer
+        .payments
+        .get(&payment.payment_id)
+        .await
+        .unwrap()
+        .unwrap();
+    f.consumer
+        .payments
+        .refund(&paid, &f.consumer.provider, "test", "corr")
+        .await
+        .unwrap();
+    let out =
+        f.db.client
+            .scan()
+            .table_name(&f.db.tables.events)
+            .send()
+            .await
+            .unwrap();
+    let refund_event = out
+        .items()
+        .iter()
+        .map(|i| i["envelope"].as_s().unwrap().clone())
+        .find(|e| e.contains("\"PaymentRefunded\""))
+        .unwrap();
+    for i in 0..3 {
+        let response = f
+            .consumer
+            .handle_batch(batch(vec![message(&format!("r{i}"), &refund_event)]))
+            .await;
+        assert!(response.batch_item_failures.is_empty());
+    }
+    assert_eq!(
+        f.order_status(&payment.order_id).await,
+        OrderStatus::Refunded
+    );
+    assert_eq!(f.counters().await, (10, 0, 0), "restocked once");
+    assert_eq!(f.order_events(&payment.order_id, "OrderRefunded").await, 1);
+}

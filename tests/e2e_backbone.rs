@@ -1,0 +1,265 @@
+//! The event backbone through the deployed local stack: outbox stream →
+//! publisher (failing every 3rd publish on the test stack) → SNS topic →
+//! filtered SQS queue → order-status consumer, and its DLQ.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use system_tests::e2e::{Stack, unique_id};
+
+struct Flow<'a> {
+    stack: &'a Stack,
+    product: String,
+    order_id: String,
+    payment: Value,
+}
+
+async fn order_with_payment(stack: &Stack) -> Flow<'_> {
+    let product = unique_id("e2e-bb");
+    stack
+        .call(
+            Method::PUT,
+            &format!("/products/{product}"),
+            Some(&stack.admin_token),
+            Some(json!({"name": "Kettle", "category": "home", "price": 2500, "stock": 6})),
+        )
+        .await;
+    let (status, order) = stack
+        .call(
+            Method::POST,
+            "/orders",
+            Some(&stack.user_token),
+            Some(json!({"productId": product, "quantity": 2})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    let order_id = order["orderId"].as_str().unwrap().to_owned();
+    let (status, payment) = stack
+        .call(
+            Method::POST,
+            "/payments",
+            Some(&stack.user_token),
+            Some(json!({"orderId": order_id, "paymentMethod": "CARD"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{payment}");
+    Flow {
+        stack,
+        product,
+        order_id,
+        payment,
+    }
+}
+
+impl Flow<'_> {
+    async fn notify(&self, result: &str) {
+        let body = json!({
+            "paymentId": self.payment["paymentId"], "orderId": self.order_id, "paymentStatus": result,
+            "amount": self.payment["amount"], "currency": "CNY", "providerTransactionId": unique_id("tx"),
+        });
+        let secret = system_tests::required_env("E2E_PAYMENT_SECRET");
+        let signature = shared::signature::sign(
+            secret.as_bytes(),
+            shared::clock::now().unix_timestamp(),
+            body.to_string().as_bytes(),
+        );
+        let response = reqwest::Client::new()
+            .post(format!("{}/payments/notify", self.stack.api_url))
+            .header("content-type", "application/json")
+            .header("x-payment-signature", signature)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    async fn wait_for_order(&self, status: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let (_, order) = self
+                .stack
+                .call(
+                    Method::GET,
+                    &format!("/orders/{}", self.order_id),
+                    Some(&self.stack.user_token),
+                    None,
+                )
+                .await;
+            if order["orderStatus"] == status {
+                return order;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "order still {} after {within:?}, expected {status}",
+                order["orderStatus"]
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    async fn wait_for_payment(&self, status: &str, within: Duration) {
+        let path = format!("/payments/{}", self.payment["paymentId"].as_str().unwrap());
+        let deadline = Instant::now() + within;
+        loop {
+            let (_, payment) = self
+                .stack
+                .call(Method::GET, &path, Some(&self.stack.user_token), None)
+                .await;
+            if payment["paymentStatus"] == status {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "payment still {} after {within:?}, expected {status}",
+                payment["paymentStatus"]
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    async fn counters(&self) -> (i64, i64) {
+        let (_, p) = self
+            .stack
+            .call(
+                Method::GET,
+                &format!("/products/{}", self.product),
+                Some(&self.stack.user_token),
+                None,
+            )
+            .await;
+        (
+            p["stock"].as_i64().unwrap(),
+            p["reserved"].as_i64().unwrap(),
+        )
+    }
+}
+
+#[tokio::test]
+async fn a_paid_order_becomes_paid_and_its_units_sold() {
+    let stack = Stack::from_env();
+    let flow = order_with_payment(&stack).await;
+    assert_eq!(flow.counters().await, (4, 2));
+    flow.notify("SUCCESS").await;
+    flow.wait_for_order("PAID", Duration::from_secs(30)).await;
+    assert_eq!(flow.counters().await, (4, 0), "reserved units are now sold");
+
+    // Cancelling a paid order refunds it; its units return to stock.
+    let (status, body) = stack
+        .call(
+            Method::POST,
+            &format!("/orders/{}/cancel", flow.order_id),
+            Some(&stack.user_token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    flow.wait_for_order("REFUNDED", Duration::from_secs(30))
+        .await;
+    flow.wait_for_payment("REFUNDED", Duration::from_secs(5))
+        .await;
+    assert_eq!(flow.counters().await, (6, 0));
+}
+
+#[tokio::test]
+async fn a_failed_payment_keeps_the_reservation_for_a_retry() {
+    let stack = Stack::from_env();
+    let flow = order_with_payment(&stack).await;
+    flow.notify("FAILED").await;
+    flow.wait_for_order("PAYMENT_FAILED", Duration::from_secs(30))
+        .await;
+    assert_eq!(flow.counters().await, (4, 2));
+    // The customer may try again.
+    let (status, retry) = stack
+        .call(
+            Method::POST,
+            "/payments",
+            Some(&stack.user_token),
+            Some(json!({"orderId": flow.order_id, "paymentMethod": "ALIPAY"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{retry}");
+}
+
+#[tokio::test]
+async fn a_success_after_expiry_is_refunded_automatically() {
+    let stack = Stack::from_env();
+    let flow = order_with_payment(&stack).await;
+    // The test stack's payment window is 20 s; the sweeper runs every minute.
+    flow.wait_for_order("EXPIRED", Duration::from_secs(150))
+        .await;
+    flow.notify("SUCCESS").await;
+    flow.wait_for_payment("REFUNDED", Duration::from_secs(30))
+        .await;
+    let (_, order) = stack
+        .call(
+            Method::GET,
+            &format!("/orders/{}", flow.order_id),
+            Some(&stack.user_token),
+            None,
+        )
+        .await;
+    assert_eq!(order["orderStatus"], "EXPIRED");
+    assert_eq!(flow.counters().await, (6, 0));
+}
+
+#[tokio::test]
+async fn a_poison_message_lands_alone_in_the_dead_letter_queue() {
+    let outputs: Value = serde_json::from_str(
+        &std::fs::read_to_string(system_tests::required_env("E2E_OUTPUTS")).unwrap(),
+    )
+    .unwrap();
+    let queue = outputs["outputs"]["OrderStatusQueueUrl"].as_str().unwrap();
+    let dlq = outputs["outputs"]["OrderStatusDeadLetterQueueUrl"]
+        .as_str()
+        .unwrap();
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .endpoint_url(system_tests::required_env("E2E_AWS_ENDPOINT"))
+        .load()
+        .await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let marker = unique_id("poison");
+    sqs.send_message()
+        .queue_url(queue)
+        .message_body(format!("{{not an event {marker}"))
+        .send()
+        .await
+        .unwrap();
+
+    // maxReceiveCount 5 × visibility 12 s on the test stack.
+    let deadline = Instant::now() + Duration::from_secs(150);
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(dlq)
+            .max_number_of_messages(10)
+            .visibility_timeout(1)
+            .wait_time_seconds(5)
+            .send()
+            .await
+            .unwrap();
+        if out
+            .messages()
+            .iter()
+            .any(|m| m.body().unwrap_or("").contains(&marker))
+        {
+            for m in out.messages() {
+                assert!(
+                    !m.body().unwrap_or("").starts_with("{\"eventId\""),
+                    "a valid event reached the DLQ: {:?}",
+                    m.body()
+                );
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the poison message did not reach the DLQ"
+        );
+    }
+}
