@@ -9,6 +9,7 @@ start the emulator first). Sub-commands:
   token   mint a Cognito access token for a user (optionally an admin)
   seed    load the demo catalog through the API with an admin token
   pay     send the sandbox provider's signed result callback for a payment
+  dlq     list dead-lettered messages with their reason; --redrive sends them back
   secret  print the local stack's callback signing secret
   info    print the stack's endpoints
   env     print shell exports of the functions' environment
@@ -407,6 +408,75 @@ def pay(args):
         sys.exit(1)
 
 
+def dead_letter_queues(outputs):
+    """(DLQ url, source queue url, consumer function) for every queue of
+    the stack that has a redrive policy."""
+    endpoint = outputs["endpoint"]
+    sqs, lambda_ = clients(endpoint, "sqs"), clients(endpoint, "lambda")
+    cfn = clients(endpoint, "cloudformation")
+    resources = cfn.describe_stack_resources(StackName=outputs["stackName"])["StackResources"]
+    queue_urls = [r["PhysicalResourceId"] for r in resources if r["ResourceType"] == "AWS::SQS::Queue"]
+    arn_to_url = {
+        sqs.get_queue_attributes(QueueUrl=u, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]: u
+        for u in queue_urls
+    }
+    consumers = {}
+    for mapping in lambda_.list_event_source_mappings().get("EventSourceMappings", []):
+        consumers[mapping.get("EventSourceArn")] = mapping.get("FunctionArn", "").split(":")[-1]
+    found = []
+    for source_arn, source_url in arn_to_url.items():
+        policy = sqs.get_queue_attributes(QueueUrl=source_url, AttributeNames=["RedrivePolicy"])["Attributes"].get("RedrivePolicy")
+        if policy:
+            dlq_url = arn_to_url.get(json.loads(policy)["deadLetterTargetArn"])
+            if dlq_url:
+                found.append((dlq_url, source_url, consumers.get(source_arn)))
+    return found
+
+
+def last_error(outputs, function, message_id):
+    """The consumer's last log line about a message: why it failed."""
+    if not function:
+        return None
+    logs = clients(outputs["endpoint"], "logs")
+    try:
+        events = logs.filter_log_events(logGroupName=f"/aws/lambda/{function}").get("events", [])
+    except Exception:  # no log group yet
+        return None
+    lines = [e["message"] for e in events if message_id in e["message"]]
+    return lines[-1].strip()[-300:] if lines else None
+
+
+def dlq(args):
+    """Lists the messages in the stack's dead-letter queues with the reason
+    their consumer gave, and with --redrive moves them back to their queue."""
+    outputs = load_outputs(args.dir)
+    sqs = clients(outputs["endpoint"], "sqs")
+    total = 0
+    for dlq_url, source_url, function in dead_letter_queues(outputs):
+        seen = set()
+        while True:
+            # A short visibility timeout: listing must not hide messages for long.
+            out = sqs.receive_message(
+                QueueUrl=dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=5, WaitTimeSeconds=0,
+                AttributeNames=["All"], MessageAttributeNames=["All"],
+            )
+            messages = [m for m in out.get("Messages", []) if m["MessageId"] not in seen]
+            if not messages:
+                break
+            for m in messages:
+                seen.add(m["MessageId"])
+                total += 1
+                print(f"{dlq_url.rsplit('/', 1)[-1]}  {m['MessageId']}  received {m['Attributes'].get('ApproximateReceiveCount')}x")
+                print(f"  body:   {m['Body'][:200]}")
+                print(f"  reason: {last_error(outputs, function, m['MessageId']) or 'not found in the consumer log'}")
+                if args.redrive:
+                    attributes = m.get("MessageAttributes") or {}
+                    sqs.send_message(QueueUrl=source_url, MessageBody=m["Body"], MessageAttributes=attributes)
+                    sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=m["ReceiptHandle"])
+                    print(f"  redriven to {source_url.rsplit('/', 1)[-1]}")
+    print(f"{total} message(s) in dead-letter queues" + (" redriven" if args.redrive and total else ""))
+
+
 def secret(args):
     print(signing_secret(load_outputs(args.dir)))
 
@@ -457,6 +527,9 @@ def main():
     p.add_argument("--bad-signature", action="store_true", help="sign with the wrong secret")
     p.add_argument("--wrong-amount", action="store_true", help="report one minor unit more than the payment")
     p.set_defaults(run=pay)
+    p = sub.add_parser("dlq")
+    p.add_argument("--redrive", action="store_true", help="move the messages back to their source queue")
+    p.set_defaults(run=dlq)
     p = sub.add_parser("secret")
     p.set_defaults(run=secret)
     p = sub.add_parser("info")

@@ -13,7 +13,6 @@ use shared::order::OrderStatus;
 use shared::orders::Orders;
 use shared::payment::{Payment, PaymentStatus, SandboxProvider};
 use shared::payments::Payments;
-use shared::product::ProductDraft;
 use system_tests::api::{ApiRequest, parts};
 use system_tests::dynamo::TestDb;
 use update_order_status::OrderStatusConsumer;
@@ -26,20 +25,8 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let db = TestDb::new().await;
+    db.add_product("tea", 500, 10).await;
     let catalog = Catalog::new(db.client.clone(), db.tables.products.clone());
-    let draft = ProductDraft {
-        product_id: None,
-        name: "Tea".into(),
-        description: String::new(),
-        category: "food".into(),
-        price: 500,
-        currency: "CNY".into(),
-        stock: 10,
-    };
-    catalog
-        .put("tea", &draft, "2026-11-22T00:00:00.000Z")
-        .await
-        .unwrap();
     let consumer = OrderStatusConsumer {
         orders: Orders::new(db.client.clone(), db.tables.clone()),
         payments: Payments::new(db.client.clone(), db.tables.clone()),

@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 use serde_json::json;
-use shared::catalog::Catalog;
 use shared::orders::Orders;
-use shared::product::ProductDraft;
 use system_tests::api::ApiRequest;
 use system_tests::dynamo::{TestDb, counted_client};
 
@@ -39,20 +37,7 @@ struct Bench {
 
 impl Bench {
     async fn product(&self, id: &str, stock: i64) {
-        let catalog = Catalog::new(self.db.client.clone(), self.db.tables.products.clone());
-        let draft = ProductDraft {
-            product_id: None,
-            name: format!("{id} name"),
-            description: String::new(),
-            category: "bench".into(),
-            price: 1999,
-            currency: "CNY".into(),
-            stock,
-        };
-        catalog
-            .put(id, &draft, "2026-11-22T00:00:00.000Z")
-            .await
-            .unwrap();
+        self.db.add_product(id, 1999, stock).await;
     }
 
     /// One createOrder through the handler, as the Lambda runs it.

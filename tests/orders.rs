@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 use shared::catalog::Catalog;
 use shared::order::{OrderStatus, OrderTransition};
 use shared::orders::{Orders, Transition};
-use shared::product::ProductDraft;
 use system_tests::api::{ApiRequest, parts};
 use system_tests::dynamo::TestDb;
 
@@ -40,19 +39,7 @@ fn respond(result: shared::ApiResult) -> (u16, Value) {
 
 impl Fixture {
     async fn product(&self, id: &str, price: i64, stock: i64) {
-        let draft = ProductDraft {
-            product_id: None,
-            name: format!("{id} name"),
-            description: String::new(),
-            category: "test".into(),
-            price,
-            currency: "CNY".into(),
-            stock,
-        };
-        self.catalog
-            .put(id, &draft, "2026-11-22T00:00:00.000Z")
-            .await
-            .unwrap();
+        self.db.add_product(id, price, stock).await;
     }
 
     /// (stock, reserved, sold) of a product.

@@ -7,11 +7,9 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{Value, json};
-use shared::catalog::Catalog;
 use shared::orders::Orders;
 use shared::payment::SandboxProvider;
 use shared::payments::Payments;
-use shared::product::ProductDraft;
 use system_tests::api::{ApiRequest, parts};
 use system_tests::dynamo::TestDb;
 
@@ -34,20 +32,7 @@ fn now() -> i64 {
 
 async fn fixture() -> Arc<Fixture> {
     let db = TestDb::new().await;
-    let catalog = Catalog::new(db.client.clone(), db.tables.products.clone());
-    let draft = ProductDraft {
-        product_id: None,
-        name: "Tea".into(),
-        description: String::new(),
-        category: "food".into(),
-        price: 1999,
-        currency: "CNY".into(),
-        stock: 100,
-    };
-    catalog
-        .put("tea", &draft, "2026-11-22T00:00:00.000Z")
-        .await
-        .unwrap();
+    db.add_product("tea", 1999, 100).await;
     let orders = Orders::new(db.client.clone(), db.tables.clone());
     let payments = Payments::new(db.client.clone(), db.tables.clone());
     Arc::new(Fixture {

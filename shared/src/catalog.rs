@@ -5,9 +5,9 @@
 //! and `sold` counters that orders move concurrently.
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::ReturnValue;
 
-use crate::db::{DbError, Item};
+use crate::db::{DbError, Item, n, s};
 use crate::product::{Product, ProductDraft};
 
 pub const PRODUCT_KEY: &[&str] = &["productId"];
@@ -22,14 +22,6 @@ pub struct Catalog {
 pub struct ProductPage {
     pub items: Vec<Product>,
     pub last_key: Option<Item>,
-}
-
-fn s(v: &str) -> AttributeValue {
-    AttributeValue::S(v.to_owned())
-}
-
-fn n(v: i64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
 }
 
 fn product_from(item: Option<Item>) -> Result<Option<Product>, DbError> {

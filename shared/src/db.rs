@@ -8,7 +8,8 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -101,6 +102,49 @@ impl From<serde_dynamo::Error> for DbError {
     fn from(err: serde_dynamo::Error) -> Self {
         DbError::Corrupt(err.to_string())
     }
+}
+
+/// A string attribute.
+pub fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_owned())
+}
+
+/// A number attribute.
+pub fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+/// A request builder's error (a missing required field: our bug).
+pub fn build_err(e: impl std::fmt::Display) -> DbError {
+    DbError::Other(e.to_string())
+}
+
+/// Why a `TransactWriteItems` was cancelled, one reason per item in the
+/// order they were sent, if that is what happened.
+pub fn cancellation_reasons(
+    err: &SdkError<TransactWriteItemsError, impl std::fmt::Debug>,
+) -> Option<&[CancellationReason]> {
+    match err {
+        SdkError::ServiceError(service) => match service.err() {
+            TransactWriteItemsError::TransactionCanceledException(e) => {
+                Some(e.cancellation_reasons())
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Whether this item's condition did not hold.
+pub fn condition_failed(reason: &CancellationReason) -> bool {
+    reason.code() == Some("ConditionalCheckFailed")
+}
+
+/// Whether another transaction on the same items got in the way.
+pub fn conflicted(reasons: &[CancellationReason]) -> bool {
+    reasons
+        .iter()
+        .any(|r| r.code() == Some("TransactionConflict"))
 }
 
 /// Turns DynamoDB's `LastEvaluatedKey` into an opaque, URL-safe token.

@@ -8,11 +8,9 @@
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, CancellationReason, KeysAndAttributes, Put,
-    ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    AttributeValue, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Update,
 };
 use lambda_http::http::StatusCode;
 use serde_json::json;
@@ -21,7 +19,9 @@ use time::OffsetDateTime;
 use crate::catalog::product_not_found;
 use crate::clock;
 use crate::config::Tables;
-use crate::db::{DbError, Item};
+use crate::db::{
+    DbError, Item, build_err, cancellation_reasons, condition_failed, conflicted, n, s,
+};
 use crate::error::ApiError;
 use crate::events::{Envelope, EventType};
 use crate::idempotency::{self, IdempotencyKey, StoredResponse};
@@ -88,14 +88,6 @@ fn event_type(transition: OrderTransition) -> EventType {
     }
 }
 
-fn s(v: &str) -> AttributeValue {
-    AttributeValue::S(v.to_owned())
-}
-
-fn n(v: i64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
 fn number(item: &Item, name: &str) -> Option<i64> {
     match item.get(name) {
         Some(AttributeValue::N(v)) => v.parse().ok(),
@@ -106,35 +98,6 @@ fn number(item: &Item, name: &str) -> Option<i64> {
 fn reservation_shard(order_id: &str) -> String {
     let sum: u32 = order_id.bytes().map(u32::from).sum();
     (sum % RESERVATION_SHARDS).to_string()
-}
-
-fn build_err(e: impl std::fmt::Display) -> DbError {
-    DbError::Other(e.to_string())
-}
-
-/// Why a transaction was cancelled, if that is what happened.
-fn cancellation_reasons(
-    err: &SdkError<TransactWriteItemsError, impl std::fmt::Debug>,
-) -> Option<&[CancellationReason]> {
-    match err {
-        SdkError::ServiceError(service) => match service.err() {
-            TransactWriteItemsError::TransactionCanceledException(e) => {
-                Some(e.cancellation_reasons())
-            }
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-fn failed(reason: &CancellationReason) -> bool {
-    reason.code() == Some("ConditionalCheckFailed")
-}
-
-fn conflicted(reasons: &[CancellationReason]) -> bool {
-    reasons
-        .iter()
-        .any(|r| matches!(r.code(), Some("TransactionConflict")))
 }
 
 /// Jittered exponential backoff for a transaction that lost a race.
@@ -244,7 +207,7 @@ impl Orders {
 
             // A retry of an earlier request: answer as the original did.
             if let (Some((_, fingerprint)), Some(reason)) = (&request.idempotency, reasons.last())
-                && failed(reason)
+                && condition_failed(reason)
                 && let Some(record) = reason.item()
             {
                 return idempotency::replay(record, fingerprint).map(Placement::Replayed);
@@ -255,7 +218,7 @@ impl Orders {
             for ((line, reason), requested) in
                 order.items.iter().zip(reasons).zip(request.lines.iter())
             {
-                if !failed(reason) {
+                if !condition_failed(reason) {
                     continue;
                 }
                 let Some(current) = reason.item() else {
@@ -491,11 +454,11 @@ impl Orders {
             let Some(reasons) = cancellation_reasons(&err) else {
                 return Err(err.into());
             };
-            if context.marker.is_some() && reasons.last().is_some_and(failed) {
+            if context.marker.is_some() && reasons.last().is_some_and(condition_failed) {
                 return Ok(Transition::AlreadyProcessed);
             }
             if let Some(reason) = reasons.first()
-                && failed(reason)
+                && condition_failed(reason)
             {
                 let status = reason
                     .item()
@@ -508,7 +471,7 @@ impl Orders {
                 .iter()
                 .skip(1)
                 .take(reasons.len().saturating_sub(1 + markers))
-                .any(failed)
+                .any(condition_failed)
             {
                 // A counter would go negative: the invariant is broken
                 // somewhere; refuse to make it worse and let an operator look.

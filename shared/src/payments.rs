@@ -8,11 +8,8 @@
 //! transaction on the order item (`activePaymentId`).
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, CancellationReason, Put, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem, Update,
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use lambda_http::http::StatusCode;
 use time::OffsetDateTime;
@@ -20,7 +17,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::clock;
 use crate::config::Tables;
-use crate::db::{DbError, Item};
+use crate::db::{DbError, Item, build_err, cancellation_reasons, condition_failed, s};
 use crate::error::ApiError;
 use crate::events::{Envelope, EventType};
 use crate::idempotency::{self, IdempotencyKey, StoredResponse};
@@ -69,32 +66,6 @@ impl CallbackOutcome {
             CallbackOutcome::OrderMismatch => "ORDER_MISMATCH",
         }
     }
-}
-
-fn s(v: &str) -> AttributeValue {
-    AttributeValue::S(v.to_owned())
-}
-
-fn build_err(e: impl std::fmt::Display) -> DbError {
-    DbError::Other(e.to_string())
-}
-
-fn cancellation_reasons(
-    err: &SdkError<TransactWriteItemsError, impl std::fmt::Debug>,
-) -> Option<&[CancellationReason]> {
-    match err {
-        SdkError::ServiceError(service) => match service.err() {
-            TransactWriteItemsError::TransactionCanceledException(e) => {
-                Some(e.cancellation_reasons())
-            }
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-fn failed(reason: &CancellationReason) -> bool {
-    reason.code() == Some("ConditionalCheckFailed")
 }
 
 pub fn order_not_payable(order: &Order, why: &str) -> ApiError {
@@ -265,12 +236,12 @@ impl Payments {
             return Err(DbError::from(err).into());
         };
         if let (Some((_, fingerprint)), Some(reason)) = (&idempotency, reasons.last())
-            && failed(reason)
+            && condition_failed(reason)
             && let Some(record) = reason.item()
         {
             return idempotency::replay(record, fingerprint).map(Initiation::Replayed);
         }
-        if reasons.iter().any(failed) {
+        if reasons.iter().any(condition_failed) {
             // The order stopped being payable, or another payment started
             // first: the client may look again and retry.
             return Err(ApiError::conflict(
@@ -421,7 +392,7 @@ impl Payments {
                 // against what it wrote.
                 let current = cancellation_reasons(&err)
                     .and_then(|r| r.first())
-                    .filter(|r| failed(r))
+                    .filter(|r| condition_failed(r))
                     .and_then(|r| r.item())
                     .and_then(|item| serde_dynamo::from_item::<_, Payment>(item.clone()).ok());
                 match current {
@@ -512,7 +483,8 @@ impl Payments {
         match result {
             Ok(_) => Ok(refunded),
             Err(err)
-                if cancellation_reasons(&err).is_some_and(|r| r.first().is_some_and(failed)) =>
+                if cancellation_reasons(&err)
+                    .is_some_and(|r| r.first().is_some_and(condition_failed)) =>
             {
                 // Refunded concurrently by another path: the same outcome.
                 Ok(refunded)

@@ -166,3 +166,25 @@ pub async fn counted_client() -> (Client, RoundTrips) {
         .build();
     (Client::from_conf(config), counter)
 }
+
+impl TestDb {
+    /// Creates a product (CNY, category "test") through the production
+    /// catalog code.
+    pub async fn add_product(&self, id: &str, price: i64, stock: i64) {
+        let catalog =
+            shared::catalog::Catalog::new(self.client.clone(), self.tables.products.clone());
+        let draft = shared::product::ProductDraft {
+            product_id: None,
+            name: format!("{id} name"),
+            description: String::new(),
+            category: "test".into(),
+            price,
+            currency: "CNY".into(),
+            stock,
+        };
+        catalog
+            .put(id, &draft, "2026-11-22T00:00:00.000Z")
+            .await
+            .expect("product created");
+    }
+}
