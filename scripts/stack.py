@@ -443,7 +443,11 @@ def last_error(outputs, function, message_id):
     except Exception:  # no log group yet
         return None
     lines = [e["message"] for e in events if message_id in e["message"]]
-    return lines[-1].strip()[-300:] if lines else None
+    if not lines:
+        return None
+    line = lines[-1].strip()
+    # The consumer logs `... error=<why>`; the rest is tracing context.
+    return line[line.index("error="):][:300] if "error=" in line else line[-300:]
 
 
 def dlq(args):
