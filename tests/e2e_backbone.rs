@@ -204,16 +204,12 @@ async fn a_success_after_expiry_is_refunded_automatically() {
     assert_eq!(flow.counters().await, (6, 0));
 }
 
-#[tokio::test]
-async fn a_poison_message_lands_alone_in_the_dead_letter_queue() {
+/// The stack's outputs and an SDK configuration for its emulator.
+async fn stack_aws() -> (Value, aws_config::SdkConfig) {
     let outputs: Value = serde_json::from_str(
         &std::fs::read_to_string(system_tests::required_env("E2E_OUTPUTS")).unwrap(),
     )
     .unwrap();
-    let queue = outputs["outputs"]["OrderStatusQueueUrl"].as_str().unwrap();
-    let dlq = outputs["outputs"]["OrderStatusDeadLetterQueueUrl"]
-        .as_str()
-        .unwrap();
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(
@@ -222,6 +218,60 @@ async fn a_poison_message_lands_alone_in_the_dead_letter_queue() {
         .endpoint_url(system_tests::required_env("E2E_AWS_ENDPOINT"))
         .load()
         .await;
+    (outputs["outputs"].clone(), config)
+}
+
+#[tokio::test]
+async fn the_same_event_delivered_ten_times_acts_once() {
+    let stack = Stack::from_env();
+    let flow = order_with_payment(&stack).await;
+    let (outputs, config) = stack_aws().await;
+    let mut payment: shared::payment::Payment =
+        serde_json::from_value(flow.payment.clone()).unwrap();
+    payment.payment_status = shared::payment::PaymentStatus::Succeeded;
+    let envelope = shared::events::Envelope::new(
+        shared::events::EventType::PaymentSucceeded,
+        "redelivery-test",
+        &shared::clock::now_rfc3339(),
+        &payment,
+    )
+    .unwrap();
+    let body = serde_json::to_string(&envelope).unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let queue = outputs["OrderStatusQueueUrl"].as_str().unwrap();
+    for _ in 0..10 {
+        sqs.send_message()
+            .queue_url(queue)
+            .message_body(&body)
+            .send()
+            .await
+            .unwrap();
+    }
+    flow.wait_for_order("PAID", Duration::from_secs(30)).await;
+    // Let the other copies be consumed too.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(flow.counters().await, (4, 0), "units sold exactly once");
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let events = dynamodb
+        .scan()
+        .table_name(outputs["EventsTableName"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let paid_events = events
+        .items()
+        .iter()
+        .filter_map(|i| serde_json::from_str::<Value>(i["envelope"].as_s().unwrap()).ok())
+        .filter(|e| e["type"] == "OrderPaid" && e["data"]["orderId"] == flow.order_id.as_str())
+        .count();
+    assert_eq!(paid_events, 1, "one OrderPaid event for ten deliveries");
+}
+
+#[tokio::test]
+async fn a_poison_message_lands_alone_in_the_dead_letter_queue() {
+    let (outputs, config) = stack_aws().await;
+    let queue = outputs["OrderStatusQueueUrl"].as_str().unwrap();
+    let dlq = outputs["OrderStatusDeadLetterQueueUrl"].as_str().unwrap();
     let sqs = aws_sdk_sqs::Client::new(&config);
     let marker = unique_id("poison");
     sqs.send_message()
