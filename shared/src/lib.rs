@@ -17,6 +17,7 @@ pub mod orders;
 pub mod payment;
 pub mod payments;
 pub mod product;
+pub mod rebate;
 pub mod secrets;
 pub mod signature;
 
