@@ -295,11 +295,26 @@ def deploy(args):
 # ------------------------------------------------------------------ tokens
 
 
-def mint_token(outputs, user, admin):
+def foreign_client(cognito, pool):
+    """Another app client of the same user pool: its tokens are genuine but
+    carry another audience, which the API's authorizer must refuse."""
+    for page in cognito.get_paginator("list_user_pool_clients").paginate(UserPoolId=pool):
+        for c in page["UserPoolClients"]:
+            if c["ClientName"] == "foreign-app":
+                return c["ClientId"]
+    return cognito.create_user_pool_client(
+        UserPoolId=pool, ClientName="foreign-app", ExplicitAuthFlows=["ALLOW_ADMIN_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]
+    )["UserPoolClient"]["ClientId"]
+
+
+def mint_token(outputs, user, admin, foreign=False):
     """Creates (or resets) `<user>@example.com` in the local user pool and
-    returns a Cognito access token for it."""
+    returns a Cognito access token for it (from another app client with
+    `foreign`)."""
     cognito = clients(outputs["endpoint"], "cognito-idp")
     pool, client = outputs["userPoolId"], outputs["userPoolClientId"]
+    if foreign:
+        client = foreign_client(cognito, pool)
     username = user if "@" in user else f"{user}@example.com"
     try:
         cognito.admin_create_user(
@@ -329,7 +344,7 @@ def mint_token(outputs, user, admin):
 
 
 def token(args):
-    print(mint_token(load_outputs(args.dir), args.user, args.admin))
+    print(mint_token(load_outputs(args.dir), args.user, args.admin, args.foreign_client))
 
 
 # -------------------------------------------------------------------- seed
@@ -520,6 +535,7 @@ def main():
     p = sub.add_parser("token")
     p.add_argument("--user", default="alice")
     p.add_argument("--admin", action="store_true")
+    p.add_argument("--foreign-client", action="store_true", help="a token from another app client (wrong audience)")
     p.set_defaults(run=token)
     p = sub.add_parser("seed")
     p.add_argument("file")
