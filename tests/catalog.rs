@@ -410,3 +410,64 @@ async fn product_reads_cost_one_round_trip() {
     ));
     assert_eq!((status, round_trips.count()), (200, 1));
 }
+
+#[tokio::test]
+async fn catalog_reads_carry_etags_and_answer_304() {
+    let f = fixture().await;
+    f.put("p1", tea(5)).await;
+    let get = |etag: Option<&str>| {
+        let mut req = ApiRequest::get("/products/{productId}")
+            .path_param("productId", "p1")
+            .as_user("u1");
+        if let Some(tag) = etag {
+            req = req.header("if-none-match", tag);
+        }
+        req
+    };
+    let first =
+        shared::http::into_response(get_product_info::handle(&f.catalog, get(None).build()).await);
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["cache-control"], "private, max-age=5");
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(etag.starts_with('"') && etag.len() > 10, "{etag}");
+
+    let again = shared::http::into_response(
+        get_product_info::handle(&f.catalog, get(Some(&etag)).build()).await,
+    );
+    assert_eq!(again.status(), 304);
+    assert!(again.body().as_ref().is_empty());
+    assert_eq!(again.headers()["etag"], etag.as_str());
+    let weak = format!("\"other\", W/{etag}");
+    assert_eq!(
+        shared::http::into_response(
+            get_product_info::handle(&f.catalog, get(Some(&weak)).build()).await
+        )
+        .status(),
+        304
+    );
+
+    // Stock moved: the representation changed, so must the tag.
+    f.reserve("p1", 1).await;
+    let changed = shared::http::into_response(
+        get_product_info::handle(&f.catalog, get(Some(&etag)).build()).await,
+    );
+    assert_eq!(changed.status(), 200);
+    assert_ne!(changed.headers()["etag"], etag.as_str());
+
+    let list = shared::http::into_response(
+        list_products::handle(
+            &f.catalog,
+            ApiRequest::get("/products").as_user("u1").build(),
+        )
+        .await,
+    );
+    let list_tag = list.headers()["etag"].to_str().unwrap().to_owned();
+    let cached = ApiRequest::get("/products")
+        .as_user("u1")
+        .header("if-none-match", &list_tag);
+    assert_eq!(
+        shared::http::into_response(list_products::handle(&f.catalog, cached.build()).await)
+            .status(),
+        304
+    );
+}

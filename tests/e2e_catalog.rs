@@ -257,3 +257,36 @@ async fn listing_pages_with_next_token() {
     assert_eq!(status, StatusCode::OK);
     assert_ne!(first["items"][0], second["items"][0]);
 }
+
+#[tokio::test]
+async fn product_reads_revalidate_with_etags_through_the_api() {
+    let stack = Stack::from_env();
+    let id = unique_id("e2e-etag");
+    stack
+        .call(
+            Method::PUT,
+            &format!("/products/{id}"),
+            Some(&stack.admin_token),
+            Some(tea(3)),
+        )
+        .await;
+    let url = format!("{}/products/{id}", stack.api_url);
+    let client = reqwest::Client::new();
+    let first = client
+        .get(&url)
+        .bearer_auth(&stack.user_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    let again = client
+        .get(&url)
+        .bearer_auth(&stack.user_token)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(again.headers()["etag"].to_str().unwrap(), etag);
+}

@@ -70,6 +70,45 @@ pub fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Bo
     response
 }
 
+/// How long clients may reuse a catalog answer without asking again. Short:
+/// stock moves with every order. `private`: answers sit behind a token.
+pub const CATALOG_CACHE_CONTROL: &str = "private, max-age=5";
+
+/// A JSON answer with an `ETag` (a hash of the exact body) that answers a
+/// matching `If-None-Match` with `304 Not Modified` and no body.
+pub fn cacheable_json<T: Serialize + ?Sized>(
+    req: &Request,
+    value: &T,
+    cache_control: &'static str,
+) -> Response<Body> {
+    use sha2::{Digest, Sha256};
+    let mut response = json(StatusCode::OK, value);
+    let digest = Sha256::digest(response.body().as_ref());
+    let etag: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    let etag = format!("\"{etag}\"");
+    let matches = req
+        .headers()
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|tag| tag.trim().trim_start_matches("W/"))
+        .any(|tag| tag == etag || tag == "*");
+    if matches {
+        response = Response::new(Body::Empty);
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+    }
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, value);
+    }
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(cache_control),
+    );
+    response
+}
+
 /// 201 with a `Location` header for the created resource.
 pub fn created<T: Serialize + ?Sized>(value: &T, location: &str) -> Response<Body> {
     let mut response = json(StatusCode::CREATED, value);

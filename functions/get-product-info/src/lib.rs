@@ -1,9 +1,8 @@
 //! `GET /products/{productId}`: one product, for any signed-in user.
 
 use lambda_http::Request;
-use lambda_http::http::StatusCode;
 use shared::catalog::{Catalog, product_not_found};
-use shared::http::{json, path_param};
+use shared::http::{CATALOG_CACHE_CONTROL, cacheable_json, path_param};
 use shared::product::validate_product_id;
 use shared::{ApiResult, Caller};
 
@@ -15,5 +14,5 @@ pub async fn handle(catalog: &Catalog, req: Request) -> ApiResult {
         .get(&product_id)
         .await?
         .ok_or_else(|| product_not_found(&product_id))?;
-    Ok(json(StatusCode::OK, &product))
+    Ok(cacheable_json(&req, &product, CATALOG_CACHE_CONTROL))
 }

@@ -1,11 +1,10 @@
 //! `GET /products?limit=&nextToken=`: the catalog, one page at a time.
 
 use lambda_http::Request;
-use lambda_http::http::StatusCode;
 use serde::Serialize;
 use shared::catalog::{Catalog, PRODUCT_KEY};
 use shared::db::{decode_page_token, encode_page_token};
-use shared::http::{json, limit_param, query_param};
+use shared::http::{CATALOG_CACHE_CONTROL, cacheable_json, limit_param, query_param};
 use shared::product::Product;
 use shared::{ApiResult, Caller};
 
@@ -27,11 +26,9 @@ pub async fn handle(catalog: &Catalog, req: Request) -> ApiResult {
         .map(|token| decode_page_token(&token, PRODUCT_KEY))
         .transpose()?;
     let page = catalog.list(limit, start).await?;
-    Ok(json(
-        StatusCode::OK,
-        &ProductList {
-            items: page.items,
-            next_token: page.last_key.as_ref().map(encode_page_token),
-        },
-    ))
+    let list = ProductList {
+        items: page.items,
+        next_token: page.last_key.as_ref().map(encode_page_token),
+    };
+    Ok(cacheable_json(&req, &list, CATALOG_CACHE_CONTROL))
 }
