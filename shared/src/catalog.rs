@@ -42,15 +42,7 @@ impl Catalog {
     }
 
     pub async fn get(&self, product_id: &str) -> Result<Option<Product>, DbError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("productId", s(product_id))
-            .consistent_read(true)
-            .send()
-            .await?;
-        product_from(out.item)
+        crate::db::get_item(&self.client, &self.table, "productId", product_id).await
     }
 
     pub async fn list(&self, limit: i32, start: Option<Item>) -> Result<ProductPage, DbError> {

@@ -104,6 +104,24 @@ impl From<serde_dynamo::Error> for DbError {
     }
 }
 
+/// The item under a single-attribute key, read strongly consistent (a read
+/// that follows a write must see it) and deserialized.
+pub async fn get_item<T: serde::de::DeserializeOwned>(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    key_name: &str,
+    key: &str,
+) -> Result<Option<T>, DbError> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .key(key_name, s(key))
+        .consistent_read(true)
+        .send()
+        .await?;
+    Ok(out.item.map(serde_dynamo::from_item).transpose()?)
+}
+
 /// A string attribute.
 pub fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_owned())

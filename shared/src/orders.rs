@@ -327,15 +327,7 @@ impl Orders {
     }
 
     pub async fn get(&self, order_id: &str) -> Result<Option<Order>, DbError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.orders)
-            .key("orderId", s(order_id))
-            .consistent_read(true)
-            .send()
-            .await?;
-        Ok(out.item.map(serde_dynamo::from_item).transpose()?)
+        crate::db::get_item(&self.client, &self.tables.orders, "orderId", order_id).await
     }
 
     /// The order if it exists and belongs to `user_id`.

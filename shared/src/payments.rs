@@ -87,15 +87,7 @@ impl Payments {
     }
 
     pub async fn get(&self, payment_id: &str) -> Result<Option<Payment>, DbError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.payments)
-            .key("paymentId", s(payment_id))
-            .consistent_read(true)
-            .send()
-            .await?;
-        Ok(out.item.map(serde_dynamo::from_item).transpose()?)
+        crate::db::get_item(&self.client, &self.tables.payments, "paymentId", payment_id).await
     }
 
     pub async fn get_owned(
