@@ -137,9 +137,39 @@ pub fn build_err(e: impl std::fmt::Display) -> DbError {
     DbError::Other(e.to_string())
 }
 
-/// Why a `TransactWriteItems` was cancelled, one reason per item in the
-/// order they were sent, if that is what happened.
-pub fn cancellation_reasons(
+/// How a transaction ended, short of an error.
+#[derive(Debug)]
+pub enum Transact {
+    Committed,
+    /// Cancelled by a condition or a conflicting transaction: one reason per
+    /// item, in the order they were sent.
+    Cancelled(Vec<CancellationReason>),
+}
+
+/// Runs one `TransactWriteItems`. A fresh `ClientRequestToken` makes the
+/// SDK's own retries of this call idempotent (a retry after a commit whose
+/// answer was lost succeeds instead of failing its conditions).
+pub async fn transact(
+    client: &aws_sdk_dynamodb::Client,
+    items: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
+) -> Result<Transact, DbError> {
+    let result = client
+        .transact_write_items()
+        .set_transact_items(Some(items))
+        .client_request_token(crate::ids::new_id())
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(Transact::Committed),
+        Err(err) => match cancellation_reasons(&err) {
+            Some(reasons) => Ok(Transact::Cancelled(reasons.to_vec())),
+            None => Err(err.into()),
+        },
+    }
+}
+
+/// Why a `TransactWriteItems` was cancelled, if that is what happened.
+fn cancellation_reasons(
     err: &SdkError<TransactWriteItemsError, impl std::fmt::Debug>,
 ) -> Option<&[CancellationReason]> {
     match err {

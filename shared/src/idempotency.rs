@@ -96,6 +96,17 @@ pub struct StoredResponse {
     pub body: String,
 }
 
+/// For a transaction whose idempotency record was its last item: when that
+/// record's condition failed, the answer to replay (or the 409 for a reused
+/// key); `None` when the cancellation had another cause.
+pub fn replay_from(
+    reasons: &[aws_sdk_dynamodb::types::CancellationReason],
+    fingerprint: &str,
+) -> Option<Result<StoredResponse, ApiError>> {
+    let reason = reasons.last().filter(|r| crate::db::condition_failed(r))?;
+    Some(replay(reason.item()?, fingerprint))
+}
+
 /// The answer for a retry that met `record`: the original response if the
 /// request is the same, else 409 `IDEMPOTENCY_KEY_REUSED`.
 pub fn replay(record: &Item, fingerprint: &str) -> Result<StoredResponse, ApiError> {

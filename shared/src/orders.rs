@@ -19,9 +19,7 @@ use time::OffsetDateTime;
 use crate::catalog::product_not_found;
 use crate::clock;
 use crate::config::Tables;
-use crate::db::{
-    DbError, Item, build_err, cancellation_reasons, condition_failed, conflicted, n, s,
-};
+use crate::db::{DbError, Item, Transact, build_err, condition_failed, conflicted, n, s, transact};
 use crate::error::ApiError;
 use crate::events::{Envelope, EventType};
 use crate::idempotency::{self, IdempotencyKey, StoredResponse};
@@ -190,27 +188,16 @@ impl Orders {
                 transaction.push(TransactWriteItem::builder().put(put).build());
             }
 
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(transaction))
-                .client_request_token(new_id())
-                .send()
-                .await;
-            let err = match result {
-                Ok(_) => return Ok(Placement::Placed(order)),
-                Err(err) => err,
+            let reasons = match transact(&self.client, transaction).await? {
+                Transact::Committed => return Ok(Placement::Placed(order)),
+                Transact::Cancelled(reasons) => reasons,
             };
-            let Some(reasons) = cancellation_reasons(&err) else {
-                return Err(DbError::from(err).into());
-            };
-
+            let reasons = reasons.as_slice();
             // A retry of an earlier request: answer as the original did.
-            if let (Some((_, fingerprint)), Some(reason)) = (&request.idempotency, reasons.last())
-                && condition_failed(reason)
-                && let Some(record) = reason.item()
+            if let Some((_, fingerprint)) = &request.idempotency
+                && let Some(answer) = idempotency::replay_from(reasons, fingerprint)
             {
-                return idempotency::replay(record, fingerprint).map(Placement::Replayed);
+                return answer.map(Placement::Replayed);
             }
 
             let mut shortages = Vec::new();
@@ -432,20 +419,11 @@ impl Orders {
                 transaction.push(TransactWriteItem::builder().put(marker.put(&now)?).build());
             }
 
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(transaction))
-                .client_request_token(new_id())
-                .send()
-                .await;
-            let err = match result {
-                Ok(_) => return Ok(Transition::Applied(Box::new(updated))),
-                Err(err) => err,
+            let reasons = match transact(&self.client, transaction).await? {
+                Transact::Committed => return Ok(Transition::Applied(Box::new(updated))),
+                Transact::Cancelled(reasons) => reasons,
             };
-            let Some(reasons) = cancellation_reasons(&err) else {
-                return Err(err.into());
-            };
+            let reasons = reasons.as_slice();
             if context.marker.is_some() && reasons.last().is_some_and(condition_failed) {
                 return Ok(Transition::AlreadyProcessed);
             }

@@ -17,7 +17,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::clock;
 use crate::config::Tables;
-use crate::db::{DbError, Item, build_err, cancellation_reasons, condition_failed, s};
+use crate::db::{DbError, Item, Transact, build_err, condition_failed, s, transact};
 use crate::error::ApiError;
 use crate::events::{Envelope, EventType};
 use crate::idempotency::{self, IdempotencyKey, StoredResponse};
@@ -212,26 +212,15 @@ impl Payments {
                     .build(),
             );
         }
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(transaction))
-            .client_request_token(new_id())
-            .send()
-            .await;
-        let err = match result {
-            Ok(_) if reused => return Ok(Initiation::Existing(payment)),
-            Ok(_) => return Ok(Initiation::Created(payment)),
-            Err(err) => err,
+        let reasons = match transact(&self.client, transaction).await? {
+            Transact::Committed if reused => return Ok(Initiation::Existing(payment)),
+            Transact::Committed => return Ok(Initiation::Created(payment)),
+            Transact::Cancelled(reasons) => reasons,
         };
-        let Some(reasons) = cancellation_reasons(&err) else {
-            return Err(DbError::from(err).into());
-        };
-        if let (Some((_, fingerprint)), Some(reason)) = (&idempotency, reasons.last())
-            && condition_failed(reason)
-            && let Some(record) = reason.item()
+        if let Some((_, fingerprint)) = &idempotency
+            && let Some(answer) = idempotency::replay_from(&reasons, fingerprint)
         {
-            return idempotency::replay(record, fingerprint).map(Initiation::Replayed);
+            return answer.map(Initiation::Replayed);
         }
         if reasons.iter().any(condition_failed) {
             // The order stopped being payable, or another payment started
@@ -360,40 +349,33 @@ impl Payments {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(build_err)?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(settle).build())
-            .transact_items(
-                TransactWriteItem::builder()
-                    .put(event.outbox_put(&self.tables.events)?)
-                    .build(),
-            )
-            .transact_items(
-                TransactWriteItem::builder()
-                    .put(self.audit_put(payment, notification, CallbackOutcome::Applied, &now)?)
-                    .build(),
-            )
-            .client_request_token(new_id())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(CallbackOutcome::Applied),
-            Err(err) => {
-                // A concurrent callback settled it first: judge again
-                // against what it wrote.
-                let current = cancellation_reasons(&err)
-                    .and_then(|r| r.first())
-                    .filter(|r| condition_failed(r))
-                    .and_then(|r| r.item())
-                    .and_then(|item| serde_dynamo::from_item::<_, Payment>(item.clone()).ok());
-                match current {
-                    Some(current) if current.payment_status != payment.payment_status => {
-                        Box::pin(self.record_callback(&current, notification, correlation_id)).await
-                    }
-                    _ => Err(err.into()),
-                }
+        let transaction = vec![
+            TransactWriteItem::builder().update(settle).build(),
+            TransactWriteItem::builder()
+                .put(event.outbox_put(&self.tables.events)?)
+                .build(),
+            TransactWriteItem::builder()
+                .put(self.audit_put(payment, notification, CallbackOutcome::Applied, &now)?)
+                .build(),
+        ];
+        let reasons = match transact(&self.client, transaction).await? {
+            Transact::Committed => return Ok(CallbackOutcome::Applied),
+            Transact::Cancelled(reasons) => reasons,
+        };
+        // A concurrent callback settled it first: judge again against what
+        // it wrote.
+        let current = reasons
+            .first()
+            .filter(|r| condition_failed(r))
+            .and_then(|r| r.item())
+            .and_then(|item| serde_dynamo::from_item::<_, Payment>(item.clone()).ok());
+        match current {
+            Some(current) if current.payment_status != payment.payment_status => {
+                Box::pin(self.record_callback(&current, notification, correlation_id)).await
             }
+            _ => Err(DbError::Unavailable(format!(
+                "payment settlement kept conflicting: {reasons:?}"
+            ))),
         }
     }
 
@@ -460,28 +442,21 @@ impl Payments {
             .expression_attribute_values(":refund", s(&receipt.provider_refund_id))
             .build()
             .map_err(build_err)?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(update).build())
-            .transact_items(
-                TransactWriteItem::builder()
-                    .put(event.outbox_put(&self.tables.events)?)
-                    .build(),
-            )
-            .client_request_token(new_id())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(refunded),
-            Err(err)
-                if cancellation_reasons(&err)
-                    .is_some_and(|r| r.first().is_some_and(condition_failed)) =>
-            {
-                // Refunded concurrently by another path: the same outcome.
+        let transaction = vec![
+            TransactWriteItem::builder().update(update).build(),
+            TransactWriteItem::builder()
+                .put(event.outbox_put(&self.tables.events)?)
+                .build(),
+        ];
+        match transact(&self.client, transaction).await? {
+            Transact::Committed => Ok(refunded),
+            // Refunded concurrently by another path: the same outcome.
+            Transact::Cancelled(reasons) if reasons.first().is_some_and(condition_failed) => {
                 Ok(refunded)
             }
-            Err(err) => Err(DbError::from(err).into()),
+            Transact::Cancelled(reasons) => {
+                Err(DbError::Unavailable(format!("refund kept conflicting: {reasons:?}")).into())
+            }
         }
     }
 
