@@ -16,24 +16,8 @@ struct Flow<'a> {
 }
 
 async fn order_with_payment(stack: &Stack) -> Flow<'_> {
-    let product = unique_id("e2e-bb");
-    stack
-        .call(
-            Method::PUT,
-            &format!("/products/{product}"),
-            Some(&stack.admin_token),
-            Some(json!({"name": "Kettle", "category": "home", "price": 2500, "stock": 6})),
-        )
-        .await;
-    let (status, order) = stack
-        .call(
-            Method::POST,
-            "/orders",
-            Some(&stack.user_token),
-            Some(json!({"productId": product, "quantity": 2})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{order}");
+    let product = stack.new_product("e2e-bb", 2500, 6).await;
+    let order = stack.new_order(&product, 2).await;
     let order_id = order["orderId"].as_str().unwrap().to_owned();
     let (status, payment) = stack
         .call(
@@ -120,19 +104,7 @@ impl Flow<'_> {
     }
 
     async fn counters(&self) -> (i64, i64) {
-        let (_, p) = self
-            .stack
-            .call(
-                Method::GET,
-                &format!("/products/{}", self.product),
-                Some(&self.stack.user_token),
-                None,
-            )
-            .await;
-        (
-            p["stock"].as_i64().unwrap(),
-            p["reserved"].as_i64().unwrap(),
-        )
+        self.stack.counters(&self.product).await
     }
 }
 

@@ -9,32 +9,11 @@ use serde_json::{Value, json};
 use system_tests::e2e::{Stack, unique_id};
 
 async fn product(stack: &Stack, stock: i64) -> String {
-    let id = unique_id("e2e-order");
-    let (status, body) = stack
-        .call(
-            Method::PUT,
-            &format!("/products/{id}"),
-            Some(&stack.admin_token),
-            Some(json!({"name": "Kettle", "category": "home", "price": 9900, "stock": stock})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    id
+    stack.new_product("e2e-order", 9900, stock).await
 }
 
 async fn counters(stack: &Stack, id: &str) -> (i64, i64) {
-    let (_, p) = stack
-        .call(
-            Method::GET,
-            &format!("/products/{id}"),
-            Some(&stack.user_token),
-            None,
-        )
-        .await;
-    (
-        p["stock"].as_i64().unwrap(),
-        p["reserved"].as_i64().unwrap(),
-    )
+    stack.counters(id).await
 }
 
 #[tokio::test]

@@ -7,25 +7,11 @@ use serde_json::{Value, json};
 use system_tests::e2e::{Stack, unique_id};
 
 async fn payable_order(stack: &Stack) -> String {
-    let id = unique_id("e2e-pay");
-    stack
-        .call(
-            Method::PUT,
-            &format!("/products/{id}"),
-            Some(&stack.admin_token),
-            Some(json!({"name": "Tea", "category": "food", "price": 1500, "stock": 5})),
-        )
-        .await;
-    let (status, order) = stack
-        .call(
-            Method::POST,
-            "/orders",
-            Some(&stack.user_token),
-            Some(json!({"productId": id, "quantity": 2})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{order}");
-    order["orderId"].as_str().unwrap().to_owned()
+    let id = stack.new_product("e2e-pay", 1500, 5).await;
+    stack.new_order(&id, 2).await["orderId"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 async fn notify(stack: &Stack, body: &Value, signature: Option<String>) -> (StatusCode, Value) {

@@ -45,6 +45,48 @@ impl Stack {
         (status, body)
     }
 
+    /// An admin creates a product under a fresh id (`prefix-…`); its id.
+    pub async fn new_product(&self, prefix: &str, price: i64, stock: i64) -> String {
+        let id = unique_id(prefix);
+        let body = serde_json::json!({"name": "Kettle", "category": "home", "price": price, "stock": stock});
+        let (status, answer) = self
+            .call(
+                Method::PUT,
+                &format!("/products/{id}"),
+                Some(&self.admin_token),
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+        id
+    }
+
+    /// The first user orders `quantity` of a product; the order.
+    pub async fn new_order(&self, product_id: &str, quantity: i64) -> Value {
+        let body = serde_json::json!({"productId": product_id, "quantity": quantity});
+        let (status, order) = self
+            .call(Method::POST, "/orders", Some(&self.user_token), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{order}");
+        order
+    }
+
+    /// A product's (stock, reserved) as the API shows them.
+    pub async fn counters(&self, product_id: &str) -> (i64, i64) {
+        let (_, p) = self
+            .call(
+                Method::GET,
+                &format!("/products/{product_id}"),
+                Some(&self.user_token),
+                None,
+            )
+            .await;
+        (
+            p["stock"].as_i64().unwrap(),
+            p["reserved"].as_i64().unwrap(),
+        )
+    }
+
     /// Sends raw bytes with an explicit content type.
     pub async fn call_raw(
         &self,
