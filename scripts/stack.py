@@ -7,7 +7,7 @@ start the emulator first). Sub-commands:
   deploy  lay out the built binaries the way `sam build` does, `sam deploy`
           the real template, then create the HTTP API routes (see below)
   token   mint a Cognito access token for a user (optionally an admin)
-  seed    load the demo catalog through the API with an admin token
+  seed    load the demo catalog (and rebate rules) through the API with an admin token
   pay     send the sandbox provider's signed result callback for a payment
   dlq     list dead-lettered messages with their reason; --redrive sends them back
   secret  print the local stack's callback signing secret
@@ -381,6 +381,16 @@ def seed(args):
             sys.exit(f"seeding {product_id} failed: {status} {body}")
         created += 1
     print(f"demo catalog: {created} products created, {len(products) - created} already there")
+    if args.rebate_rules:
+        # Rules an admin has set since are kept.
+        status, current = api_call(outputs, "GET", "/admin/rebate-rules", admin)
+        if status == 200:
+            print(f"rebate rules: version {current['version']} already set")
+            return
+        status, body = api_call(outputs, "PUT", "/admin/rebate-rules", admin, json.loads(Path(args.rebate_rules).read_text()))
+        if status != 200:
+            sys.exit(f"setting the demo rebate rules failed: {status} {body}")
+        print(f"rebate rules: demo rules set as version {body['version']}")
 
 
 def pay(args):
@@ -539,6 +549,7 @@ def main():
     p.set_defaults(run=token)
     p = sub.add_parser("seed")
     p.add_argument("file")
+    p.add_argument("--rebate-rules", help="rebate rules to set when none are")
     p.set_defaults(run=seed)
     p = sub.add_parser("pay")
     p.add_argument("payment_id")

@@ -4,9 +4,8 @@
 
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_dynamodb::types::AttributeValue;
-use serde_json::{Value, json};
+use serde_json::json;
 use shared::catalog::Catalog;
 use shared::events::{Envelope, EventType};
 use shared::order::OrderStatus;
@@ -15,6 +14,7 @@ use shared::payment::{Payment, PaymentStatus, SandboxProvider};
 use shared::payments::Payments;
 use system_tests::api::{ApiRequest, parts};
 use system_tests::dynamo::TestDb;
+use system_tests::sqs::{batch, failed_ids, message};
 use update_order_status::OrderStatusConsumer;
 
 struct Fixture {
@@ -38,19 +38,6 @@ async fn fixture() -> Fixture {
         catalog,
         consumer,
     }
-}
-
-fn message(id: &str, body: &str) -> SqsMessage {
-    let mut m = SqsMessage::default();
-    m.message_id = Some(id.to_owned());
-    m.body = Some(body.to_owned());
-    m
-}
-
-fn batch(messages: Vec<SqsMessage>) -> SqsEvent {
-    let mut e = SqsEvent::default();
-    e.records = messages;
-    e
 }
 
 impl Fixture {
@@ -123,18 +110,11 @@ impl Fixture {
     }
 
     async fn order_events(&self, order_id: &str, event_type: &str) -> usize {
-        let out = self
-            .db
-            .client
-            .scan()
-            .table_name(&self.db.tables.events)
-            .send()
+        self.db
+            .events_of_type(event_type)
             .await
-            .unwrap();
-        out.items()
             .iter()
-            .filter_map(|i| serde_json::from_str::<Value>(i["envelope"].as_s().unwrap()).ok())
-            .filter(|e| e["type"] == event_type && e["data"]["orderId"] == order_id)
+            .filter(|e| e["data"]["orderId"] == order_id)
             .count()
     }
 }
@@ -190,12 +170,7 @@ async fn one_bad_message_fails_only_itself() {
             message("ok-2", &good2),
         ]))
         .await;
-    let failed: Vec<_> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.clone())
-        .collect();
-    assert_eq!(failed, ["poison"]);
+    assert_eq!(failed_ids(&response), ["poison"]);
     assert_eq!(f.order_status(&first.order_id).await, OrderStatus::Paid);
     assert_eq!(
         f.order_status(&second.order_id).await,

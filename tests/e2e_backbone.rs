@@ -6,106 +6,13 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use system_tests::e2e::{Stack, unique_id};
-
-struct Flow<'a> {
-    stack: &'a Stack,
-    product: String,
-    order_id: String,
-    payment: Value,
-}
+use system_tests::e2e::{Flow, Stack, unique_id};
 
 async fn order_with_payment(stack: &Stack) -> Flow<'_> {
     let product = stack.new_product("e2e-bb", 2500, 6).await;
-    let order = stack.new_order(&product, 2).await;
-    let order_id = order["orderId"].as_str().unwrap().to_owned();
-    let (status, payment) = stack
-        .call(
-            Method::POST,
-            "/payments",
-            Some(&stack.user_token),
-            Some(json!({"orderId": order_id, "paymentMethod": "CARD"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{payment}");
-    Flow {
-        stack,
-        product,
-        order_id,
-        payment,
-    }
-}
-
-impl Flow<'_> {
-    async fn notify(&self, result: &str) {
-        let body = json!({
-            "paymentId": self.payment["paymentId"], "orderId": self.order_id, "paymentStatus": result,
-            "amount": self.payment["amount"], "currency": "CNY", "providerTransactionId": unique_id("tx"),
-        });
-        let secret = system_tests::required_env("E2E_PAYMENT_SECRET");
-        let signature = shared::signature::sign(
-            secret.as_bytes(),
-            shared::clock::now().unix_timestamp(),
-            body.to_string().as_bytes(),
-        );
-        let response = reqwest::Client::new()
-            .post(format!("{}/payments/notify", self.stack.api_url))
-            .header("content-type", "application/json")
-            .header("x-payment-signature", signature)
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-    }
-
-    async fn wait_for_order(&self, status: &str, within: Duration) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
-            let (_, order) = self
-                .stack
-                .call(
-                    Method::GET,
-                    &format!("/orders/{}", self.order_id),
-                    Some(&self.stack.user_token),
-                    None,
-                )
-                .await;
-            if order["orderStatus"] == status {
-                return order;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "order still {} after {within:?}, expected {status}",
-                order["orderStatus"]
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-
-    async fn wait_for_payment(&self, status: &str, within: Duration) {
-        let path = format!("/payments/{}", self.payment["paymentId"].as_str().unwrap());
-        let deadline = Instant::now() + within;
-        loop {
-            let (_, payment) = self
-                .stack
-                .call(Method::GET, &path, Some(&self.stack.user_token), None)
-                .await;
-            if payment["paymentStatus"] == status {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "payment still {} after {within:?}, expected {status}",
-                payment["paymentStatus"]
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-
-    async fn counters(&self) -> (i64, i64) {
-        self.stack.counters(&self.product).await
-    }
+    stack
+        .order_with_payment(&product, 2, &stack.user_token)
+        .await
 }
 
 #[tokio::test]
@@ -177,27 +84,11 @@ async fn a_success_after_expiry_is_refunded_automatically() {
 }
 
 /// The stack's outputs and an SDK configuration for its emulator.
-async fn stack_aws() -> (Value, aws_config::SdkConfig) {
-    let outputs: Value = serde_json::from_str(
-        &std::fs::read_to_string(system_tests::required_env("E2E_OUTPUTS")).unwrap(),
-    )
-    .unwrap();
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        ))
-        .endpoint_url(system_tests::required_env("E2E_AWS_ENDPOINT"))
-        .load()
-        .await;
-    (outputs["outputs"].clone(), config)
-}
-
 #[tokio::test]
 async fn the_same_event_delivered_ten_times_acts_once() {
     let stack = Stack::from_env();
     let flow = order_with_payment(&stack).await;
-    let (outputs, config) = stack_aws().await;
+    let (outputs, config) = system_tests::e2e::stack_aws().await;
     let mut payment: shared::payment::Payment =
         serde_json::from_value(flow.payment.clone()).unwrap();
     payment.payment_status = shared::payment::PaymentStatus::Succeeded;
@@ -240,18 +131,44 @@ async fn the_same_event_delivered_ten_times_acts_once() {
 }
 
 #[tokio::test]
-async fn a_poison_message_lands_alone_in_the_dead_letter_queue() {
-    let (outputs, config) = stack_aws().await;
-    let queue = outputs["OrderStatusQueueUrl"].as_str().unwrap();
-    let dlq = outputs["OrderStatusDeadLetterQueueUrl"].as_str().unwrap();
+async fn a_poison_message_lands_alone_in_each_dead_letter_queue() {
+    let (outputs, config) = system_tests::e2e::stack_aws().await;
     let sqs = aws_sdk_sqs::Client::new(&config);
+    // Every consumer queue the stack outputs, with its DLQ.
+    let pairs: Vec<(String, String)> = outputs
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter_map(|(name, url)| {
+            let consumer = name.strip_suffix("QueueUrl")?;
+            let dlq = outputs[format!("{consumer}DeadLetterQueueUrl")].as_str()?;
+            Some((url.as_str()?.to_owned(), dlq.to_owned()))
+        })
+        .collect();
+    assert!(
+        pairs.len() >= 2,
+        "consumer queues in the outputs: {pairs:?}"
+    );
+    let checks = pairs
+        .iter()
+        .map(|(queue, dlq)| poison_reaches_dlq(&sqs, queue, dlq));
+    for (pair, result) in pairs.iter().zip(futures::future::join_all(checks).await) {
+        assert!(result.is_ok(), "{pair:?}: {}", result.unwrap_err());
+    }
+}
+
+async fn poison_reaches_dlq(
+    sqs: &aws_sdk_sqs::Client,
+    queue: &str,
+    dlq: &str,
+) -> Result<(), String> {
     let marker = unique_id("poison");
     sqs.send_message()
         .queue_url(queue)
         .message_body(format!("{{not an event {marker}"))
         .send()
         .await
-        .unwrap();
+        .map_err(|e| e.to_string())?;
 
     // maxReceiveCount 5 × visibility 12 s on the test stack.
     let deadline = Instant::now() + Duration::from_secs(150);
@@ -264,24 +181,21 @@ async fn a_poison_message_lands_alone_in_the_dead_letter_queue() {
             .wait_time_seconds(5)
             .send()
             .await
-            .unwrap();
+            .map_err(|e| e.to_string())?;
+        for m in out.messages() {
+            if m.body().unwrap_or("").starts_with("{\"eventId\"") {
+                return Err(format!("a valid event reached the DLQ: {:?}", m.body()));
+            }
+        }
         if out
             .messages()
             .iter()
             .any(|m| m.body().unwrap_or("").contains(&marker))
         {
-            for m in out.messages() {
-                assert!(
-                    !m.body().unwrap_or("").starts_with("{\"eventId\""),
-                    "a valid event reached the DLQ: {:?}",
-                    m.body()
-                );
-            }
-            break;
+            return Ok(());
         }
-        assert!(
-            Instant::now() < deadline,
-            "the poison message did not reach the DLQ"
-        );
+        if Instant::now() > deadline {
+            return Err("the poison message did not reach the DLQ".into());
+        }
     }
 }

@@ -145,7 +145,7 @@ async fn an_order_reserves_stock_at_catalog_prices() {
     assert_eq!(order["currency"], "CNY");
     assert_eq!(
         order["items"],
-        json!([{"productId": "tea", "name": "tea name", "quantity": 3, "unitPrice": 1999, "lineAmount": 5997}])
+        json!([{"productId": "tea", "name": "tea name", "category": "test", "quantity": 3, "unitPrice": 1999, "lineAmount": 5997}])
     );
     let created = time::OffsetDateTime::parse(
         order["createdAt"].as_str().unwrap(),

@@ -4,9 +4,10 @@
 use aws_config::SdkConfig;
 
 use crate::catalog::Catalog;
-use crate::config::{MissingSetting, Tables};
+use crate::config::{InvalidSetting, MissingSetting, Tables};
 use crate::orders::Orders;
 use crate::payments::Payments;
+use crate::rebates::Rebates;
 
 #[derive(Clone, Debug)]
 pub struct Backend {
@@ -37,5 +38,14 @@ impl Backend {
 
     pub fn payments(&self) -> Payments {
         Payments::new(self.dynamodb.clone(), self.tables.clone())
+    }
+
+    /// The rebate ledger, with the holding period the template sets.
+    pub fn rebates(&self) -> Result<Rebates, InvalidSetting> {
+        Ok(Rebates::new(
+            self.dynamodb.clone(),
+            self.tables.clone(),
+            crate::config::rebate_holding_period()?,
+        ))
     }
 }

@@ -31,6 +31,10 @@ pub struct Tables {
     pub payment_callbacks: String,
     /// Consumers' processed-event markers.
     pub processed_events: String,
+    /// The current rebate rules and every earlier version.
+    pub rebate_rules: String,
+    /// Rebate ledger entries, balances and monthly totals per user.
+    pub rebates: String,
 }
 
 impl Tables {
@@ -49,6 +53,8 @@ impl Tables {
             payments: required_from(lookup, "PAYMENTS_TABLE")?,
             payment_callbacks: required_from(lookup, "PAYMENT_CALLBACKS_TABLE")?,
             processed_events: required_from(lookup, "PROCESSED_EVENTS_TABLE")?,
+            rebate_rules: required_from(lookup, "REBATE_RULES_TABLE")?,
+            rebates: required_from(lookup, "REBATES_TABLE")?,
         })
     }
 }
@@ -64,6 +70,20 @@ pub fn payment_window() -> Result<std::time::Duration, InvalidSetting> {
             .ok()
             .filter(|s| (10..=86_400).contains(s))
             .ok_or(InvalidSetting("PAYMENT_WINDOW_SECONDS", raw))?,
+    };
+    Ok(std::time::Duration::from_secs(seconds))
+}
+
+/// How long a credited rebate stays `PENDING` before it becomes
+/// `AVAILABLE` (`REBATE_HOLDING_SECONDS`, default 7 days; 0 to 366 days).
+pub fn rebate_holding_period() -> Result<std::time::Duration, InvalidSetting> {
+    let seconds = match std::env::var("REBATE_HOLDING_SECONDS") {
+        Err(_) => 7 * 86_400,
+        Ok(raw) => raw
+            .parse::<u64>()
+            .ok()
+            .filter(|s| *s <= 366 * 86_400)
+            .ok_or(InvalidSetting("REBATE_HOLDING_SECONDS", raw))?,
     };
     Ok(std::time::Duration::from_secs(seconds))
 }

@@ -183,6 +183,13 @@ fn cancellation_reasons(
     }
 }
 
+/// Jittered exponential backoff for a transaction that lost a race.
+pub async fn backoff(attempt: u32) {
+    let base = 4u64 << attempt.min(6);
+    let jitter = u64::from(ulid::Ulid::new().random() as u16) % base.max(1);
+    tokio::time::sleep(std::time::Duration::from_millis(base + jitter)).await;
+}
+
 /// Whether this item's condition did not hold.
 pub fn condition_failed(reason: &CancellationReason) -> bool {
     reason.code() == Some("ConditionalCheckFailed")

@@ -6,6 +6,7 @@ pub mod backend;
 pub mod catalog;
 pub mod clock;
 pub mod config;
+pub mod consumer;
 pub mod db;
 pub mod error;
 pub mod events;
@@ -18,6 +19,7 @@ pub mod payment;
 pub mod payments;
 pub mod product;
 pub mod rebate;
+pub mod rebates;
 pub mod secrets;
 pub mod signature;
 

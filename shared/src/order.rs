@@ -133,6 +133,10 @@ impl OrderTransition {
 pub struct OrderLine {
     pub product_id: String,
     pub name: String,
+    /// The product's category when the order was made (rebate rules rate
+    /// by category); empty on orders made before lines carried it.
+    #[serde(default)]
+    pub category: String,
     pub quantity: i64,
     pub unit_price: i64,
     pub line_amount: i64,
@@ -290,6 +294,7 @@ pub fn price_lines(
         priced.push(OrderLine {
             product_id: product.product_id.clone(),
             name: product.name.clone(),
+            category: product.category.clone(),
             quantity: line.quantity,
             unit_price: product.price,
             line_amount,

@@ -19,7 +19,9 @@ use time::OffsetDateTime;
 use crate::catalog::product_not_found;
 use crate::clock;
 use crate::config::Tables;
-use crate::db::{DbError, Item, Transact, build_err, condition_failed, conflicted, n, s, transact};
+use crate::db::{
+    DbError, Item, Transact, backoff, build_err, condition_failed, conflicted, n, s, transact,
+};
 use crate::error::ApiError;
 use crate::events::{Envelope, EventType};
 use crate::idempotency::{self, IdempotencyKey, StoredResponse};
@@ -96,13 +98,6 @@ fn number(item: &Item, name: &str) -> Option<i64> {
 fn reservation_shard(order_id: &str) -> String {
     let sum: u32 = order_id.bytes().map(u32::from).sum();
     (sum % RESERVATION_SHARDS).to_string()
-}
-
-/// Jittered exponential backoff for a transaction that lost a race.
-async fn backoff(attempt: u32) {
-    let base = 4u64 << attempt.min(6);
-    let jitter = u64::from(ulid::Ulid::new().random() as u16) % base.max(1);
-    tokio::time::sleep(Duration::from_millis(base + jitter)).await;
 }
 
 impl Orders {

@@ -187,4 +187,32 @@ impl TestDb {
             .await
             .expect("product created");
     }
+
+    /// Every envelope of one type in the outbox (the events table).
+    pub async fn events_of_type(&self, event_type: &str) -> Vec<serde_json::Value> {
+        let mut found = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.tables.events)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .unwrap();
+            found.extend(
+                out.items()
+                    .iter()
+                    .filter_map(|i| {
+                        serde_json::from_str::<serde_json::Value>(i["envelope"].as_s().ok()?).ok()
+                    })
+                    .filter(|e| e["type"] == event_type),
+            );
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return found;
+            }
+        }
+    }
 }

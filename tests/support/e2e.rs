@@ -1,14 +1,19 @@
 //! HTTP client for the local stack that `scripts/test` deployed: real tokens,
 //! the real API Gateway authorizer, the real Lambda binaries.
 
+use std::time::{Duration, Instant};
+
 use reqwest::{Client, Method, StatusCode};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub struct Stack {
     pub api_url: String,
     pub user_token: String,
     pub other_token: String,
     pub admin_token: String,
+    /// Users only the rebate tests use, one per test (each has a monthly
+    /// cap and a balance of its own).
+    pub rebate_tokens: Vec<String>,
     http: Client,
 }
 
@@ -19,6 +24,10 @@ impl Stack {
             user_token: super::required_env("E2E_USER_TOKEN"),
             other_token: super::required_env("E2E_OTHER_TOKEN"),
             admin_token: super::required_env("E2E_ADMIN_TOKEN"),
+            rebate_tokens: super::required_env("E2E_REBATE_TOKENS")
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
             http: Client::new(),
         }
     }
@@ -47,8 +56,19 @@ impl Stack {
 
     /// An admin creates a product under a fresh id (`prefix-…`); its id.
     pub async fn new_product(&self, prefix: &str, price: i64, stock: i64) -> String {
+        self.new_product_in("home", prefix, price, stock).await
+    }
+
+    /// [`Self::new_product`] in a given category.
+    pub async fn new_product_in(
+        &self,
+        category: &str,
+        prefix: &str,
+        price: i64,
+        stock: i64,
+    ) -> String {
         let id = unique_id(prefix);
-        let body = serde_json::json!({"name": "Kettle", "category": "home", "price": price, "stock": stock});
+        let body = serde_json::json!({"name": "Kettle", "category": category, "price": price, "stock": stock});
         let (status, answer) = self
             .call(
                 Method::PUT,
@@ -69,6 +89,38 @@ impl Stack {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{order}");
         order
+    }
+
+    /// The user of `token` orders `quantity` of a product and starts a card
+    /// payment for it.
+    pub async fn order_with_payment<'a>(
+        &'a self,
+        product_id: &str,
+        quantity: i64,
+        token: &str,
+    ) -> Flow<'a> {
+        let body = json!({"productId": product_id, "quantity": quantity});
+        let (status, order) = self
+            .call(Method::POST, "/orders", Some(token), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{order}");
+        let order_id = order["orderId"].as_str().unwrap().to_owned();
+        let (status, payment) = self
+            .call(
+                Method::POST,
+                "/payments",
+                Some(token),
+                Some(json!({"orderId": order_id, "paymentMethod": "CARD"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{payment}");
+        Flow {
+            stack: self,
+            token: token.to_owned(),
+            product: product_id.to_owned(),
+            order_id,
+            payment,
+        }
     }
 
     /// A product's (stock, reserved) as the API shows them.
@@ -124,4 +176,102 @@ pub fn unique_id(prefix: &str) -> String {
         .unwrap()
         .as_nanos();
     format!("{prefix}-{nanos:x}-{}-{n}", std::process::id())
+}
+
+/// An order with a pending payment, and the customer who made it.
+pub struct Flow<'a> {
+    pub stack: &'a Stack,
+    pub token: String,
+    pub product: String,
+    pub order_id: String,
+    pub payment: Value,
+}
+
+impl Flow<'_> {
+    /// The provider's signed callback with `result` (SUCCESS or FAILED).
+    pub async fn notify(&self, result: &str) {
+        let body = json!({
+            "paymentId": self.payment["paymentId"], "orderId": self.order_id, "paymentStatus": result,
+            "amount": self.payment["amount"], "currency": "CNY", "providerTransactionId": unique_id("tx"),
+        });
+        let secret = super::required_env("E2E_PAYMENT_SECRET");
+        let signature = shared::signature::sign(
+            secret.as_bytes(),
+            shared::clock::now().unix_timestamp(),
+            body.to_string().as_bytes(),
+        );
+        let response = reqwest::Client::new()
+            .post(format!("{}/payments/notify", self.stack.api_url))
+            .header("content-type", "application/json")
+            .header("x-payment-signature", signature)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    pub async fn wait_for_order(&self, status: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let (_, order) = self
+                .stack
+                .call(
+                    Method::GET,
+                    &format!("/orders/{}", self.order_id),
+                    Some(&self.token),
+                    None,
+                )
+                .await;
+            if order["orderStatus"] == status {
+                return order;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "order still {} after {within:?}, expected {status}",
+                order["orderStatus"]
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    pub async fn wait_for_payment(&self, status: &str, within: Duration) {
+        let path = format!("/payments/{}", self.payment["paymentId"].as_str().unwrap());
+        let deadline = Instant::now() + within;
+        loop {
+            let (_, payment) = self
+                .stack
+                .call(Method::GET, &path, Some(&self.token), None)
+                .await;
+            if payment["paymentStatus"] == status {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "payment still {} after {within:?}, expected {status}",
+                payment["paymentStatus"]
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    pub async fn counters(&self) -> (i64, i64) {
+        self.stack.counters(&self.product).await
+    }
+}
+
+/// The stack's outputs and an SDK config for its AWS endpoint.
+pub async fn stack_aws() -> (Value, aws_config::SdkConfig) {
+    let outputs: Value =
+        serde_json::from_str(&std::fs::read_to_string(super::required_env("E2E_OUTPUTS")).unwrap())
+            .unwrap();
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .endpoint_url(super::required_env("E2E_AWS_ENDPOINT"))
+        .load()
+        .await;
+    (outputs["outputs"].clone(), config)
 }

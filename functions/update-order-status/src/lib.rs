@@ -14,7 +14,8 @@
 //! late or out-of-order events may still do. One bad message fails only
 //! itself (partial batch response); after 5 receives SQS moves it to the DLQ.
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use shared::consumer::{NotAnEnvelope, handle_batch};
 use shared::events::{Envelope, EventType, ProcessedMarker};
 use shared::order::{Order, OrderStatus, OrderTransition};
 use shared::orders::{Orders, Transition, TransitionContext};
@@ -32,8 +33,8 @@ pub struct OrderStatusConsumer<P> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumeError {
-    #[error("message is not an event envelope: {0}")]
-    NotAnEnvelope(String),
+    #[error(transparent)]
+    NotAnEnvelope(#[from] NotAnEnvelope),
     #[error("event data is not a payment: {0}")]
     NotAPayment(String),
     #[error("order {0} does not exist")]
@@ -52,20 +53,10 @@ impl From<shared::ApiError> for ConsumeError {
 
 impl<P: PaymentProvider> OrderStatusConsumer<P> {
     pub async fn handle_batch(&self, event: SqsEvent) -> SqsBatchResponse {
-        let mut response = SqsBatchResponse::default();
-        for message in &event.records {
-            if let Err(error) = self.handle_message(message).await {
-                tracing::error!(message_id = ?message.message_id, %error, "event not processed; SQS will redeliver it");
-                response.add_failure(message.message_id.clone().unwrap_or_default());
-            }
-        }
-        response
+        handle_batch(CONSUMER, event, |envelope| self.handle(envelope)).await
     }
 
-    pub async fn handle_message(&self, message: &SqsMessage) -> Result<(), ConsumeError> {
-        let body = message.body.as_deref().unwrap_or("");
-        let envelope: Envelope =
-            serde_json::from_str(body).map_err(|e| ConsumeError::NotAnEnvelope(e.to_string()))?;
+    pub async fn handle(&self, envelope: Envelope) -> Result<(), ConsumeError> {
         // PaymentRefunded carries {payment, providerRefundId, reason}.
         let data = envelope.data.get("payment").unwrap_or(&envelope.data);
         let payment: Payment = serde_json::from_value(data.clone())

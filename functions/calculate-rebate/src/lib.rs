@@ -1,0 +1,96 @@
+//! Consumer of order events: the rebate ledger.
+//!
+//! - `OrderPaid`: credits what the order earns under the rules in force
+//!   (one `PENDING` entry per order, whatever the redeliveries) and emits
+//!   `RebateCredited`.
+//! - `OrderRefunded` / `OrderCancelled`: reverses the order's rebate (a
+//!   pending one becomes `REVERSED`, an available one gets a clawback) and
+//!   emits `RebateReversed`. A refund that overtakes its `OrderPaid` voids
+//!   the order, so the late credit never happens.
+//!
+//! Each effect commits with this consumer's marker for the event; a
+//! redelivered event changes nothing.
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use shared::consumer::{NotAnEnvelope, handle_batch};
+use shared::events::{Envelope, EventType, ProcessedMarker};
+use shared::order::Order;
+use shared::rebates::{Credit, Rebates, Reversal};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+pub const CONSUMER: &str = "calculate-rebate";
+
+pub struct RebateConsumer {
+    pub rebates: Rebates,
+    pub markers_table: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    #[error(transparent)]
+    NotAnEnvelope(#[from] NotAnEnvelope),
+    #[error("event data is not an order: {0}")]
+    NotAnOrder(String),
+    #[error("occurredAt is not an RFC 3339 time: {0}")]
+    BadTime(String),
+    #[error(transparent)]
+    Db(#[from] shared::db::DbError),
+}
+
+impl RebateConsumer {
+    pub async fn handle_batch(&self, event: SqsEvent) -> SqsBatchResponse {
+        handle_batch(CONSUMER, event, |envelope| self.handle(envelope)).await
+    }
+
+    pub async fn handle(&self, envelope: Envelope) -> Result<(), ConsumeError> {
+        let order: Order = serde_json::from_value(envelope.data.clone())
+            .map_err(|e| ConsumeError::NotAnOrder(e.to_string()))?;
+        let marker = ProcessedMarker::new(&self.markers_table, CONSUMER, &envelope.event_id);
+        let correlation = envelope.correlation_id.as_str();
+        match envelope.event_type {
+            EventType::OrderPaid => {
+                let paid_at = OffsetDateTime::parse(&envelope.occurred_at, &Rfc3339)
+                    .map_err(|_| ConsumeError::BadTime(envelope.occurred_at.clone()))?;
+                match self
+                    .rebates
+                    .credit(&order, paid_at, &marker, correlation)
+                    .await?
+                {
+                    Credit::Credited(entry) => {
+                        tracing::info!(order_id = %order.order_id, amount = entry.amount, rules_version = entry.rules_version, capped_by = ?entry.capped_by, "rebate credited");
+                    }
+                    Credit::Nothing(why) => {
+                        tracing::info!(order_id = %order.order_id, why, "no rebate")
+                    }
+                    Credit::AlreadyDone => {
+                        tracing::info!(order_id = %order.order_id, "already credited")
+                    }
+                }
+            }
+            EventType::OrderRefunded | EventType::OrderCancelled => {
+                // Only a paid order can still see an `OrderPaid` arrive late.
+                let may_still_be_credited = envelope.event_type == EventType::OrderRefunded;
+                let outcome = self
+                    .rebates
+                    .reverse(&order, may_still_be_credited, &marker, correlation)
+                    .await?;
+                let outcome = match outcome {
+                    Reversal::Reversed(_) => "pending rebate reversed",
+                    Reversal::ClawedBack(_) => "available rebate clawed back",
+                    Reversal::Voided => "order voided before its credit",
+                    Reversal::Nothing => "no rebate to reverse",
+                    Reversal::AlreadyDone => "already reversed",
+                };
+                tracing::info!(order_id = %order.order_id, outcome, "rebate reversal");
+            }
+            other => {
+                tracing::warn!(
+                    ?other,
+                    "event type not for this consumer (check the subscription's filter policy)"
+                );
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,40 @@
+//! `GET /me/rebates?limit=&nextToken=`: the caller's balance and ledger
+//! entries, newest order first. Only ever the caller's own.
+
+use lambda_http::Request;
+use lambda_http::http::StatusCode;
+use serde::Serialize;
+use shared::db::{decode_page_token, encode_page_token};
+use shared::http::{json, limit_param, query_param};
+use shared::rebates::{Balance, ENTRY_KEY, LedgerEntry, Rebates};
+use shared::{ApiResult, Caller};
+
+pub const DEFAULT_LIMIT: i32 = 20;
+pub const MAX_LIMIT: i32 = 100;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RebateStatement {
+    balance: Balance,
+    entries: Vec<LedgerEntry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+}
+
+pub async fn handle(rebates: &Rebates, req: Request) -> ApiResult {
+    let caller = Caller::from_request(&req)?;
+    let limit = limit_param(&req, DEFAULT_LIMIT, MAX_LIMIT)?;
+    let start = query_param(&req, "nextToken")
+        .map(|token| decode_page_token(&token, ENTRY_KEY))
+        .transpose()?;
+    let (entries, last_key) = rebates.entries(&caller.user_id, limit, start).await?;
+    let balance = rebates.balance(&caller.user_id).await?;
+    Ok(json(
+        StatusCode::OK,
+        &RebateStatement {
+            balance,
+            entries,
+            next_token: last_key.as_ref().map(encode_page_token),
+        },
+    ))
+}

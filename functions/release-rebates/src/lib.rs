@@ -1,0 +1,16 @@
+//! Runs on a schedule: pending rebates whose holding period has ended
+//! become available. Safe to run twice at once and to race reversals: each
+//! entry moves in a transaction conditional on it still being `PENDING`.
+
+use shared::clock;
+use shared::rebates::{Rebates, ReleaseReport};
+
+pub async fn sweep(rebates: &Rebates) -> Result<ReleaseReport, lambda_runtime::Error> {
+    let report = rebates.release_due(clock::now()).await?;
+    tracing::info!(
+        released = report.released,
+        already_settled = report.already_settled,
+        "rebate release sweep"
+    );
+    Ok(report)
+}

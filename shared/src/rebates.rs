@@ -1,0 +1,897 @@
+//! Rebate storage: the rules document, the ledger and the balances.
+//!
+//! The rebates table holds, per user (`pk = USER#<userId>`):
+//! - ledger entries, `sk = ENTRY#<orderId>#1` (the credit) and
+//!   `ENTRY#<orderId>#2` (its clawback), so each order has at most one of
+//!   each, and a user's entries read newest order first;
+//! - `sk = BALANCE`: `pending` and `available`, changed only in the same
+//!   transaction as the entries they sum;
+//! - `sk = MONTH#YYYY-MM`: what the user earned that calendar month, for the
+//!   monthly cap;
+//! - `sk = VOID#<orderId>`: the order was refunded before its rebate was
+//!   credited (events can arrive out of order), so it never will be.
+//!
+//! Entry states: a credit starts `PENDING`; after the holding period the
+//! release sweep makes it `AVAILABLE`. A refund or cancel makes a `PENDING`
+//! credit `REVERSED`, and gives an `AVAILABLE` one a negative `CLAWBACK`
+//! entry. Every move is one transaction conditional on the entry's current
+//! status, so the balances always equal the sums of the entries.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, KeysAndAttributes, Put, TransactWriteItem, Update,
+};
+use lambda_http::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::clock;
+use crate::config::Tables;
+use crate::db::{
+    DbError, Item, Transact, backoff, build_err, condition_failed, conflicted, n, s, transact,
+};
+use crate::error::ApiError;
+use crate::events::{Envelope, EventType, ProcessedMarker};
+use crate::order::Order;
+use crate::rebate::{Cap, LineRebate, RebateLine, RebateRules, evaluate};
+
+pub const RELEASE_INDEX: &str = "byRelease";
+/// Pending entries are spread over this many index partitions.
+pub const RELEASE_SHARDS: u32 = 8;
+/// The key attributes of a ledger page token.
+pub const ENTRY_KEY: &[&str] = &["pk", "sk"];
+const CURRENT_RULES: &str = "current";
+/// Attempts at a transaction that lost a race (another credit of the same
+/// user this month, a release, a concurrent transaction).
+const MAX_ATTEMPTS: u32 = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EntryKind {
+    /// What an order earned.
+    Credit,
+    /// Takes back an `AVAILABLE` credit whose order was refunded.
+    Clawback,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EntryStatus {
+    /// Counts in `balance.pending` until the holding period ends.
+    Pending,
+    /// Counts in `balance.available`.
+    Available,
+    /// Counts nowhere: its order was refunded or cancelled while pending.
+    Reversed,
+}
+
+impl EntryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryStatus::Pending => "PENDING",
+            EntryStatus::Available => "AVAILABLE",
+            EntryStatus::Reversed => "REVERSED",
+        }
+    }
+}
+
+/// One ledger entry, as stored and as `GET /me/rebates` returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerEntry {
+    pub entry_id: String,
+    pub user_id: String,
+    pub order_id: String,
+    pub kind: EntryKind,
+    pub status: EntryStatus,
+    /// Minor units; negative for a clawback.
+    pub amount: i64,
+    pub currency: String,
+    pub rules_version: u32,
+    /// Per-line figures before caps (empty for a clawback).
+    #[serde(default)]
+    pub lines: Vec<LineRebate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capped_by: Option<Cap>,
+    /// The calendar month (UTC, `YYYY-MM`) whose cap the entry counts in.
+    pub month: String,
+    pub created_at: String,
+    pub updated_at: String,
+    /// When a pending credit becomes available.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available_at: Option<String>,
+    /// When its order was refunded or cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reversed_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Balance {
+    #[serde(default)]
+    pub pending: i64,
+    #[serde(default)]
+    pub available: i64,
+    #[serde(default = "default_currency")]
+    pub currency: String,
+}
+
+fn default_currency() -> String {
+    crate::product::DEFAULT_CURRENCY.to_owned()
+}
+
+/// What crediting an order did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credit {
+    Credited(Box<LedgerEntry>),
+    /// Nothing to credit (no rules, zero rebate, or refunded first).
+    Nothing(&'static str),
+    /// The order's credit, or this event, was already processed.
+    AlreadyDone,
+}
+
+/// What reversing an order's rebate did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reversal {
+    /// The pending credit is now `REVERSED`.
+    Reversed(Box<LedgerEntry>),
+    /// The available credit got this clawback entry.
+    ClawedBack(Box<LedgerEntry>),
+    /// No credit yet: the order is marked so that none will come.
+    Voided,
+    Nothing,
+    AlreadyDone,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseReport {
+    pub released: usize,
+    /// Due entries that something else settled first (reversed, or released
+    /// by a concurrent run).
+    pub already_settled: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct Rebates {
+    client: Client,
+    tables: Tables,
+    pub holding_period: Duration,
+}
+
+fn user_pk(user_id: &str) -> String {
+    format!("USER#{user_id}")
+}
+
+fn credit_sk(order_id: &str) -> String {
+    format!("ENTRY#{order_id}#1")
+}
+
+fn clawback_sk(order_id: &str) -> String {
+    format!("ENTRY#{order_id}#2")
+}
+
+fn month_sk(month: &str) -> String {
+    format!("MONTH#{month}")
+}
+
+fn void_sk(order_id: &str) -> String {
+    format!("VOID#{order_id}")
+}
+
+fn release_shard(order_id: &str) -> String {
+    let sum: u32 = order_id.bytes().map(u32::from).sum();
+    (sum % RELEASE_SHARDS).to_string()
+}
+
+/// `YYYY-MM` of an instant, UTC.
+pub fn month_of(at: OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!("{:04}-{:02}", at.year(), u8::from(at.month()))
+}
+
+fn rules_not_set() -> ApiError {
+    ApiError::not_found(
+        "REBATE_RULES_NOT_SET",
+        "no rebate rules have been set yet; PUT /admin/rebate-rules sets them",
+    )
+}
+
+impl Rebates {
+    pub fn new(client: Client, tables: Tables, holding_period: Duration) -> Self {
+        Self {
+            client,
+            tables,
+            holding_period,
+        }
+    }
+
+    /// An update of one item of the rebates table.
+    fn update(&self, pk: &str, sk: &str) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
+        Update::builder()
+            .table_name(&self.tables.rebates)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+    }
+
+    // ------------------------------------------------------------- rules
+
+    pub async fn rules(&self) -> Result<Option<RebateRules>, DbError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.rebate_rules)
+            .key("rulesId", s(CURRENT_RULES))
+            .consistent_read(true)
+            .send()
+            .await?;
+        out.item.as_ref().map(parse_rules).transpose()
+    }
+
+    /// The current rules, or 404 when none were ever set.
+    pub async fn current_rules(&self) -> Result<RebateRules, ApiError> {
+        self.rules().await?.ok_or_else(rules_not_set)
+    }
+
+    /// Stores `rules` as the next version (and keeps the earlier ones).
+    /// Two admins replacing at once: one wins, the other gets 409.
+    pub async fn replace_rules(
+        &self,
+        mut rules: RebateRules,
+        updated_by: &str,
+    ) -> Result<RebateRules, ApiError> {
+        rules.validate()?;
+        let previous = self.rules().await?.map(|r| r.version).unwrap_or(0);
+        rules.version = previous + 1;
+        let document =
+            serde_json::to_string(&rules).map_err(|e| DbError::Corrupt(e.to_string()))?;
+        let now = clock::now_rfc3339();
+        let put = |id: String| {
+            Put::builder()
+                .table_name(&self.tables.rebate_rules)
+                .item("rulesId", s(&id))
+                .item("version", n(i64::from(rules.version)))
+                .item("document", s(&document))
+                .item("updatedAt", s(&now))
+                .item("updatedBy", s(updated_by))
+        };
+        let current = put(CURRENT_RULES.to_owned())
+            .condition_expression("attribute_not_exists(rulesId) OR version = :previous")
+            .expression_attribute_values(":previous", n(i64::from(previous)))
+            .build()
+            .map_err(build_err)?;
+        let history = put(format!("v#{:010}", rules.version))
+            .condition_expression("attribute_not_exists(rulesId)")
+            .build()
+            .map_err(build_err)?;
+        let items = vec![
+            TransactWriteItem::builder().put(current).build(),
+            TransactWriteItem::builder().put(history).build(),
+        ];
+        match transact(&self.client, items).await? {
+            Transact::Committed => Ok(rules),
+            Transact::Cancelled(_) => Err(ApiError::conflict(
+                "REBATE_RULES_CHANGED",
+                format!(
+                    "the rules changed while this request replaced version {previous}; read them again and retry"
+                ),
+            )),
+        }
+    }
+
+    // ------------------------------------------------------------ credit
+
+    /// Credits what a paid order earns: one `PENDING` entry per order,
+    /// its balance and monthly total, the `RebateCredited` event and the
+    /// consumer's marker, in one transaction.
+    pub async fn credit(
+        &self,
+        order: &Order,
+        paid_at: OffsetDateTime,
+        marker: &ProcessedMarker,
+        correlation_id: &str,
+    ) -> Result<Credit, DbError> {
+        let pk = user_pk(&order.user_id);
+        let month = month_of(paid_at);
+        let lines: Vec<RebateLine> = order
+            .items
+            .iter()
+            .map(|l| RebateLine {
+                product_id: l.product_id.clone(),
+                category: l.category.clone(),
+                line_amount: l.line_amount,
+            })
+            .collect();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (rules, month_total) = self.rules_and_month_total(&pk, &month).await?;
+            let Some(rules) = rules else {
+                return Ok(Credit::Nothing("no rebate rules are set"));
+            };
+            let evaluation = evaluate(&lines, &order.currency, paid_at, month_total, &rules);
+            if evaluation.amount <= 0 {
+                return Ok(Credit::Nothing("the order earns no rebate"));
+            }
+            let now = clock::now_rfc3339();
+            let available_at = clock::rfc3339(clock::now() + self.holding_period);
+            let entry = LedgerEntry {
+                entry_id: format!("{}-1", order.order_id),
+                user_id: order.user_id.clone(),
+                order_id: order.order_id.clone(),
+                kind: EntryKind::Credit,
+                status: EntryStatus::Pending,
+                amount: evaluation.amount,
+                currency: rules.currency.clone(),
+                rules_version: evaluation.rules_version,
+                lines: evaluation.lines,
+                capped_by: evaluation.capped_by,
+                month: month.clone(),
+                created_at: now.clone(),
+                updated_at: now.clone(),
+                available_at: Some(available_at),
+                reversed_at: None,
+            };
+            let void = ConditionCheck::builder()
+                .table_name(&self.tables.rebates)
+                .key("pk", s(&pk))
+                .key("sk", s(&void_sk(&order.order_id)))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(build_err)?;
+            let mut item = self.entry_item(&entry, &credit_sk(&order.order_id))?;
+            item.insert("releaseShard".into(), s(&release_shard(&order.order_id)));
+            let put = Put::builder()
+                .table_name(&self.tables.rebates)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(build_err)?;
+            let month_update = self
+                .update(&pk, &month_sk(&month))
+                .update_expression("ADD earned :a")
+                // The cap was computed from `month_total`; if another
+                // credit moved it since, evaluate again.
+                .condition_expression("attribute_not_exists(earned) OR earned = :seen")
+                .expression_attribute_values(":a", n(entry.amount))
+                .expression_attribute_values(":seen", n(month_total))
+                .build()
+                .map_err(build_err)?;
+            let event = Envelope::new(EventType::RebateCredited, correlation_id, &now, &entry)?;
+            let items = vec![
+                TransactWriteItem::builder().condition_check(void).build(),
+                TransactWriteItem::builder().put(put).build(),
+                TransactWriteItem::builder()
+                    .update(self.balance_update(
+                        &pk,
+                        &entry.currency,
+                        &[("pending", entry.amount)],
+                    )?)
+                    .build(),
+                TransactWriteItem::builder().update(month_update).build(),
+                TransactWriteItem::builder()
+                    .put(event.outbox_put(&self.tables.events)?)
+                    .build(),
+                TransactWriteItem::builder().put(marker.put(&now)?).build(),
+            ];
+            let reasons = match transact(&self.client, items).await? {
+                Transact::Committed => return Ok(Credit::Credited(Box::new(entry))),
+                Transact::Cancelled(reasons) => reasons,
+            };
+            let failed = |i: usize| reasons.get(i).is_some_and(condition_failed);
+            if failed(0) {
+                return Ok(Credit::Nothing(
+                    "the order was refunded before its rebate was credited",
+                ));
+            }
+            if failed(1) || failed(5) {
+                return Ok(Credit::AlreadyDone);
+            }
+            if (failed(3) || conflicted(&reasons)) && attempt < MAX_ATTEMPTS {
+                backoff(attempt).await;
+                continue;
+            }
+            return Err(DbError::Unavailable(format!(
+                "crediting order {} kept conflicting: {reasons:?}",
+                order.order_id
+            )));
+        }
+    }
+
+    /// The rules and the user's total this month, in one round trip.
+    async fn rules_and_month_total(
+        &self,
+        pk: &str,
+        month: &str,
+    ) -> Result<(Option<RebateRules>, i64), DbError> {
+        let rules_key = KeysAndAttributes::builder()
+            .keys([("rulesId".to_owned(), s(CURRENT_RULES))].into())
+            .consistent_read(true)
+            .build()
+            .map_err(build_err)?;
+        let month_key = KeysAndAttributes::builder()
+            .keys(
+                [
+                    ("pk".to_owned(), s(pk)),
+                    ("sk".to_owned(), s(&month_sk(month))),
+                ]
+                .into(),
+            )
+            .consistent_read(true)
+            .build()
+            .map_err(build_err)?;
+        let mut request = Some(
+            [
+                (self.tables.rebate_rules.clone(), rules_key),
+                (self.tables.rebates.clone(), month_key),
+            ]
+            .into(),
+        );
+        let (mut rules, mut total) = (None, 0);
+        let mut attempt = 0;
+        while let Some(items) = request
+            .take()
+            .filter(|r: &std::collections::HashMap<_, _>| !r.is_empty())
+        {
+            attempt += 1;
+            if attempt > 1 {
+                backoff(attempt).await;
+            }
+            let out = self
+                .client
+                .batch_get_item()
+                .set_request_items(Some(items))
+                .send()
+                .await?;
+            let mut responses = out.responses.unwrap_or_default();
+            for item in responses
+                .remove(&self.tables.rebate_rules)
+                .unwrap_or_default()
+            {
+                rules = Some(parse_rules(&item)?);
+            }
+            for item in responses.remove(&self.tables.rebates).unwrap_or_default() {
+                total = number(&item, "earned");
+            }
+            if attempt >= MAX_ATTEMPTS {
+                return Err(DbError::Unavailable("BatchGetItem kept throttling".into()));
+            }
+            request = out.unprocessed_keys;
+        }
+        Ok((rules, total))
+    }
+
+    // ----------------------------------------------------------- reversal
+
+    /// Takes back what a refunded or cancelled order earned. With no credit
+    /// yet and `may_still_be_credited` (a refund: the order was paid, and
+    /// its `OrderPaid` may still be on its way), marks the order so that no
+    /// credit will ever be made.
+    pub async fn reverse(
+        &self,
+        order: &Order,
+        may_still_be_credited: bool,
+        marker: &ProcessedMarker,
+        correlation_id: &str,
+    ) -> Result<Reversal, DbError> {
+        let pk = user_pk(&order.user_id);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let now = clock::now_rfc3339();
+            let credit = self.entry(&pk, &credit_sk(&order.order_id)).await?;
+            let (items, outcome) = match credit {
+                None if !may_still_be_credited => return Ok(Reversal::Nothing),
+                None => {
+                    let void = Put::builder()
+                        .table_name(&self.tables.rebates)
+                        .item("pk", s(&pk))
+                        .item("sk", s(&void_sk(&order.order_id)))
+                        .item("voidedAt", s(&now))
+                        .condition_expression("attribute_not_exists(pk)")
+                        .build()
+                        .map_err(build_err)?;
+                    // The credit, had it won the race, would have cancelled this.
+                    let no_credit = ConditionCheck::builder()
+                        .table_name(&self.tables.rebates)
+                        .key("pk", s(&pk))
+                        .key("sk", s(&credit_sk(&order.order_id)))
+                        .condition_expression("attribute_not_exists(pk)")
+                        .build()
+                        .map_err(build_err)?;
+                    (
+                        vec![
+                            TransactWriteItem::builder().put(void).build(),
+                            TransactWriteItem::builder()
+                                .condition_check(no_credit)
+                                .build(),
+                        ],
+                        Reversal::Voided,
+                    )
+                }
+                Some(entry)
+                    if entry.status == EntryStatus::Reversed || entry.reversed_at.is_some() =>
+                {
+                    return Ok(Reversal::AlreadyDone);
+                }
+                Some(entry) if entry.status == EntryStatus::Pending => {
+                    let reversed = LedgerEntry {
+                        status: EntryStatus::Reversed,
+                        updated_at: now.clone(),
+                        reversed_at: Some(now.clone()),
+                        ..entry
+                    };
+                    let update = self.update(&pk, &credit_sk(&order.order_id))
+                        .update_expression(
+                            "SET #status = :reversed, updatedAt = :now, reversedAt = :now REMOVE releaseShard",
+                        )
+                        .condition_expression("#status = :pending")
+                        .expression_attribute_names("#status", "status")
+                        .expression_attribute_values(":reversed", s(EntryStatus::Reversed.as_str()))
+                        .expression_attribute_values(":pending", s(EntryStatus::Pending.as_str()))
+                        .expression_attribute_values(":now", s(&now))
+                        .build()
+                        .map_err(build_err)?;
+                    let event =
+                        Envelope::new(EventType::RebateReversed, correlation_id, &now, &reversed)?;
+                    (
+                        vec![
+                            TransactWriteItem::builder().update(update).build(),
+                            TransactWriteItem::builder()
+                                .update(self.balance_update(
+                                    &pk,
+                                    &reversed.currency,
+                                    &[("pending", -reversed.amount)],
+                                )?)
+                                .build(),
+                            TransactWriteItem::builder()
+                                .update(self.month_decrement(&pk, &reversed)?)
+                                .build(),
+                            TransactWriteItem::builder()
+                                .put(event.outbox_put(&self.tables.events)?)
+                                .build(),
+                        ],
+                        Reversal::Reversed(Box::new(reversed)),
+                    )
+                }
+                Some(entry) => {
+                    let clawback = LedgerEntry {
+                        entry_id: format!("{}-2", order.order_id),
+                        kind: EntryKind::Clawback,
+                        status: EntryStatus::Available,
+                        amount: -entry.amount,
+                        lines: Vec::new(),
+                        capped_by: None,
+                        created_at: now.clone(),
+                        updated_at: now.clone(),
+                        available_at: None,
+                        reversed_at: None,
+                        ..entry.clone()
+                    };
+                    let put = Put::builder()
+                        .table_name(&self.tables.rebates)
+                        .set_item(Some(
+                            self.entry_item(&clawback, &clawback_sk(&order.order_id))?,
+                        ))
+                        .condition_expression("attribute_not_exists(pk)")
+                        .build()
+                        .map_err(build_err)?;
+                    let mark = self
+                        .update(&pk, &credit_sk(&order.order_id))
+                        .update_expression("SET updatedAt = :now, reversedAt = :now")
+                        .condition_expression(
+                            "#status = :available AND attribute_not_exists(reversedAt)",
+                        )
+                        .expression_attribute_names("#status", "status")
+                        .expression_attribute_values(
+                            ":available",
+                            s(EntryStatus::Available.as_str()),
+                        )
+                        .expression_attribute_values(":now", s(&now))
+                        .build()
+                        .map_err(build_err)?;
+                    let event =
+                        Envelope::new(EventType::RebateReversed, correlation_id, &now, &clawback)?;
+                    (
+                        vec![
+                            TransactWriteItem::builder().put(put).build(),
+                            TransactWriteItem::builder().update(mark).build(),
+                            TransactWriteItem::builder()
+                                .update(self.balance_update(
+                                    &pk,
+                                    &entry.currency,
+                                    &[("available", -entry.amount)],
+                                )?)
+                                .build(),
+                            TransactWriteItem::builder()
+                                .update(self.month_decrement(&pk, &entry)?)
+                                .build(),
+                            TransactWriteItem::builder()
+                                .put(event.outbox_put(&self.tables.events)?)
+                                .build(),
+                        ],
+                        Reversal::ClawedBack(Box::new(clawback)),
+                    )
+                }
+            };
+            let mut items = items;
+            items.push(TransactWriteItem::builder().put(marker.put(&now)?).build());
+            let reasons = match transact(&self.client, items).await? {
+                Transact::Committed => return Ok(outcome),
+                Transact::Cancelled(reasons) => reasons,
+            };
+            if reasons.last().is_some_and(condition_failed) {
+                return Ok(Reversal::AlreadyDone);
+            }
+            if outcome == Reversal::Voided && reasons.first().is_some_and(condition_failed) {
+                return Ok(Reversal::AlreadyDone);
+            }
+            // The entry moved (released, credited or reversed meanwhile):
+            // read it again and take the path its new state needs.
+            if attempt < MAX_ATTEMPTS {
+                backoff(attempt).await;
+                continue;
+            }
+            return Err(DbError::Unavailable(format!(
+                "reversing order {} kept conflicting: {reasons:?}",
+                order.order_id
+            )));
+        }
+    }
+
+    // ------------------------------------------------------------ release
+
+    /// Makes every pending credit whose holding period ended by `now`
+    /// available. Safe to run concurrently with itself and with reversals:
+    /// each move is conditional on the entry still being `PENDING`.
+    pub async fn release_due(&self, now: OffsetDateTime) -> Result<ReleaseReport, DbError> {
+        let now_text = clock::rfc3339(now);
+        let mut report = ReleaseReport::default();
+        for shard in 0..RELEASE_SHARDS {
+            let mut start = None;
+            loop {
+                let out = self
+                    .client
+                    .query()
+                    .table_name(&self.tables.rebates)
+                    .index_name(RELEASE_INDEX)
+                    .key_condition_expression("releaseShard = :s AND availableAt <= :now")
+                    .expression_attribute_values(":s", s(&shard.to_string()))
+                    .expression_attribute_values(":now", s(&now_text))
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await?;
+                for item in out.items.unwrap_or_default() {
+                    let entry: LedgerEntry = serde_dynamo::from_item(item)?;
+                    if self.release(&entry).await? {
+                        report.released += 1;
+                    } else {
+                        report.already_settled += 1;
+                    }
+                }
+                start = out.last_evaluated_key;
+                if start.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn release(&self, entry: &LedgerEntry) -> Result<bool, DbError> {
+        let pk = user_pk(&entry.user_id);
+        let now = clock::now_rfc3339();
+        let update = self
+            .update(&pk, &credit_sk(&entry.order_id))
+            .update_expression("SET #status = :available, updatedAt = :now REMOVE releaseShard")
+            .condition_expression("#status = :pending")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":available", s(EntryStatus::Available.as_str()))
+            .expression_attribute_values(":pending", s(EntryStatus::Pending.as_str()))
+            .expression_attribute_values(":now", s(&now))
+            .build()
+            .map_err(build_err)?;
+        let items = vec![
+            TransactWriteItem::builder().update(update).build(),
+            TransactWriteItem::builder()
+                .update(self.balance_update(
+                    &pk,
+                    &entry.currency,
+                    &[("pending", -entry.amount), ("available", entry.amount)],
+                )?)
+                .build(),
+        ];
+        match transact(&self.client, items).await? {
+            Transact::Committed => Ok(true),
+            Transact::Cancelled(reasons) if reasons.first().is_some_and(condition_failed) => {
+                Ok(false)
+            }
+            Transact::Cancelled(reasons) => Err(DbError::Unavailable(format!(
+                "releasing {} conflicted: {reasons:?}",
+                entry.entry_id
+            ))),
+        }
+    }
+
+    // -------------------------------------------------------------- reads
+
+    pub async fn balance(&self, user_id: &str) -> Result<Balance, DbError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.rebates)
+            .key("pk", s(&user_pk(user_id)))
+            .key("sk", s("BALANCE"))
+            .consistent_read(true)
+            .send()
+            .await?;
+        Ok(match out.item {
+            Some(item) => serde_dynamo::from_item(item)?,
+            None => Balance {
+                pending: 0,
+                available: 0,
+                currency: default_currency(),
+            },
+        })
+    }
+
+    /// A user's ledger, newest order first.
+    pub async fn entries(
+        &self,
+        user_id: &str,
+        limit: i32,
+        start: Option<Item>,
+    ) -> Result<(Vec<LedgerEntry>, Option<Item>), ApiError> {
+        let pk = user_pk(user_id);
+        // A token is only ever valid for the partition it was issued for.
+        if let Some(start) = &start
+            && start.get("pk") != Some(&s(&pk))
+        {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_NEXT_TOKEN",
+                "nextToken is not a token this API issued",
+            ));
+        }
+        let out = self
+            .client
+            .query()
+            .table_name(&self.tables.rebates)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :entry)")
+            .expression_attribute_values(":pk", s(&pk))
+            .expression_attribute_values(":entry", s("ENTRY#"))
+            .scan_index_forward(false)
+            .limit(limit)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(DbError::from)?;
+        let entries = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(serde_dynamo::from_item)
+            .collect::<Result<Vec<LedgerEntry>, _>>()
+            .map_err(DbError::from)?;
+        Ok((entries, out.last_evaluated_key))
+    }
+
+    async fn entry(&self, pk: &str, sk: &str) -> Result<Option<LedgerEntry>, DbError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.rebates)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await?;
+        Ok(out.item.map(serde_dynamo::from_item).transpose()?)
+    }
+
+    // ------------------------------------------------------------ helpers
+
+    fn entry_item(&self, entry: &LedgerEntry, sk: &str) -> Result<Item, DbError> {
+        let mut item: Item = serde_dynamo::to_item(entry)?;
+        item.insert("pk".into(), s(&user_pk(&entry.user_id)));
+        item.insert("sk".into(), s(sk));
+        Ok(item)
+    }
+
+    fn balance_update(
+        &self,
+        pk: &str,
+        currency: &str,
+        changes: &[(&str, i64)],
+    ) -> Result<Update, DbError> {
+        let adds: Vec<String> = changes
+            .iter()
+            .map(|(name, _)| format!("{name} :{name}"))
+            .collect();
+        let mut update = self
+            .update(pk, "BALANCE")
+            .update_expression(format!(
+                "SET currency = if_not_exists(currency, :c) ADD {}",
+                adds.join(", ")
+            ))
+            .expression_attribute_values(":c", s(currency));
+        for (name, amount) in changes {
+            update = update.expression_attribute_values(format!(":{name}"), n(*amount));
+        }
+        update.build().map_err(build_err)
+    }
+
+    fn month_decrement(&self, pk: &str, entry: &LedgerEntry) -> Result<Update, DbError> {
+        self.update(pk, &month_sk(&entry.month))
+            .update_expression("ADD earned :a")
+            .expression_attribute_values(":a", n(-entry.amount))
+            .build()
+            .map_err(build_err)
+    }
+}
+
+fn parse_rules(item: &Item) -> Result<RebateRules, DbError> {
+    let Some(AttributeValue::S(document)) = item.get("document") else {
+        return Err(DbError::Corrupt(
+            "rebate rules item without document".into(),
+        ));
+    };
+    serde_json::from_str(document).map_err(|e| DbError::Corrupt(format!("rebate rules: {e}")))
+}
+
+fn number(item: &Item, name: &str) -> i64 {
+    match item.get(name) {
+        Some(AttributeValue::N(v)) => v.parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn months_are_utc() {
+        assert_eq!(month_of(datetime!(2026-11-30 23:59:59 UTC)), "2026-11");
+        assert_eq!(month_of(datetime!(2026-12-01 07:30 +08:00)), "2026-11");
+        assert_eq!(month_of(datetime!(2027-01-01 00:00 UTC)), "2027-01");
+    }
+
+    #[test]
+    fn credit_sorts_after_its_clawback_newest_first() {
+        // Descending sort keys: an order's clawback shows above its credit.
+        assert!(clawback_sk("01J") > credit_sk("01J"));
+        assert!(credit_sk("01K") > clawback_sk("01J"));
+    }
+
+    #[test]
+    fn entries_serialize_in_the_api_shape() {
+        let entry = LedgerEntry {
+            entry_id: "o-1".into(),
+            user_id: "u".into(),
+            order_id: "o".into(),
+            kind: EntryKind::Credit,
+            status: EntryStatus::Pending,
+            amount: 150,
+            currency: "CNY".into(),
+            rules_version: 2,
+            lines: Vec::new(),
+            capped_by: Some(Cap::PerUserPerMonth),
+            month: "2026-11".into(),
+            created_at: "t".into(),
+            updated_at: "t".into(),
+            available_at: Some("t2".into()),
+            reversed_at: None,
+        };
+        let v = serde_json::to_value(&entry).unwrap();
+        assert_eq!(v["status"], "PENDING");
+        assert_eq!(v["kind"], "CREDIT");
+        assert_eq!(v["cappedBy"], "PER_USER_PER_MONTH");
+        assert!(v.get("reversedAt").is_none());
+        let back: LedgerEntry = serde_json::from_value(v).unwrap();
+        assert_eq!(back, entry);
+    }
+}

@@ -1,0 +1,499 @@
+//! Rebates in-process against DynamoDB Local: the rules routes, the ledger
+//! consumer under redelivery and concurrency, the monthly cap, reversal,
+//! clawback, release, and balances that always equal their ledger.
+
+use std::time::Duration;
+
+use calculate_rebate::RebateConsumer;
+use serde_json::{Value, json};
+use shared::events::{Envelope, EventType};
+use shared::order::{Order, OrderLine, OrderStatus};
+use shared::rebate::RebateRules;
+use shared::rebates::{EntryKind, EntryStatus, LedgerEntry, Rebates};
+use system_tests::api::{ApiRequest, parts};
+use system_tests::dynamo::TestDb;
+use system_tests::sqs::{batch, failed_ids, message};
+
+const PAID_AT: &str = "2026-11-20T10:00:00.000Z";
+
+struct Fixture {
+    db: TestDb,
+    consumer: RebateConsumer,
+}
+
+/// Rules: 10% on "food", 1% on anything else, at most `month_cap` per user
+/// per month.
+fn rules(month_cap: Option<i64>) -> RebateRules {
+    serde_json::from_value(json!({
+        "defaultRateBps": 100,
+        "categoryRatesBps": {"food": 1000},
+        "maxPerUserPerMonth": month_cap,
+    }))
+    .unwrap()
+}
+
+async fn fixture(holding: Duration, month_cap: Option<i64>) -> Fixture {
+    let db = TestDb::new().await;
+    let rebates = Rebates::new(db.client.clone(), db.tables.clone(), holding);
+    rebates
+        .replace_rules(rules(month_cap), "admin")
+        .await
+        .unwrap();
+    let consumer = RebateConsumer {
+        rebates,
+        markers_table: db.tables.processed_events.clone(),
+    };
+    Fixture { db, consumer }
+}
+
+/// A paid order of `user` with one line per (category, amount).
+fn paid_order(user: &str, lines: &[(&str, i64)]) -> Order {
+    let items: Vec<OrderLine> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, (category, amount))| OrderLine {
+            product_id: format!("p{i}"),
+            name: format!("product {i}"),
+            category: (*category).to_owned(),
+            quantity: 1,
+            unit_price: *amount,
+            line_amount: *amount,
+        })
+        .collect();
+    Order {
+        order_id: shared::ids::new_id(),
+        user_id: user.to_owned(),
+        order_amount: items.iter().map(|l| l.line_amount).sum(),
+        items,
+        currency: "CNY".into(),
+        order_status: OrderStatus::Paid,
+        created_at: PAID_AT.into(),
+        updated_at: PAID_AT.into(),
+        expires_at: PAID_AT.into(),
+        active_payment_id: None,
+        paid_payment_id: Some("pay".into()),
+    }
+}
+
+fn event(event_type: EventType, order: &Order) -> String {
+    let status = match event_type {
+        EventType::OrderRefunded => OrderStatus::Refunded,
+        EventType::OrderCancelled => OrderStatus::Cancelled,
+        _ => OrderStatus::Paid,
+    };
+    let order = Order {
+        order_status: status,
+        ..order.clone()
+    };
+    serde_json::to_string(&Envelope::new(event_type, "corr", PAID_AT, &order).unwrap()).unwrap()
+}
+
+impl Fixture {
+    async fn deliver(&self, body: &str) {
+        let response = self
+            .consumer
+            .handle_batch(batch(vec![message("m", body)]))
+            .await;
+        assert!(failed_ids(&response).is_empty(), "{body}");
+    }
+
+    async fn statement(&self, user: &str, query: &[(&str, &str)]) -> (u16, Value) {
+        let mut req = ApiRequest::get("/me/rebates").as_user(user);
+        for (name, value) in query {
+            req = req.query(name, value);
+        }
+        parts(&shared::http::into_response(
+            get_rebates::handle(&self.consumer.rebates, req.build()).await,
+        ))
+    }
+
+    async fn entries(&self, user: &str) -> Vec<LedgerEntry> {
+        let (entries, next) = self
+            .consumer
+            .rebates
+            .entries(user, 1000, None)
+            .await
+            .unwrap();
+        assert!(next.is_none());
+        entries
+    }
+
+    /// The balance equals the sums of the ledger, whatever happened.
+    async fn assert_balance_matches_ledger(&self, user: &str) -> (i64, i64) {
+        let entries = self.entries(user).await;
+        let sum = |status| {
+            entries
+                .iter()
+                .filter(|e| e.status == status)
+                .map(|e| e.amount)
+                .sum::<i64>()
+        };
+        let balance = self.consumer.rebates.balance(user).await.unwrap();
+        assert_eq!(
+            (balance.pending, balance.available),
+            (sum(EntryStatus::Pending), sum(EntryStatus::Available)),
+            "balance drifted from the ledger: {entries:#?}"
+        );
+        (balance.pending, balance.available)
+    }
+}
+
+#[tokio::test]
+async fn rules_are_admin_only_validated_and_versioned() {
+    let db = TestDb::new().await;
+    let rebates = Rebates::new(db.client.clone(), db.tables.clone(), Duration::ZERO);
+    let get = |user_is_admin: bool| {
+        let req = ApiRequest::get("/admin/rebate-rules");
+        if user_is_admin {
+            req.as_admin("boss")
+        } else {
+            req.as_user("u1")
+        }
+        .build()
+    };
+    let put = |body: Value, admin: bool| {
+        let req = ApiRequest::put("/admin/rebate-rules").json(body);
+        if admin {
+            req.as_admin("boss")
+        } else {
+            req.as_user("u1")
+        }
+        .build()
+    };
+    let call_get = |req| async {
+        parts(&shared::http::into_response(
+            get_rebate_rules::handle(&rebates, req).await,
+        ))
+    };
+    let call_put = |req| async {
+        parts(&shared::http::into_response(
+            put_rebate_rules::handle(&rebates, req).await,
+        ))
+    };
+
+    let (status, body) = call_get(get(true)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("REBATE_RULES_NOT_SET"))
+    );
+    assert_eq!(call_get(get(false)).await.0, 403);
+    assert_eq!(
+        call_put(put(json!({"defaultRateBps": 100}), false)).await.0,
+        403
+    );
+
+    let (status, stored) = call_put(put(json!({"defaultRateBps": 100, "version": 77}), true)).await;
+    assert_eq!(status, 200, "{stored}");
+    assert_eq!(stored["version"], 1, "the server numbers versions");
+    let (status, stored) = call_put(put(json!({"categoryRatesBps": {"food": 300}}), true)).await;
+    assert_eq!((status, stored["version"].as_u64()), (200, Some(2)));
+    let (status, current) = call_get(get(true)).await;
+    assert_eq!(status, 200);
+    assert_eq!(current["categoryRatesBps"]["food"], 300);
+    assert_eq!(current["defaultRateBps"], 0);
+
+    for (body, field) in [
+        (
+            json!({"categoryRatesBps": {"food": 10001}}),
+            "categoryRatesBps.food",
+        ),
+        (json!({"defaultRatBps": 1}), "defaultRatBps"),
+        (json!({"maxPerOrder": -1}), "maxPerOrder"),
+        (json!({"currency": "yuan"}), "currency"),
+        (
+            json!({"campaigns": [{"campaignId": "c", "kind": "EXTRA", "rateBps": 1,
+                "startsAt": "2026-11-12T00:00:00Z", "endsAt": "2026-11-11T00:00:00Z"}]}),
+            "campaigns[0].endsAt",
+        ),
+        (json!({"minOrderAmount": "10"}), "minOrderAmount"),
+    ] {
+        let (status, error) = call_put(put(body.clone(), true)).await;
+        assert_eq!(status, 400, "{body} -> {error}");
+        assert!(
+            error["error"]["message"].as_str().unwrap().contains(field),
+            "{body}: {error} should name {field}"
+        );
+    }
+    assert_eq!(
+        call_get(get(true)).await.1["version"],
+        2,
+        "bad rules change nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_paid_order_is_credited_once_however_often_its_event_arrives() {
+    let f = fixture(Duration::from_secs(3600), None).await;
+    let order = paid_order("u1", &[("food", 1999), ("toys", 5000)]);
+    let body = event(EventType::OrderPaid, &order);
+    // 10 deliveries: 5 at once, then 5 one after another; plus a second
+    // OrderPaid event (another eventId) for the same order.
+    let response = f
+        .consumer
+        .handle_batch(batch(
+            (0..5).map(|i| message(&format!("m{i}"), &body)).collect(),
+        ))
+        .await;
+    assert!(failed_ids(&response).is_empty());
+    tokio::join!(
+        f.deliver(&body),
+        f.deliver(&body),
+        f.deliver(&body),
+        f.deliver(&body),
+        f.deliver(&body)
+    );
+    f.deliver(&event(EventType::OrderPaid, &order)).await;
+
+    let entries = f.entries("u1").await;
+    assert_eq!(entries.len(), 1, "{entries:#?}");
+    let entry = &entries[0];
+    // 10% of 1999 rounds down to 199; 1% of 5000 is 50.
+    assert_eq!(
+        (entry.amount, entry.status, entry.kind),
+        (249, EntryStatus::Pending, EntryKind::Credit)
+    );
+    assert_eq!(entry.rules_version, 1);
+    assert_eq!(
+        entry.lines.iter().map(|l| l.amount).collect::<Vec<_>>(),
+        [199, 50]
+    );
+    assert_eq!(f.assert_balance_matches_ledger("u1").await, (249, 0));
+    assert_eq!(f.db.events_of_type("RebateCredited").await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_monthly_cap_holds_under_concurrent_credits() {
+    // 20 orders each earning 100, racing; the cap is 1050.
+    let f = fixture(Duration::from_secs(3600), Some(1050)).await;
+    let consumer = std::sync::Arc::new(f.consumer);
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let consumer = consumer.clone();
+        let body = event(
+            EventType::OrderPaid,
+            &paid_order("capped", &[("food", 1000)]),
+        );
+        tasks.push(tokio::spawn(async move {
+            let response = consumer
+                .handle_batch(batch(vec![message("m", &body)]))
+                .await;
+            failed_ids(&response)
+        }));
+    }
+    for task in tasks {
+        assert!(task.await.unwrap().is_empty());
+    }
+    let f = Fixture {
+        db: f.db,
+        consumer: std::sync::Arc::into_inner(consumer).unwrap(),
+    };
+    let entries = f.entries("capped").await;
+    let total: i64 = entries.iter().map(|e| e.amount).sum();
+    assert_eq!(total, 1050, "exactly the cap is credited: {entries:#?}");
+    assert_eq!(entries.len(), 11, "10 full credits and one capped at 50");
+    assert_eq!(entries.iter().filter(|e| e.capped_by.is_some()).count(), 1);
+    assert_eq!(f.assert_balance_matches_ledger("capped").await, (1050, 0));
+
+    // A refund frees its share of the cap for the next order.
+    let refunded = entries.iter().find(|e| e.amount == 100).unwrap();
+    let mut order = paid_order("capped", &[("food", 1000)]);
+    order.order_id = refunded.order_id.clone();
+    f.deliver(&event(EventType::OrderRefunded, &order)).await;
+    f.deliver(&event(
+        EventType::OrderPaid,
+        &paid_order("capped", &[("food", 5000)]),
+    ))
+    .await;
+    assert_eq!(f.assert_balance_matches_ledger("capped").await, (1050, 0));
+}
+
+#[tokio::test]
+async fn refunds_reverse_pending_rebates_and_claw_back_available_ones() {
+    let f = fixture(Duration::ZERO, None).await;
+    let pending = paid_order("u2", &[("food", 3000)]);
+    f.deliver(&event(EventType::OrderPaid, &pending)).await;
+    let refund = event(EventType::OrderRefunded, &pending);
+    for _ in 0..3 {
+        f.deliver(&refund).await;
+    }
+    let entries = f.entries("u2").await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        (entries[0].status, entries[0].amount),
+        (EntryStatus::Reversed, 300)
+    );
+    assert_eq!(f.assert_balance_matches_ledger("u2").await, (0, 0));
+
+    // Holding period 0: the release sweep makes the next one available.
+    let released = paid_order("u2", &[("food", 5000)]);
+    f.deliver(&event(EventType::OrderPaid, &released)).await;
+    assert_eq!(f.assert_balance_matches_ledger("u2").await, (500, 0));
+    let report = release_rebates::sweep(&f.consumer.rebates).await.unwrap();
+    assert_eq!(report.released, 1);
+    assert_eq!(f.assert_balance_matches_ledger("u2").await, (0, 500));
+    let report = release_rebates::sweep(&f.consumer.rebates).await.unwrap();
+    assert_eq!(report.released, 0, "released once");
+
+    let cancel = event(EventType::OrderCancelled, &released);
+    f.deliver(&cancel).await;
+    f.deliver(&cancel).await;
+    f.deliver(&event(EventType::OrderRefunded, &released)).await;
+    let entries: Vec<_> = f
+        .entries("u2")
+        .await
+        .into_iter()
+        .filter(|e| e.order_id == released.order_id)
+        .collect();
+    assert_eq!(entries.len(), 2, "{entries:#?}");
+    assert_eq!(
+        (entries[0].kind, entries[0].amount),
+        (EntryKind::Clawback, -500)
+    );
+    assert_eq!(entries[1].status, EntryStatus::Available);
+    assert!(entries[1].reversed_at.is_some());
+    assert_eq!(f.assert_balance_matches_ledger("u2").await, (0, 0));
+    assert_eq!(f.db.events_of_type("RebateReversed").await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_refund_that_overtakes_its_payment_event_voids_the_credit() {
+    let f = fixture(Duration::from_secs(3600), None).await;
+    let order = paid_order("u3", &[("food", 3000)]);
+    f.deliver(&event(EventType::OrderRefunded, &order)).await;
+    f.deliver(&event(EventType::OrderPaid, &order)).await;
+    assert!(f.entries("u3").await.is_empty());
+    assert_eq!(f.assert_balance_matches_ledger("u3").await, (0, 0));
+    // A cancel of an order never paid leaves nothing behind either.
+    let unpaid = paid_order("u3", &[("food", 3000)]);
+    f.deliver(&event(EventType::OrderCancelled, &unpaid)).await;
+    assert!(f.entries("u3").await.is_empty());
+}
+
+#[tokio::test]
+async fn release_and_refund_racing_leave_the_balance_equal_to_the_ledger() {
+    let f = fixture(Duration::ZERO, None).await;
+    for _ in 0..15 {
+        let order = paid_order("u4", &[("food", 1000)]);
+        f.deliver(&event(EventType::OrderPaid, &order)).await;
+        let refund = event(EventType::OrderRefunded, &order);
+        let (released, ()) = tokio::join!(
+            release_rebates::sweep(&f.consumer.rebates),
+            f.deliver(&refund)
+        );
+        released.unwrap();
+        let mine: Vec<_> = f
+            .entries("u4")
+            .await
+            .into_iter()
+            .filter(|e| e.order_id == order.order_id)
+            .collect();
+        // Either reversed while pending, or released and then clawed back.
+        let net: i64 = mine
+            .iter()
+            .filter(|e| e.status != EntryStatus::Reversed)
+            .map(|e| e.amount)
+            .sum();
+        assert_eq!(net, 0, "{mine:#?}");
+    }
+    assert_eq!(f.assert_balance_matches_ledger("u4").await, (0, 0));
+}
+
+#[tokio::test]
+async fn orders_below_the_minimum_or_in_another_currency_earn_nothing() {
+    let f = fixture(Duration::from_secs(3600), None).await;
+    f.consumer
+        .rebates
+        .replace_rules(
+            serde_json::from_value(json!({"defaultRateBps": 100, "minOrderAmount": 1000})).unwrap(),
+            "admin",
+        )
+        .await
+        .unwrap();
+    f.deliver(&event(
+        EventType::OrderPaid,
+        &paid_order("u5", &[("toys", 999)]),
+    ))
+    .await;
+    let mut dollars = paid_order("u5", &[("toys", 100_000)]);
+    dollars.currency = "USD".into();
+    f.deliver(&event(EventType::OrderPaid, &dollars)).await;
+    assert!(f.entries("u5").await.is_empty());
+    f.deliver(&event(
+        EventType::OrderPaid,
+        &paid_order("u5", &[("toys", 1000)]),
+    ))
+    .await;
+    let entries = f.entries("u5").await;
+    assert_eq!((entries.len(), entries[0].rules_version), (1, 2));
+}
+
+#[tokio::test]
+async fn one_bad_message_fails_only_itself() {
+    let f = fixture(Duration::from_secs(3600), None).await;
+    let good = event(EventType::OrderPaid, &paid_order("u6", &[("food", 1000)]));
+    let not_an_order = serde_json::to_string(
+        &Envelope::new(EventType::OrderPaid, "c", PAID_AT, &json!({"orderId": 7})).unwrap(),
+    )
+    .unwrap();
+    let response = f
+        .consumer
+        .handle_batch(batch(vec![
+            message("poison", "{not json"),
+            message("ok", &good),
+            message("bad-data", &not_an_order),
+        ]))
+        .await;
+    assert_eq!(failed_ids(&response), ["poison", "bad-data"]);
+    assert_eq!(f.assert_balance_matches_ledger("u6").await, (100, 0));
+}
+
+#[tokio::test]
+async fn the_statement_shows_only_the_callers_own_ledger_page_by_page() {
+    let f = fixture(Duration::from_secs(3600), None).await;
+    for amount in [1000, 2000, 3000] {
+        f.deliver(&event(
+            EventType::OrderPaid,
+            &paid_order("alice", &[("food", amount)]),
+        ))
+        .await;
+    }
+    f.deliver(&event(
+        EventType::OrderPaid,
+        &paid_order("bob", &[("food", 9000)]),
+    ))
+    .await;
+
+    let (status, page) = f.statement("alice", &[("limit", "2")]).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        page["balance"],
+        json!({"pending": 600, "available": 0, "currency": "CNY"})
+    );
+    let amounts: Vec<_> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["amount"].clone())
+        .collect();
+    assert_eq!(amounts, [json!(300), json!(200)], "newest order first");
+    let token = page["nextToken"].as_str().unwrap().to_owned();
+    let (_, rest) = f
+        .statement("alice", &[("limit", "2"), ("nextToken", &token)])
+        .await;
+    assert_eq!(rest["entries"].as_array().unwrap().len(), 1);
+    assert!(rest.get("nextToken").is_none());
+
+    let (status, error) = f.statement("bob", &[("nextToken", &token)]).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (400, Some("INVALID_NEXT_TOKEN"))
+    );
+    let (_, bob) = f.statement("bob", &[]).await;
+    assert_eq!(bob["entries"].as_array().unwrap().len(), 1);
+    let (_, nobody) = f.statement("carol", &[]).await;
+    assert_eq!(
+        nobody,
+        json!({"balance": {"pending": 0, "available": 0, "currency": "CNY"}, "entries": []})
+    );
+    assert_eq!(f.statement("alice", &[("limit", "0")]).await.0, 400);
+}
