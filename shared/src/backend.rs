@@ -5,9 +5,11 @@ use aws_config::SdkConfig;
 
 use crate::catalog::Catalog;
 use crate::config::{InvalidSetting, MissingSetting, Tables};
+use crate::notifications::Notifications;
 use crate::orders::Orders;
 use crate::payments::Payments;
 use crate::rebates::Rebates;
+use crate::sales::Sales;
 
 #[derive(Clone, Debug)]
 pub struct Backend {
@@ -47,5 +49,13 @@ impl Backend {
             self.tables.clone(),
             crate::config::rebate_holding_period()?,
         ))
+    }
+
+    pub fn sales(&self) -> Sales {
+        Sales::new(self.dynamodb.clone(), self.tables.clone())
+    }
+
+    pub fn notifications(&self) -> Notifications {
+        Notifications::new(self.dynamodb.clone(), self.tables.clone())
     }
 }

@@ -35,6 +35,12 @@ pub struct Tables {
     pub rebate_rules: String,
     /// Rebate ledger entries, balances and monthly totals per user.
     pub rebates: String,
+    /// Daily sales aggregates and their rollup reports.
+    pub sales_stats: String,
+    /// Every user's in-app inbox.
+    pub notifications: String,
+    /// Users' notification preferences.
+    pub preferences: String,
 }
 
 impl Tables {
@@ -55,6 +61,9 @@ impl Tables {
             processed_events: required_from(lookup, "PROCESSED_EVENTS_TABLE")?,
             rebate_rules: required_from(lookup, "REBATE_RULES_TABLE")?,
             rebates: required_from(lookup, "REBATES_TABLE")?,
+            sales_stats: required_from(lookup, "SALES_STATS_TABLE")?,
+            notifications: required_from(lookup, "NOTIFICATIONS_TABLE")?,
+            preferences: required_from(lookup, "PREFERENCES_TABLE")?,
         })
     }
 }

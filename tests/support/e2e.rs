@@ -14,6 +14,8 @@ pub struct Stack {
     /// Users only the rebate tests use, one per test (each has a monthly
     /// cap and a balance of its own).
     pub rebate_tokens: Vec<String>,
+    /// Users only the notification tests use, one per test.
+    pub notify_tokens: Vec<String>,
     http: Client,
 }
 
@@ -25,6 +27,10 @@ impl Stack {
             other_token: super::required_env("E2E_OTHER_TOKEN"),
             admin_token: super::required_env("E2E_ADMIN_TOKEN"),
             rebate_tokens: super::required_env("E2E_REBATE_TOKENS")
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
+            notify_tokens: super::required_env("E2E_NOTIFY_TOKENS")
                 .split_whitespace()
                 .map(str::to_owned)
                 .collect(),
@@ -120,6 +126,28 @@ impl Stack {
             product: product_id.to_owned(),
             order_id,
             payment,
+        }
+    }
+
+    /// Polls `GET path` as `token` until `done` holds for the body.
+    pub async fn wait_for(
+        &self,
+        path: &str,
+        token: &str,
+        within: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let (status, body) = self.call(Method::GET, path, Some(token), None).await;
+            if status == StatusCode::OK && done(&body) {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "GET {path} not as expected after {within:?}: {status} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 

@@ -10,62 +10,17 @@
 //! same on AWS and in the emulator.) Retries publish some records twice;
 //! consumers drop duplicates by `eventId`.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
-
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_sdk_sns::types::MessageAttributeValue;
 use shared::events::OutboxRecord;
+pub use shared::faults::FaultHook;
 
 pub struct Publisher {
     pub sns: aws_sdk_sns::Client,
     pub topic_arn: String,
+    /// `FAULT_PUBLISH_EVERY` (test stacks only): fails the first publish
+    /// of one event in N after its commit, the window the outbox must survive.
     pub faults: FaultHook,
-}
-
-/// Test-only fault injection: with `FAULT_PUBLISH_EVERY=N` (N > 0) the
-/// first attempt to publish one event in N (chosen by its id) fails, after
-/// the event was committed: the crash window the outbox must survive. Each
-/// chosen event fails once per container, so retries make progress. 0 (the
-/// template's default) in every real environment.
-#[derive(Debug, Default)]
-pub struct FaultHook {
-    every: u32,
-    failed_once: Mutex<HashSet<String>>,
-}
-
-impl FaultHook {
-    pub fn from_env() -> Self {
-        Self::every(
-            std::env::var("FAULT_PUBLISH_EVERY")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
-        )
-    }
-
-    pub fn every(every: u32) -> Self {
-        Self {
-            every,
-            failed_once: Mutex::new(HashSet::new()),
-        }
-    }
-
-    fn should_fail(&self, event_id: &str) -> bool {
-        if self.every == 0 {
-            return false;
-        }
-        let chosen = event_id
-            .bytes()
-            .map(u32::from)
-            .sum::<u32>()
-            .is_multiple_of(self.every);
-        chosen
-            && self
-                .failed_once
-                .lock()
-                .is_ok_and(|mut failed| failed.insert(event_id.to_owned()))
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,23 +83,4 @@ async fn publish(publisher: &Publisher, record: &EventRecord) -> Result<(), Publ
         .map_err(|e| PublishError::Retryable(format!("{e:?}")))?;
     tracing::info!(event_id = %outbox.event_id, event_type = %outbox.event_type, "event published");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn faults_hit_each_chosen_event_once() {
-        let hook = FaultHook::every(3);
-        let ids: Vec<String> = (0..60).map(|i| format!("event-{i}")).collect();
-        let first: Vec<bool> = ids.iter().map(|id| hook.should_fail(id)).collect();
-        let chosen = first.iter().filter(|f| **f).count();
-        assert!(chosen > 5 && chosen < 40, "about one in three: {chosen}");
-        assert!(
-            ids.iter().all(|id| !hook.should_fail(id)),
-            "a retry succeeds"
-        );
-        assert!(!FaultHook::every(0).should_fail("event-0"));
-    }
 }

@@ -7,7 +7,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let publisher = Publisher {
         sns: aws_sdk_sns::Client::new(&shared::db::sdk_config().await),
         topic_arn: shared::config::required("EVENTS_TOPIC_ARN")?,
-        faults: FaultHook::from_env(),
+        faults: FaultHook::from_env("FAULT_PUBLISH_EVERY"),
     };
     let publisher = &publisher;
     // An error fails the invocation, so Lambda retries the batch.

@@ -1,0 +1,14 @@
+//! `GET /me/preferences`: the caller's notification locale and channels
+//! (zh-CN and inbox only until they change them).
+
+use lambda_http::Request;
+use lambda_http::http::StatusCode;
+use shared::http::json;
+use shared::notifications::Notifications;
+use shared::{ApiResult, Caller};
+
+pub async fn handle(notifications: &Notifications, req: Request) -> ApiResult {
+    let caller = Caller::from_request(&req)?;
+    let preferences = notifications.preferences(&caller.user_id).await?;
+    Ok(json(StatusCode::OK, &preferences))
+}

@@ -1,0 +1,6 @@
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    shared::init_logging();
+    let notifications = shared::backend::Backend::from_env().await?.notifications();
+    shared::http::serve(|req| get_preferences::handle(&notifications, req)).await
+}

@@ -1,0 +1,33 @@
+use lambda_runtime::{LambdaEvent, service_fn};
+use notifier::Notifier;
+use shared::faults::FaultHook;
+use shared::notifications::{Email, Inbox, Sms};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::init_logging();
+    let backend = shared::backend::Backend::from_env().await?;
+    let sns = aws_sdk_sns::Client::new(&backend.sdk);
+    let notifier = Notifier {
+        store: backend.notifications(),
+        inbox: Inbox {
+            store: backend.notifications(),
+        },
+        sms: Sms {
+            sns: sns.clone(),
+            faults: FaultHook::from_env("NOTIFIER_FAULT_EVERY"),
+        },
+        email: Email {
+            sns,
+            topic_arn: shared::config::required("EMAIL_TOPIC_ARN")?,
+        },
+        markers_table: backend.tables.processed_events.clone(),
+    };
+    let notifier = &notifier;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| async move {
+            Ok::<_, lambda_runtime::Error>(notifier.handle_batch(event.payload).await)
+        },
+    ))
+    .await
+}

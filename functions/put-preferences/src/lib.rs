@@ -1,0 +1,18 @@
+//! `PUT /me/preferences`: replaces the caller's locale (`zh-CN` or `en`),
+//! channels (`sms`, `email`; the inbox is always on) and the phone number
+//! and email address they need. 400 names the first bad field.
+
+use lambda_http::Request;
+use lambda_http::http::StatusCode;
+use shared::http::{json, json_body};
+use shared::notifications::{Notifications, Preferences};
+use shared::{ApiResult, Caller};
+
+pub async fn handle(notifications: &Notifications, req: Request) -> ApiResult {
+    let caller = Caller::from_request(&req)?;
+    let preferences: Preferences = json_body(&req)?;
+    notifications
+        .set_preferences(&caller.user_id, &preferences)
+        .await?;
+    Ok(json(StatusCode::OK, &preferences))
+}

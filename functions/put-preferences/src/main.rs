@@ -1,0 +1,6 @@
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    shared::init_logging();
+    let notifications = shared::backend::Backend::from_env().await?.notifications();
+    shared::http::serve(|req| put_preferences::handle(&notifications, req)).await
+}

@@ -1,0 +1,212 @@
+//! Sales analytics in-process against DynamoDB Local: aggregates counted
+//! once per event, refunds subtracting, the rollup report agreeing with the
+//! aggregates (and idempotent), and the stats route's checks.
+
+use analytics::AnalyticsConsumer;
+use serde_json::{Value, json};
+use shared::events::{Envelope, EventType};
+use shared::order::{Order, OrderLine, OrderStatus};
+use shared::sales::{Sales, parse_date};
+use system_tests::api::{ApiRequest, parts};
+use system_tests::dynamo::TestDb;
+use system_tests::sqs::{batch, failed_ids, message};
+
+fn order(lines: &[(&str, i64, i64)]) -> Order {
+    let items: Vec<OrderLine> = lines
+        .iter()
+        .map(|(product, quantity, price)| OrderLine {
+            product_id: (*product).to_owned(),
+            name: format!("{product} name"),
+            category: "test".into(),
+            quantity: *quantity,
+            unit_price: *price,
+            line_amount: quantity * price,
+        })
+        .collect();
+    Order {
+        order_id: shared::ids::new_id(),
+        user_id: "u".into(),
+        order_amount: items.iter().map(|l| l.line_amount).sum(),
+        items,
+        currency: "CNY".into(),
+        order_status: OrderStatus::Paid,
+        created_at: "2026-11-20T09:00:00.000Z".into(),
+        updated_at: "2026-11-20T09:00:00.000Z".into(),
+        expires_at: "2026-11-20T09:15:00.000Z".into(),
+        active_payment_id: None,
+        paid_payment_id: None,
+    }
+}
+
+fn event(event_type: EventType, order: &Order, at: &str) -> String {
+    serde_json::to_string(&Envelope::new(event_type, "c", at, order).unwrap()).unwrap()
+}
+
+async fn stats(sales: &Sales, query: &[(&str, &str)], admin: bool) -> (u16, Value) {
+    let mut req = ApiRequest::get("/admin/stats/sales");
+    for (k, v) in query {
+        req = req.query(k, v);
+    }
+    let req = if admin {
+        req.as_admin("boss")
+    } else {
+        req.as_user("u")
+    };
+    parts(&shared::http::into_response(
+        get_sales_stats::handle(sales, req.build()).await,
+    ))
+}
+
+#[tokio::test]
+async fn paid_and_refunded_orders_add_up_once_per_event_and_roll_up() {
+    let db = TestDb::new().await;
+    let sales = Sales::new(db.client.clone(), db.tables.clone());
+    let consumer = AnalyticsConsumer {
+        sales: sales.clone(),
+        markers_table: db.tables.processed_events.clone(),
+    };
+    let a = order(&[("tea", 2, 1000), ("cup", 1, 500)]);
+    let b = order(&[("tea", 1, 1000)]);
+    let c = order(&[("kettle", 1, 9000)]);
+    let day1 = "2026-11-20T10:00:00.000Z";
+    let day2 = "2026-11-21T23:59:59.999Z";
+    let mut messages = Vec::new();
+    for body in [
+        event(EventType::OrderPaid, &a, day1),
+        event(EventType::OrderPaid, &b, day1),
+        event(EventType::OrderPaid, &c, day1),
+        event(EventType::OrderRefunded, &c, day2),
+        event(EventType::OrderCancelled, &a, day2),
+    ] {
+        // Every event delivered three times.
+        for i in 0..3 {
+            messages.push(message(&format!("m{}-{i}", messages.len()), &body));
+        }
+    }
+    messages.push(message("poison", "{"));
+    let response = consumer.handle_batch(batch(messages)).await;
+    assert_eq!(failed_ids(&response), ["poison"]);
+
+    let (status, body) = stats(
+        &sales,
+        &[("from", "2026-11-20"), ("to", "2026-11-22")],
+        true,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["days"][0]["revenue"], 2500 + 1000 + 9000);
+    assert_eq!(body["days"][0]["orders"], 3);
+    assert_eq!(body["days"][0]["units"], 5);
+    assert_eq!(
+        body["days"][1]["revenue"], -9000,
+        "the refund subtracts on its day"
+    );
+    assert_eq!(body["days"][2]["revenue"], 0);
+    assert_eq!(body["revenue"], 3500);
+    assert_eq!(body["orders"], 2);
+    let top: Vec<(Value, Value)> = body["topProducts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["productId"].clone(), p["revenue"].clone()))
+        .collect();
+    assert_eq!(
+        top,
+        [
+            (json!("tea"), json!(3000)),
+            (json!("cup"), json!(500)),
+            (json!("kettle"), json!(0))
+        ]
+    );
+
+    // The rollup gives the same figures, from one item, twice over.
+    let day = parse_date("2026-11-20").unwrap();
+    let first = roll_up_sales::roll_up(
+        &sales,
+        roll_up_sales::RollupRequest {
+            date: Some("2026-11-20".into()),
+        },
+    )
+    .await
+    .unwrap();
+    let second = sales.roll_up(day, "CNY").await.unwrap();
+    assert_eq!(first.reports, vec![second]);
+    let (_, rolled) = stats(
+        &sales,
+        &[("from", "2026-11-20"), ("to", "2026-11-22")],
+        true,
+    )
+    .await;
+    assert_eq!(rolled["days"][0]["fromReport"], true);
+    for field in ["revenue", "orders", "units", "topProducts"] {
+        assert_eq!(rolled[field], body[field], "{field}");
+    }
+    // A late event for a rolled-up day drops the report with the change.
+    let late = order(&[("cup", 1, 500)]);
+    assert!(
+        failed_ids(
+            &consumer
+                .handle_batch(batch(vec![message(
+                    "late",
+                    &event(EventType::OrderPaid, &late, day1)
+                )]))
+                .await
+        )
+        .is_empty()
+    );
+    let (_, after) = stats(
+        &sales,
+        &[("from", "2026-11-20"), ("to", "2026-11-20")],
+        true,
+    )
+    .await;
+    assert_eq!(after["days"][0]["fromReport"], false);
+    assert_eq!(after["revenue"], 2500 + 1000 + 9000 + 500);
+}
+
+#[tokio::test]
+async fn the_stats_route_is_admin_only_and_checks_its_range() {
+    let db = TestDb::new().await;
+    let sales = Sales::new(db.client.clone(), db.tables.clone());
+    assert_eq!(
+        stats(
+            &sales,
+            &[("from", "2026-11-01"), ("to", "2026-11-02")],
+            false
+        )
+        .await
+        .0,
+        403
+    );
+    for (query, field) in [
+        (vec![("to", "2026-11-02")], "from"),
+        (vec![("from", "2026-11-01")], "to"),
+        (vec![("from", "2026-13-01"), ("to", "2026-11-02")], "from"),
+        (vec![("from", "2026-11-03"), ("to", "2026-11-02")], "to"),
+        (vec![("from", "2025-01-01"), ("to", "2026-01-02")], "366"),
+        (
+            vec![
+                ("from", "2026-11-01"),
+                ("to", "2026-11-02"),
+                ("currency", "cny"),
+            ],
+            "currency",
+        ),
+    ] {
+        let (status, error) = stats(&sales, &query, true).await;
+        assert_eq!(status, 400, "{query:?}: {error}");
+        assert!(
+            error["error"]["message"].as_str().unwrap().contains(field),
+            "{error}"
+        );
+    }
+    let (status, year) = stats(
+        &sales,
+        &[("from", "2025-01-01"), ("to", "2026-01-01")],
+        true,
+    )
+    .await;
+    assert_eq!(status, 200, "366 days are allowed: {year}");
+    assert_eq!(year["days"].as_array().unwrap().len(), 366);
+    assert_eq!(year["revenue"], 0);
+}

@@ -1,0 +1,306 @@
+//! Notifications through the deployed local stack: order events → the
+//! notifications queue → the notifier → inbox, SMS (SNS to a phone, which
+//! ministack records) and email (the email topic, read here through a queue
+//! the test subscribes). On the test stack the first SMS of one event in 2
+//! fails, so SMS retries through SQS are part of every run.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use system_tests::e2e::{Stack, stack_aws};
+
+async fn set_preferences(stack: &Stack, token: &str, preferences: Value) {
+    let (status, body) = stack
+        .call(
+            Method::PUT,
+            "/me/preferences",
+            Some(token),
+            Some(preferences),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// The inbox messages about one order, by title.
+fn titles_for(inbox: &Value, order_id: &str) -> BTreeMap<String, usize> {
+    let mut titles = BTreeMap::new();
+    for n in inbox["items"].as_array().unwrap() {
+        if n["orderId"] == order_id {
+            *titles
+                .entry(n["title"].as_str().unwrap().to_owned())
+                .or_default() += 1;
+        }
+    }
+    titles
+}
+
+/// Texts ministack recorded for a phone number.
+async fn texts_to(phone: &str) -> Vec<String> {
+    let endpoint = system_tests::required_env("E2E_AWS_ENDPOINT");
+    let body: Value = reqwest::Client::new()
+        .get(format!("{endpoint}/_ministack/sns/sms-messages"))
+        .query(&[("phoneNumber", phone)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["sms_messages"][phone]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .map(|r| r["Message"].as_str().unwrap_or("").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_paid_order_gives_one_message_per_event_in_the_chosen_locale_on_every_channel() {
+    let stack = Stack::from_env();
+    let token = &stack.notify_tokens[0];
+    let suffix = shared::clock::now().unix_timestamp_nanos() % 100_000_000;
+    let phone = format!("+86139{suffix:08}");
+    set_preferences(
+        &stack,
+        token,
+        json!({"locale": "en", "channels": {"sms": true}, "phoneNumber": phone}),
+    )
+    .await;
+    let product = stack.new_product("e2e-notify", 4200, 5).await;
+    let flow = stack.order_with_payment(&product, 1, token).await;
+    flow.notify("SUCCESS").await;
+    flow.wait_for_order("PAID", Duration::from_secs(30)).await;
+
+    let expected: BTreeMap<String, usize> = [
+        ("Order placed".to_owned(), 1),
+        ("Payment received".to_owned(), 1),
+    ]
+    .into();
+    let inbox = stack
+        .wait_for(
+            "/me/notifications?limit=100",
+            token,
+            Duration::from_secs(30),
+            |inbox| titles_for(inbox, &flow.order_id) == expected,
+        )
+        .await;
+    let paid = inbox["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["title"] == "Payment received")
+        .unwrap();
+    assert!(paid["body"].as_str().unwrap().contains("¥42.00"), "{paid}");
+
+    // Every event also goes out by SMS exactly once, retried SMS included
+    // (maxReceiveCount 5 × visibility 12 s leaves plenty of room).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let texts: Vec<String> = texts_to(&phone)
+            .await
+            .into_iter()
+            .filter(|t| t.contains(&flow.order_id))
+            .collect();
+        if texts.len() >= 2 {
+            assert_eq!(texts.len(), 2, "{texts:?}");
+            assert!(texts.iter().any(|t| t.starts_with("Order placed:")));
+            assert!(texts.iter().any(|t| t.starts_with("Payment received:")));
+            break;
+        }
+        assert!(Instant::now() < deadline, "texts so far: {texts:?}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // The inbox did not grow with the SMS retries.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, inbox) = stack
+        .call(
+            Method::GET,
+            "/me/notifications?limit=100",
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(titles_for(&inbox, &flow.order_id), expected);
+    let (_, other) = stack
+        .call(
+            Method::GET,
+            "/me/notifications?limit=100",
+            Some(&stack.other_token),
+            None,
+        )
+        .await;
+    assert!(
+        titles_for(&other, &flow.order_id).is_empty(),
+        "own inbox only"
+    );
+}
+
+#[tokio::test]
+async fn email_goes_to_the_email_topic_once_per_event_in_chinese_by_default() {
+    let stack = Stack::from_env();
+    let token = &stack.notify_tokens[1];
+    let (outputs, config) = stack_aws().await;
+    let topic = outputs["EmailNotificationsTopicArn"].as_str().unwrap();
+    // Stand in for the mail sender: a queue subscribed to the email topic.
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let queue_name = system_tests::e2e::unique_id("e2e-mail").replace(['_'], "-");
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(&queue_name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    let policy = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage",
+        "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": topic}}}]});
+    sqs.set_queue_attributes()
+        .queue_url(&queue_url)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::Policy,
+            policy.to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    aws_sdk_sns::Client::new(&config)
+        .subscribe()
+        .topic_arn(topic)
+        .protocol("sqs")
+        .endpoint(&queue_arn)
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .unwrap();
+
+    set_preferences(
+        &stack,
+        token,
+        json!({"channels": {"email": true}, "email": "notified2@example.com"}),
+    )
+    .await;
+    let product = stack.new_product("e2e-mail", 1990, 5).await;
+    let flow = stack.order_with_payment(&product, 1, token).await;
+    let (status, _) = stack
+        .call(
+            Method::POST,
+            &format!("/orders/{}/cancel", flow.order_id),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let expected: BTreeMap<String, usize> =
+        [("订单已创建".to_owned(), 1), ("订单已取消".to_owned(), 1)].into();
+    stack
+        .wait_for(
+            "/me/notifications?limit=100",
+            token,
+            Duration::from_secs(30),
+            |inbox| titles_for(inbox, &flow.order_id) == expected,
+        )
+        .await;
+
+    let mut mails = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while Instant::now() < deadline {
+        let out = sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .wait_time_seconds(2)
+            .send()
+            .await
+            .unwrap();
+        for m in out.messages() {
+            let body = m.body().unwrap_or("").to_owned();
+            if body.contains(&flow.order_id) {
+                let to = m
+                    .message_attributes()
+                    .and_then(|a| a.get("email"))
+                    .and_then(|v| v.string_value())
+                    .unwrap_or("")
+                    .to_owned();
+                mails.push((to, body));
+            }
+            sqs.delete_message()
+                .queue_url(&queue_url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+        if mails.len() >= 2 {
+            // Give a duplicate the chance to show up.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let out = sqs
+                .receive_message()
+                .queue_url(&queue_url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                out.messages()
+                    .iter()
+                    .all(|m| !m.body().unwrap_or("").contains(&flow.order_id)),
+                "a duplicate email"
+            );
+            break;
+        }
+    }
+    assert_eq!(mails.len(), 2, "{mails:?}");
+    assert!(mails.iter().all(|(to, _)| to == "notified2@example.com"));
+    assert!(mails.iter().any(|(_, body)| body.contains("已取消")));
+    sqs.delete_queue()
+        .queue_url(&queue_url)
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn preferences_are_validated_through_the_api() {
+    let stack = Stack::from_env();
+    let (status, body) = stack
+        .call(
+            Method::PUT,
+            "/me/preferences",
+            Some(&stack.other_token),
+            Some(json!({"channels": {"sms": true}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("channels.sms")
+    );
+    let (status, body) = stack
+        .call(
+            Method::GET,
+            "/me/preferences",
+            Some(&stack.other_token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["locale"], "zh-CN");
+}
