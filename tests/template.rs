@@ -103,6 +103,9 @@ fn sample_events_parse_and_match_a_route_of_their_function() {
     let mut seen = BTreeSet::new();
     for entry in std::fs::read_dir(repo_root().join("events")).unwrap() {
         let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
         let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
         let text = std::fs::read_to_string(&path).unwrap();
         let event: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -336,4 +339,66 @@ fn every_consumer_queue_is_wired_to_the_topic_a_dlq_and_one_consumer() {
             );
         }
     }
+}
+
+/// events/README.md documents one example per event type; each must parse
+/// as an envelope whose data is what the consumers read.
+#[test]
+fn the_event_catalogue_has_one_valid_example_per_type() {
+    use shared::events::{Envelope, EventType};
+    let text = std::fs::read_to_string(repo_root().join("events/README.md")).unwrap();
+    let mut seen = Vec::new();
+    for block in text.split("```json").skip(1) {
+        let json = block.split("```").next().unwrap();
+        let envelope: Envelope =
+            serde_json::from_str(json).unwrap_or_else(|e| panic!("{e} in\n{json}"));
+        let data = envelope.data.clone();
+        let checked = match envelope.event_type {
+            EventType::OrderCreated
+            | EventType::OrderPaid
+            | EventType::OrderPaymentFailed
+            | EventType::OrderCancelled
+            | EventType::OrderExpired
+            | EventType::OrderRefunded => {
+                serde_json::from_value::<shared::order::Order>(data).map(|_| ())
+            }
+            EventType::PaymentSucceeded | EventType::PaymentFailed => {
+                serde_json::from_value::<shared::payment::Payment>(data).map(|_| ())
+            }
+            EventType::PaymentRefunded => {
+                serde_json::from_value::<shared::payment::Payment>(data["payment"].clone())
+                    .map(|_| ())
+            }
+            EventType::RebateCredited | EventType::RebateReversed => {
+                serde_json::from_value::<shared::rebates::LedgerEntry>(data).map(|_| ())
+            }
+        };
+        checked.unwrap_or_else(|e| panic!("{:?}: {e}", envelope.event_type));
+        assert!(
+            text.contains(&format!(
+                "| `{}` |",
+                serde_json::to_value(envelope.event_type)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+            )),
+            "{:?} missing from the table",
+            envelope.event_type
+        );
+        seen.push(envelope.event_type);
+    }
+    let all = [
+        EventType::OrderCreated,
+        EventType::OrderPaid,
+        EventType::OrderPaymentFailed,
+        EventType::OrderCancelled,
+        EventType::OrderExpired,
+        EventType::OrderRefunded,
+        EventType::PaymentSucceeded,
+        EventType::PaymentFailed,
+        EventType::PaymentRefunded,
+        EventType::RebateCredited,
+        EventType::RebateReversed,
+    ];
+    assert_eq!(seen, all, "one example per type, in this order");
 }
