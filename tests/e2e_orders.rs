@@ -266,3 +266,54 @@ async fn racing_buyers_through_the_api_never_oversell() {
     assert_eq!(sold, 10);
     assert_eq!(counters(&stack, &id).await, (0, 10));
 }
+
+/// The per-user token bucket through the stack (50 at once on the test
+/// stack, then 1 a second): one user ordering from 8 connections as fast
+/// as the stack answers is refused with 429 and `Retry-After`, and every
+/// refused order reserved nothing. (Not hundreds at once: the emulator runs
+/// each concurrent invocation as a process, and a 2-core machine stalls.)
+#[tokio::test]
+async fn one_user_ordering_too_fast_gets_429_with_retry_after() {
+    let stack = Arc::new(Stack::from_env());
+    let token = Arc::new(system_tests::required_env("E2E_THROTTLED_TOKEN"));
+    let id = Arc::new(stack.new_product("e2e-throttle", 100, 500).await);
+    let http = reqwest::Client::new();
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let (stack, token, id, http) = (stack.clone(), token.clone(), id.clone(), http.clone());
+        workers.push(tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            for _ in 0..15 {
+                let response = http
+                    .post(format!("{}/orders", stack.api_url))
+                    .bearer_auth(token.as_str())
+                    .json(&json!({"productId": id.as_str(), "quantity": 1}))
+                    .send()
+                    .await
+                    .unwrap();
+                let retry_after = response.headers().get("retry-after").cloned();
+                let status = response.status();
+                let body: Value = response.json().await.unwrap_or(Value::Null);
+                outcomes.push((status, retry_after, body));
+            }
+            outcomes
+        }));
+    }
+    let (mut placed, mut limited) = (0, 0);
+    for worker in workers {
+        for (status, retry_after, body) in worker.await.unwrap() {
+            match status {
+                StatusCode::CREATED => placed += 1,
+                StatusCode::TOO_MANY_REQUESTS => {
+                    limited += 1;
+                    assert_eq!(body["error"]["code"], "RATE_LIMITED", "{body}");
+                    assert!(retry_after.is_some(), "429 without Retry-After");
+                }
+                other => assert_eq!(other, StatusCode::SERVICE_UNAVAILABLE, "{body}"),
+            }
+        }
+    }
+    assert!(limited > 0, "nobody was limited ({placed} placed)");
+    let (stock, reserved) = stack.counters(&id).await;
+    assert_eq!((stock, reserved), (500 - placed, placed));
+}

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use shared::catalog::Catalog;
 use shared::order::{OrderStatus, OrderTransition};
 use shared::orders::{Orders, Transition};
+use shared::ratelimit::RateLimit;
 use system_tests::api::{ApiRequest, parts};
 use system_tests::dynamo::TestDb;
 
@@ -780,7 +781,13 @@ async fn create_order_costs_two_round_trips() {
     f.product("a", 100, 10).await;
     f.product("b", 100, 10).await;
     let (client, round_trips) = system_tests::dynamo::counted_client().await;
-    let orders = Orders::new(client, f.db.tables.clone());
+    // With the per-user limit on: its token rides in the same transaction.
+    let orders = Orders::new(client, f.db.tables.clone()).with_rate_limit(RateLimit::new(
+        &f.db.tables.rate_limits,
+        "createOrder",
+        30,
+        10,
+    ));
     let body =
         json!({"items": [{"productId": "a", "quantity": 1}, {"productId": "b", "quantity": 1}]});
     for (label, req) in [
@@ -791,14 +798,14 @@ async fn create_order_costs_two_round_trips() {
         (
             "with key",
             ApiRequest::post("/orders")
-                .as_user("u1")
+                .as_user("u2")
                 .header("Idempotency-Key", "rt")
                 .json(body.clone()),
         ),
         (
             "replay",
             ApiRequest::post("/orders")
-                .as_user("u1")
+                .as_user("u2")
                 .header("Idempotency-Key", "rt")
                 .json(body.clone()),
         ),
@@ -817,4 +824,77 @@ async fn create_order_costs_two_round_trips() {
         (201, 0),
         "the fixture's own client is not counted"
     );
+}
+
+/// One order a minute after a burst of `burst`.
+fn limited_orders(f: &Fixture, burst: i64) -> Orders {
+    Orders::new(f.db.client.clone(), f.db.tables.clone()).with_rate_limit(RateLimit::new(
+        &f.db.tables.rate_limits,
+        "createOrder",
+        1,
+        burst,
+    ))
+}
+
+#[tokio::test]
+async fn a_user_over_their_order_rate_gets_429_with_retry_after() {
+    let f = fixture().await;
+    f.product("rl", 100, 50).await;
+    let orders = limited_orders(&f, 3);
+    let order = |user: &str| {
+        ApiRequest::post("/orders")
+            .as_user(user)
+            .json(json!({"productId": "rl", "quantity": 1}))
+            .build()
+    };
+    for _ in 0..3 {
+        let (status, body) = respond(create_order::handle(&orders, WINDOW, order("u1")).await);
+        assert_eq!(status, 201, "{body}");
+    }
+    let response =
+        shared::http::into_response(create_order::handle(&orders, WINDOW, order("u1")).await);
+    let retry_after: u32 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let (status, body) = parts(&response);
+    assert_eq!((status, code(&body)), (429, "RATE_LIMITED"), "{body}");
+    assert_eq!(
+        f.counters("rl").await,
+        (47, 3, 0),
+        "the refused order reserved nothing"
+    );
+    let (status, _) = respond(create_order::handle(&orders, WINDOW, order("u2")).await);
+    assert_eq!(status, 201, "another user has a bucket of their own");
+}
+
+#[tokio::test]
+async fn racing_orders_of_one_user_never_exceed_the_burst() {
+    let f = fixture().await;
+    f.product("rl-race", 100, 100).await;
+    let orders = Arc::new(limited_orders(&f, 5));
+    let mut tasks = Vec::new();
+    for _ in 0..30 {
+        let orders = orders.clone();
+        tasks.push(tokio::spawn(async move {
+            let req = ApiRequest::post("/orders")
+                .as_user("racer")
+                .json(json!({"productId": "rl-race", "quantity": 1}))
+                .build();
+            respond(create_order::handle(&orders, WINDOW, req).await)
+        }));
+    }
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap().0);
+    }
+    let placed = statuses.iter().filter(|s| **s == 201).count();
+    assert_eq!(placed, 5, "exactly the burst: {statuses:?}");
+    assert!(
+        statuses.iter().all(|s| [201, 429, 503].contains(s)),
+        "{statuses:?}"
+    );
+    assert_eq!(f.counters("rl-race").await, (95, 5, 0));
 }

@@ -437,3 +437,38 @@ async fn a_callback_costs_at_most_two_round_trips() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_user_starting_payments_too_fast_gets_429() {
+    let f = fixture().await;
+    let limited = Payments::new(f.db.client.clone(), f.db.tables.clone()).with_rate_limit(
+        shared::ratelimit::RateLimit::new(&f.db.tables.rate_limits, "initiatePayment", 1, 2),
+    );
+    let order = f.order("u1", 1).await;
+    let start = |user: &str, method: &str| {
+        ApiRequest::post("/payments")
+            .as_user(user)
+            .json(json!({"orderId": order, "paymentMethod": method}))
+            .build()
+    };
+    for method in ["CARD", "ALIPAY"] {
+        let (status, body) = respond(
+            initiate_payment::handle(&f.orders, &limited, &f.provider, start("u1", method)).await,
+        );
+        assert!(status == 201 || status == 200, "{body}");
+    }
+    let response = shared::http::into_response(
+        initiate_payment::handle(&f.orders, &limited, &f.provider, start("u1", "CARD")).await,
+    );
+    assert!(response.headers().contains_key("retry-after"));
+    let (status, body) = parts(&response);
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (429, Some("RATE_LIMITED"))
+    );
+    // Another user's bucket is untouched (their request fails on ownership).
+    let (status, _) = respond(
+        initiate_payment::handle(&f.orders, &limited, &f.provider, start("u2", "CARD")).await,
+    );
+    assert_eq!(status, 404);
+}

@@ -8,6 +8,7 @@ use crate::config::{InvalidSetting, MissingSetting, Tables};
 use crate::notifications::Notifications;
 use crate::orders::Orders;
 use crate::payments::Payments;
+use crate::ratelimit::RateLimit;
 use crate::rebates::Rebates;
 use crate::sales::Sales;
 
@@ -34,12 +35,20 @@ impl Backend {
         Catalog::new(self.dynamodb.clone(), self.tables.products.clone())
     }
 
+    /// Orders, with the per-user limit the template sets
+    /// (`ORDER_RATE_PER_MINUTE`, `ORDER_RATE_BURST`).
     pub fn orders(&self) -> Orders {
-        Orders::new(self.dynamodb.clone(), self.tables.clone())
+        Orders::new(self.dynamodb.clone(), self.tables.clone()).with_rate_limit(
+            RateLimit::from_env(&self.tables.rate_limits, "createOrder", "ORDER_RATE"),
+        )
     }
 
+    /// Payments, with the per-user limit the template sets
+    /// (`PAYMENT_RATE_PER_MINUTE`, `PAYMENT_RATE_BURST`).
     pub fn payments(&self) -> Payments {
-        Payments::new(self.dynamodb.clone(), self.tables.clone())
+        Payments::new(self.dynamodb.clone(), self.tables.clone()).with_rate_limit(
+            RateLimit::from_env(&self.tables.rate_limits, "initiatePayment", "PAYMENT_RATE"),
+        )
     }
 
     /// The rebate ledger, with the holding period the template sets.

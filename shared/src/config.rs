@@ -41,6 +41,8 @@ pub struct Tables {
     pub notifications: String,
     /// Users' notification preferences.
     pub preferences: String,
+    /// Per-user token buckets (see `ratelimit`).
+    pub rate_limits: String,
 }
 
 impl Tables {
@@ -64,6 +66,7 @@ impl Tables {
             sales_stats: required_from(lookup, "SALES_STATS_TABLE")?,
             notifications: required_from(lookup, "NOTIFICATIONS_TABLE")?,
             preferences: required_from(lookup, "PREFERENCES_TABLE")?,
+            rate_limits: required_from(lookup, "RATE_LIMITS_TABLE")?,
         })
     }
 }

@@ -20,6 +20,7 @@ pub mod orders;
 pub mod payment;
 pub mod payments;
 pub mod product;
+pub mod ratelimit;
 pub mod rebate;
 pub mod rebates;
 pub mod sales;

@@ -28,6 +28,7 @@ use crate::idempotency::{self, IdempotencyKey, StoredResponse};
 use crate::ids::new_id;
 use crate::order::{LineRequest, Order, OrderStatus, OrderTransition, StockMove, price_lines};
 use crate::product::Product;
+use crate::ratelimit::{Guess, Next, RateLimit};
 
 pub const USER_INDEX: &str = "byUser";
 pub const USER_INDEX_KEY: &[&str] = &["orderId", "userId", "createdAt"];
@@ -43,6 +44,9 @@ const MAX_ATTEMPTS: u32 = 12;
 pub struct Orders {
     client: Client,
     tables: Tables,
+    /// Per-user limit on placing orders (none unless configured); its
+    /// token is taken inside the order's own transaction.
+    rate_limit: Option<RateLimit>,
 }
 
 /// What `POST /orders` asked for, validated.
@@ -102,7 +106,16 @@ fn reservation_shard(order_id: &str) -> String {
 
 impl Orders {
     pub fn new(client: Client, tables: Tables) -> Self {
-        Self { client, tables }
+        Self {
+            client,
+            tables,
+            rate_limit: None,
+        }
+    }
+
+    pub fn with_rate_limit(mut self, limit: Option<RateLimit>) -> Self {
+        self.rate_limit = limit;
+        self
     }
 
     /// Prices the lines from the catalog and, in one transaction, reserves
@@ -115,6 +128,7 @@ impl Orders {
             .map(|l| l.product_id.as_str())
             .collect();
         let mut attempt = 0;
+        let mut bucket = Guess::Idle;
         loop {
             attempt += 1;
             let products = self.load_products(&ids).await?;
@@ -169,6 +183,14 @@ impl Orders {
                     .put(event.outbox_put(&self.tables.events)?)
                     .build(),
             );
+            // The user's token, before the idempotency record (which must
+            // stay last for `replay_from`).
+            let now_ms = crate::ratelimit::now_ms();
+            let bucket_index = transaction.len();
+            if let Some(limit) = &self.rate_limit {
+                let take = limit.take(request.user_id, bucket, now_ms)?;
+                transaction.push(TransactWriteItem::builder().update(take).build());
+            }
             let body =
                 serde_json::to_string(&order).map_err(|e| DbError::Corrupt(e.to_string()))?;
             if let Some((key, fingerprint)) = &request.idempotency {
@@ -195,6 +217,22 @@ impl Orders {
                 return answer.map(Placement::Replayed);
             }
 
+            // The user's token bucket was not as guessed.
+            let mut bucket_moved = false;
+            if let Some(limit) = &self.rate_limit
+                && let Some(reason) = reasons.get(bucket_index).filter(|r| condition_failed(r))
+            {
+                match limit.after_failure(reason.item(), now_ms) {
+                    Next::Limited { retry_after_ms } => {
+                        return Err(crate::ratelimit::limited(retry_after_ms));
+                    }
+                    Next::Retry(guess) => {
+                        bucket = guess;
+                        bucket_moved = true;
+                    }
+                }
+            }
+
             let mut shortages = Vec::new();
             let mut price_changed = false;
             for ((line, reason), requested) in
@@ -216,11 +254,15 @@ impl Orders {
             if !shortages.is_empty() {
                 return Err(insufficient_stock(shortages));
             }
-            if (price_changed || conflicted(reasons)) && attempt < MAX_ATTEMPTS {
+            if bucket_moved && !price_changed && !conflicted(reasons) && attempt < MAX_ATTEMPTS {
+                // Only the guess was wrong: retry at once with the value read.
+                continue;
+            }
+            if (price_changed || conflicted(reasons) || bucket_moved) && attempt < MAX_ATTEMPTS {
                 backoff(attempt).await;
                 continue;
             }
-            if price_changed || conflicted(reasons) {
+            if price_changed || conflicted(reasons) || bucket_moved {
                 return Err(ApiError::unavailable(
                     "too many concurrent orders for these products; retry shortly",
                 ));

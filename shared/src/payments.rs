@@ -32,6 +32,8 @@ use crate::payment::{
 pub struct Payments {
     client: Client,
     tables: Tables,
+    /// Per-user limit on starting payments (none unless configured).
+    rate_limit: Option<crate::ratelimit::RateLimit>,
 }
 
 pub enum Initiation {
@@ -83,7 +85,24 @@ pub fn order_not_payable(order: &Order, why: &str) -> ApiError {
 
 impl Payments {
     pub fn new(client: Client, tables: Tables) -> Self {
-        Self { client, tables }
+        Self {
+            client,
+            tables,
+            rate_limit: None,
+        }
+    }
+
+    pub fn with_rate_limit(mut self, limit: Option<crate::ratelimit::RateLimit>) -> Self {
+        self.rate_limit = limit;
+        self
+    }
+
+    /// Takes one of the user's payment-start tokens: 429 when they are out.
+    pub async fn take_rate_token(&self, user_id: &str) -> Result<(), ApiError> {
+        match &self.rate_limit {
+            Some(limit) => limit.acquire(&self.client, user_id).await,
+            None => Ok(()),
+        }
     }
 
     pub async fn get(&self, payment_id: &str) -> Result<Option<Payment>, DbError> {

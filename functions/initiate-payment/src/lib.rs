@@ -24,6 +24,7 @@ pub async fn handle(
     let key = IdempotencyKey::from_request(&req, &caller.user_id, "initiatePayment")?;
     let body: InitiatePaymentRequest = json_body(&req)?;
     caller.check_claimed_user(body.user_id.as_deref())?;
+    payments.take_rate_token(&caller.user_id).await?;
     if !plausible_order_id(&body.order_id) {
         return Err(order_not_found(&body.order_id));
     }

@@ -3,11 +3,12 @@
 //! The events table's stream invokes this with batches of new outbox items;
 //! each envelope is published verbatim with its `type` as a message
 //! attribute (the queues' filter policies select on it). A failed publish
-//! fails the invocation: Lambda then retries the whole batch, in order, until
-//! it is published, so nothing committed is ever skipped. (A partial batch
-//! response would retry less, but ministack 1.5.33 ignores it for stream
-//! mappings and would skip the failed record; a function error behaves the
-//! same on AWS and in the emulator.) Retries publish some records twice;
+//! fails the invocation (after the rest of the batch was attempted): Lambda
+//! then retries the whole batch until every record is published, so nothing
+//! committed is ever skipped. (A partial batch response would retry less,
+//! but ministack 1.5.33 ignores it for stream mappings and would skip the
+//! failed record; a function error behaves the same on AWS and in the
+//! emulator.) Retries publish some records twice;
 //! consumers drop duplicates by `eventId`.
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
@@ -34,8 +35,16 @@ pub enum PublishError {
 }
 
 /// Publishes a stream batch; the number of events published.
+///
+/// A failed record does not stop the others: the batch goes on, and fails
+/// at the end, so one retry of the batch covers every record that failed in
+/// it (stopping at the first failure would cost one whole-batch retry per
+/// failing record, which under a backlog delays everything behind it).
+/// Consumers do not depend on publication order: their state machines
+/// decide what a late event may still do.
 pub async fn publish_batch(publisher: &Publisher, event: Event) -> Result<usize, PublishError> {
     let mut published = 0;
+    let mut first_failure = None;
     for record in event.records {
         // Outbox items are only ever inserted.
         if record.event_name != "INSERT" {
@@ -51,11 +60,14 @@ pub async fn publish_batch(publisher: &Publisher, event: Event) -> Result<usize,
             }
             Err(retryable) => {
                 tracing::warn!(error = %retryable, "publish failed; the stream retries the batch");
-                return Err(retryable);
+                first_failure.get_or_insert(retryable);
             }
         }
     }
-    Ok(published)
+    match first_failure {
+        Some(failure) => Err(failure),
+        None => Ok(published),
+    }
 }
 
 async fn publish(publisher: &Publisher, record: &EventRecord) -> Result<(), PublishError> {
