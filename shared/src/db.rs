@@ -122,6 +122,46 @@ pub async fn get_item<T: serde::de::DeserializeOwned>(
     Ok(out.item.map(serde_dynamo::from_item).transpose()?)
 }
 
+/// A number attribute of an item, if it has one.
+pub fn number(item: &Item, name: &str) -> Option<i64> {
+    match item.get(name) {
+        Some(AttributeValue::N(v)) => v.parse().ok(),
+        _ => None,
+    }
+}
+
+/// One `BatchGetItem` over one or more tables, repeated (with backoff) only
+/// for the keys DynamoDB leaves unprocessed under throttling. The items found,
+/// by table.
+pub async fn batch_get(
+    client: &aws_sdk_dynamodb::Client,
+    request: std::collections::HashMap<String, aws_sdk_dynamodb::types::KeysAndAttributes>,
+) -> Result<std::collections::HashMap<String, Vec<Item>>, DbError> {
+    const MAX_ATTEMPTS: u32 = 5;
+    let mut found: std::collections::HashMap<String, Vec<Item>> = Default::default();
+    let mut pending = Some(request);
+    let mut attempt = 0;
+    while let Some(request) = pending.take().filter(|r| !r.is_empty()) {
+        attempt += 1;
+        if attempt > 1 {
+            if attempt > MAX_ATTEMPTS {
+                return Err(DbError::Unavailable("reads are being throttled".into()));
+            }
+            backoff(attempt).await;
+        }
+        let out = client
+            .batch_get_item()
+            .set_request_items(Some(request))
+            .send()
+            .await?;
+        for (table, items) in out.responses.unwrap_or_default() {
+            found.entry(table).or_default().extend(items);
+        }
+        pending = out.unprocessed_keys;
+    }
+    Ok(found)
+}
+
 /// A string attribute.
 pub fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_owned())
@@ -202,6 +242,30 @@ pub fn conflicted(reasons: &[CancellationReason]) -> bool {
         .any(|r| r.code() == Some("TransactionConflict"))
 }
 
+/// 400 for a `nextToken` the API did not issue (to this caller).
+pub fn invalid_page_token() -> ApiError {
+    ApiError::new(
+        lambda_http::http::StatusCode::BAD_REQUEST,
+        "INVALID_NEXT_TOKEN",
+        "nextToken is not a token this API issued to you",
+    )
+}
+
+/// [`decode_page_token`] for a listing of one owner's items: a token whose
+/// `owner_attribute` is not `owner` (another user's listing) is refused.
+pub fn decode_owned_page_token(
+    token: &str,
+    expected_names: &[&str],
+    owner_attribute: &str,
+    owner: &str,
+) -> Result<Item, ApiError> {
+    let key = decode_page_token(token, expected_names)?;
+    match key.get(owner_attribute) {
+        Some(AttributeValue::S(value)) if value == owner => Ok(key),
+        _ => Err(invalid_page_token()),
+    }
+}
+
 /// Turns DynamoDB's `LastEvaluatedKey` into an opaque, URL-safe token.
 pub fn encode_page_token(key: &Item) -> String {
     let map: serde_json::Map<String, serde_json::Value> = key
@@ -222,13 +286,7 @@ pub fn encode_page_token(key: &Item) -> String {
 /// Reads a token made by [`encode_page_token`]; anything else, including a
 /// token whose key attributes differ from `expected_names`, is a 400.
 pub fn decode_page_token(token: &str, expected_names: &[&str]) -> Result<Item, ApiError> {
-    let invalid = || {
-        ApiError::new(
-            lambda_http::http::StatusCode::BAD_REQUEST,
-            "INVALID_NEXT_TOKEN",
-            "nextToken is not a token this API issued",
-        )
-    };
+    let invalid = invalid_page_token;
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
     let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
     let object = value.as_object().ok_or_else(invalid)?;

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-    Update,
+    KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use lambda_http::http::StatusCode;
 use serde_json::json;
@@ -20,7 +19,8 @@ use crate::catalog::product_not_found;
 use crate::clock;
 use crate::config::Tables;
 use crate::db::{
-    DbError, Item, Transact, backoff, build_err, condition_failed, conflicted, n, s, transact,
+    DbError, Item, Transact, backoff, build_err, condition_failed, conflicted, n, number, s,
+    transact,
 };
 use crate::error::ApiError;
 use crate::events::{Envelope, EventType};
@@ -89,13 +89,6 @@ fn event_type(transition: OrderTransition) -> EventType {
         OrderTransition::Cancel => EventType::OrderCancelled,
         OrderTransition::Expire => EventType::OrderExpired,
         OrderTransition::Refund => EventType::OrderRefunded,
-    }
-}
-
-fn number(item: &Item, name: &str) -> Option<i64> {
-    match item.get(name) {
-        Some(AttributeValue::N(v)) => v.parse().ok(),
-        _ => None,
     }
 }
 
@@ -279,43 +272,19 @@ impl Orders {
             .iter()
             .map(|id| [("productId".to_owned(), s(id))].into())
             .collect();
-        let mut pending = Some(
-            KeysAndAttributes::builder()
-                .set_keys(Some(keys))
-                .build()
-                .map_err(build_err)?,
-        );
-        let mut products = Vec::with_capacity(ids.len());
-        let mut attempt = 0;
-        while let Some(keys) = pending.take() {
-            attempt += 1;
-            let out = self
-                .client
-                .batch_get_item()
-                .request_items(&self.tables.products, keys)
-                .send()
+        let keys = KeysAndAttributes::builder()
+            .set_keys(Some(keys))
+            .build()
+            .map_err(build_err)?;
+        let mut found =
+            crate::db::batch_get(&self.client, [(self.tables.products.clone(), keys)].into())
                 .await?;
-            for item in out
-                .responses
-                .unwrap_or_default()
-                .remove(&self.tables.products)
-                .unwrap_or_default()
-            {
-                products.push(serde_dynamo::from_item(item)?);
-            }
-            pending = out
-                .unprocessed_keys
-                .and_then(|mut u| u.remove(&self.tables.products))
-                .filter(|k| !k.keys().is_empty());
-            if pending.is_some() {
-                if attempt >= 5 {
-                    return Err(DbError::Unavailable(
-                        "catalog reads are being throttled".into(),
-                    ));
-                }
-                backoff(attempt).await;
-            }
-        }
+        let products = found
+            .remove(&self.tables.products)
+            .unwrap_or_default()
+            .into_iter()
+            .map(serde_dynamo::from_item)
+            .collect::<Result<Vec<Product>, _>>()?;
         Ok(products)
     }
 

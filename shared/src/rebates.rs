@@ -23,14 +23,14 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, KeysAndAttributes, Put, TransactWriteItem, Update,
 };
-use lambda_http::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::clock;
 use crate::config::Tables;
 use crate::db::{
-    DbError, Item, Transact, backoff, build_err, condition_failed, conflicted, n, s, transact,
+    DbError, Item, Transact, backoff, build_err, condition_failed, conflicted, n, number, s,
+    transact,
 };
 use crate::error::ApiError;
 use crate::events::{Envelope, EventType, ProcessedMarker};
@@ -422,44 +422,26 @@ impl Rebates {
             .consistent_read(true)
             .build()
             .map_err(build_err)?;
-        let mut request = Some(
+        let mut found = crate::db::batch_get(
+            &self.client,
             [
                 (self.tables.rebate_rules.clone(), rules_key),
                 (self.tables.rebates.clone(), month_key),
             ]
             .into(),
-        );
-        let (mut rules, mut total) = (None, 0);
-        let mut attempt = 0;
-        while let Some(items) = request
-            .take()
-            .filter(|r: &std::collections::HashMap<_, _>| !r.is_empty())
-        {
-            attempt += 1;
-            if attempt > 1 {
-                backoff(attempt).await;
-            }
-            let out = self
-                .client
-                .batch_get_item()
-                .set_request_items(Some(items))
-                .send()
-                .await?;
-            let mut responses = out.responses.unwrap_or_default();
-            for item in responses
-                .remove(&self.tables.rebate_rules)
-                .unwrap_or_default()
-            {
-                rules = Some(parse_rules(&item)?);
-            }
-            for item in responses.remove(&self.tables.rebates).unwrap_or_default() {
-                total = number(&item, "earned");
-            }
-            if attempt >= MAX_ATTEMPTS {
-                return Err(DbError::Unavailable("BatchGetItem kept throttling".into()));
-            }
-            request = out.unprocessed_keys;
-        }
+        )
+        .await?;
+        let rules = found
+            .remove(&self.tables.rebate_rules)
+            .unwrap_or_default()
+            .first()
+            .map(parse_rules)
+            .transpose()?;
+        let total = found
+            .remove(&self.tables.rebates)
+            .unwrap_or_default()
+            .first()
+            .map_or(0, |item| number(item, "earned").unwrap_or(0));
         Ok((rules, total))
     }
 
@@ -737,24 +719,18 @@ impl Rebates {
         })
     }
 
-    /// A user's ledger, newest order first.
+    /// A user's ledger, newest order first, from `next_token` (a token
+    /// another user's listing issued is refused).
     pub async fn entries(
         &self,
         user_id: &str,
         limit: i32,
-        start: Option<Item>,
+        next_token: Option<&str>,
     ) -> Result<(Vec<LedgerEntry>, Option<Item>), ApiError> {
         let pk = user_pk(user_id);
-        // A token is only ever valid for the partition it was issued for.
-        if let Some(start) = &start
-            && start.get("pk") != Some(&s(&pk))
-        {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "INVALID_NEXT_TOKEN",
-                "nextToken is not a token this API issued",
-            ));
-        }
+        let start = next_token
+            .map(|token| crate::db::decode_owned_page_token(token, ENTRY_KEY, "pk", &pk))
+            .transpose()?;
         let out = self
             .client
             .query()
@@ -839,13 +815,6 @@ fn parse_rules(item: &Item) -> Result<RebateRules, DbError> {
         ));
     };
     serde_json::from_str(document).map_err(|e| DbError::Corrupt(format!("rebate rules: {e}")))
-}
-
-fn number(item: &Item, name: &str) -> i64 {
-    match item.get(name) {
-        Some(AttributeValue::N(v)) => v.parse().unwrap_or(0),
-        _ => 0,
-    }
 }
 
 #[cfg(test)]

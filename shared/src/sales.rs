@@ -139,10 +139,7 @@ pub fn parse_date(text: &str) -> Option<Date> {
 }
 
 fn number(item: &Item, name: &str) -> i64 {
-    match item.get(name) {
-        Some(AttributeValue::N(v)) => v.parse().unwrap_or(0),
-        _ => 0,
-    }
+    crate::db::number(item, name).unwrap_or(0)
 }
 
 fn figures(item: &Item) -> Figures {
@@ -441,40 +438,17 @@ impl Sales {
                 .into()
             })
             .collect();
-        let mut request = Some(
-            KeysAndAttributes::builder()
-                .set_keys(Some(keys))
-                .consistent_read(true)
-                .build()
-                .map_err(build_err)?,
-        );
-        let mut found = Vec::new();
-        let mut attempt = 0;
-        while let Some(keys) = request.take() {
-            attempt += 1;
-            if attempt > 1 {
-                backoff(attempt).await;
-            }
-            let out = self
-                .client
-                .batch_get_item()
-                .request_items(&self.tables.sales_stats, keys)
-                .send()
-                .await?;
-            found.extend(
-                out.responses
-                    .unwrap_or_default()
-                    .remove(&self.tables.sales_stats)
-                    .unwrap_or_default(),
-            );
-            request = out
-                .unprocessed_keys
-                .and_then(|mut u| u.remove(&self.tables.sales_stats));
-            if request.is_some() && attempt >= MAX_ATTEMPTS {
-                return Err(DbError::Unavailable("BatchGetItem kept throttling".into()));
-            }
-        }
-        Ok(found)
+        let keys = KeysAndAttributes::builder()
+            .set_keys(Some(keys))
+            .consistent_read(true)
+            .build()
+            .map_err(build_err)?;
+        let mut found = crate::db::batch_get(
+            &self.client,
+            [(self.tables.sales_stats.clone(), keys)].into(),
+        )
+        .await?;
+        Ok(found.remove(&self.tables.sales_stats).unwrap_or_default())
     }
 }
 

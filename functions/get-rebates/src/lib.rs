@@ -4,9 +4,9 @@
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 use serde::Serialize;
-use shared::db::{decode_page_token, encode_page_token};
+use shared::db::encode_page_token;
 use shared::http::{json, limit_param, query_param};
-use shared::rebates::{Balance, ENTRY_KEY, LedgerEntry, Rebates};
+use shared::rebates::{Balance, LedgerEntry, Rebates};
 use shared::{ApiResult, Caller};
 
 pub const DEFAULT_LIMIT: i32 = 20;
@@ -24,10 +24,10 @@ struct RebateStatement {
 pub async fn handle(rebates: &Rebates, req: Request) -> ApiResult {
     let caller = Caller::from_request(&req)?;
     let limit = limit_param(&req, DEFAULT_LIMIT, MAX_LIMIT)?;
-    let start = query_param(&req, "nextToken")
-        .map(|token| decode_page_token(&token, ENTRY_KEY))
-        .transpose()?;
-    let (entries, last_key) = rebates.entries(&caller.user_id, limit, start).await?;
+    let next_token = query_param(&req, "nextToken");
+    let (entries, last_key) = rebates
+        .entries(&caller.user_id, limit, next_token.as_deref())
+        .await?;
     let balance = rebates.balance(&caller.user_id).await?;
     Ok(json(
         StatusCode::OK,

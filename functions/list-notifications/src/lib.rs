@@ -4,10 +4,10 @@
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 use serde::Serialize;
-use shared::db::{decode_page_token, encode_page_token};
+use shared::db::{decode_owned_page_token, encode_page_token};
 use shared::http::{json, limit_param, query_param};
 use shared::notifications::{INBOX_KEY, Notification, Notifications};
-use shared::{ApiError, ApiResult, Caller};
+use shared::{ApiResult, Caller};
 
 pub const DEFAULT_LIMIT: i32 = 20;
 pub const MAX_LIMIT: i32 = 100;
@@ -23,21 +23,9 @@ struct Inbox {
 pub async fn handle(notifications: &Notifications, req: Request) -> ApiResult {
     let caller = Caller::from_request(&req)?;
     let limit = limit_param(&req, DEFAULT_LIMIT, MAX_LIMIT)?;
-    let start = match query_param(&req, "nextToken") {
-        None => None,
-        Some(token) => {
-            let key = decode_page_token(&token, INBOX_KEY)?;
-            // A token only opens the inbox it was issued for.
-            if key.get("userId").and_then(|v| v.as_s().ok()) != Some(&caller.user_id) {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "INVALID_NEXT_TOKEN",
-                    "nextToken is not a token this API issued to you",
-                ));
-            }
-            Some(key)
-        }
-    };
+    let start = query_param(&req, "nextToken")
+        .map(|token| decode_owned_page_token(&token, INBOX_KEY, "userId", &caller.user_id))
+        .transpose()?;
     let (items, last_key) = notifications.inbox(&caller.user_id, limit, start).await?;
     Ok(json(
         StatusCode::OK,
