@@ -18,6 +18,46 @@ use crate::events::Envelope;
 #[error("message is not an event envelope: {0}")]
 pub struct NotAnEnvelope(pub String);
 
+/// Why a consumer could not handle an event (SQS redelivers it; a message
+/// that keeps failing ends in the queue's DLQ).
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    #[error(transparent)]
+    NotAnEnvelope(#[from] NotAnEnvelope),
+    #[error("event data is not {expected}: {cause}")]
+    BadData {
+        expected: &'static str,
+        cause: String,
+    },
+    #[error("occurredAt is not an RFC 3339 time: {0}")]
+    BadTime(String),
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+}
+
+impl Envelope {
+    /// The event's data as `T` (`expected` names it in the error).
+    pub fn data_as<T: serde::de::DeserializeOwned>(
+        &self,
+        expected: &'static str,
+    ) -> Result<T, ConsumeError> {
+        serde_json::from_value(self.data.clone()).map_err(|e| ConsumeError::BadData {
+            expected,
+            cause: e.to_string(),
+        })
+    }
+
+    /// When the change happened, UTC.
+    pub fn occurred_at_time(&self) -> Result<time::OffsetDateTime, ConsumeError> {
+        time::OffsetDateTime::parse(
+            &self.occurred_at,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map(|t| t.to_offset(time::UtcOffset::UTC))
+        .map_err(|_| ConsumeError::BadTime(self.occurred_at.clone()))
+    }
+}
+
 pub fn envelope(message: &SqsMessage) -> Result<Envelope, NotAnEnvelope> {
     let body = message.body.as_deref().unwrap_or("");
     serde_json::from_str(body).map_err(|e| NotAnEnvelope(e.to_string()))

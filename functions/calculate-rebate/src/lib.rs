@@ -12,12 +12,10 @@
 //! redelivered event changes nothing.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use shared::consumer::{NotAnEnvelope, handle_batch};
+use shared::consumer::{ConsumeError, handle_batch};
 use shared::events::{Envelope, EventType, ProcessedMarker};
 use shared::order::Order;
 use shared::rebates::{Credit, Rebates, Reversal};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 pub const CONSUMER: &str = "calculate-rebate";
 
@@ -26,32 +24,18 @@ pub struct RebateConsumer {
     pub markers_table: String,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConsumeError {
-    #[error(transparent)]
-    NotAnEnvelope(#[from] NotAnEnvelope),
-    #[error("event data is not an order: {0}")]
-    NotAnOrder(String),
-    #[error("occurredAt is not an RFC 3339 time: {0}")]
-    BadTime(String),
-    #[error(transparent)]
-    Db(#[from] shared::db::DbError),
-}
-
 impl RebateConsumer {
     pub async fn handle_batch(&self, event: SqsEvent) -> SqsBatchResponse {
         handle_batch(CONSUMER, event, |envelope| self.handle(envelope)).await
     }
 
     pub async fn handle(&self, envelope: Envelope) -> Result<(), ConsumeError> {
-        let order: Order = serde_json::from_value(envelope.data.clone())
-            .map_err(|e| ConsumeError::NotAnOrder(e.to_string()))?;
+        let order: Order = envelope.data_as("an order")?;
         let marker = ProcessedMarker::new(&self.markers_table, CONSUMER, &envelope.event_id);
         let correlation = envelope.correlation_id.as_str();
         match envelope.event_type {
             EventType::OrderPaid => {
-                let paid_at = OffsetDateTime::parse(&envelope.occurred_at, &Rfc3339)
-                    .map_err(|_| ConsumeError::BadTime(envelope.occurred_at.clone()))?;
+                let paid_at = envelope.occurred_at_time()?;
                 match self
                     .rebates
                     .credit(&order, paid_at, &marker, correlation)

@@ -1,3 +1,7 @@
+// The consumer future nests the ledger transactions deeply enough to pass
+// rustc's default layout query depth (128).
+#![recursion_limit = "256"]
+
 use calculate_rebate::RebateConsumer;
 use lambda_runtime::{LambdaEvent, service_fn};
 
