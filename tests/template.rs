@@ -402,3 +402,129 @@ fn the_event_catalogue_has_one_valid_example_per_type() {
     ];
     assert_eq!(seen, all, "one example per type, in this order");
 }
+
+/// `X` of `!GetAtt X.QueueName`.
+fn queue_name_of(value: &serde_yaml::Value) -> Option<&str> {
+    match value {
+        serde_yaml::Value::Tagged(tagged) if tagged.tag == "!GetAtt" => {
+            tagged.value.as_str()?.strip_suffix(".QueueName")
+        }
+        _ => None,
+    }
+}
+
+/// Issue 10's alarms: every dead-letter queue alarms at one message, every
+/// function on its first failed invocation, the API on its 5xx rate and
+/// createOrder on its p99; each one tells the alarm topic, both ways.
+#[test]
+fn dead_letters_failures_5xx_and_create_order_latency_raise_alarms_on_the_alarm_topic() {
+    let template = Template::load();
+    let alarms: Vec<(&str, &serde_yaml::Value)> = template
+        .resources_of_type("AWS::CloudWatch::Alarm")
+        .map(|(id, r)| (id, &r["Properties"]))
+        .collect();
+    assert!(!alarms.is_empty());
+    for (id, alarm) in &alarms {
+        for actions in ["AlarmActions", "OKActions"] {
+            let targets: Vec<_> = alarm[actions]
+                .as_sequence()
+                .unwrap_or_else(|| panic!("{id} has no {actions}"))
+                .iter()
+                .filter_map(ref_target)
+                .collect();
+            assert_eq!(targets, ["AlarmTopic"], "{id} {actions}");
+        }
+        assert_eq!(
+            alarm["TreatMissingData"].as_str(),
+            Some("notBreaching"),
+            "{id}"
+        );
+    }
+    let dimension = |alarm: &serde_yaml::Value, name: &str| -> Option<serde_yaml::Value> {
+        alarm["Dimensions"]
+            .as_sequence()?
+            .iter()
+            .find(|d| d["Name"].as_str() == Some(name))
+            .map(|d| d["Value"].clone())
+    };
+    let watching = |namespace: &str, metric: &str| -> Vec<&serde_yaml::Value> {
+        alarms
+            .iter()
+            .filter(|(_, a)| {
+                a["Namespace"].as_str() == Some(namespace)
+                    && a["MetricName"].as_str() == Some(metric)
+            })
+            .map(|(_, a)| *a)
+            .collect()
+    };
+
+    let dead_letter_queues: BTreeSet<String> = template
+        .resources_of_type("AWS::SQS::Queue")
+        .filter_map(|(_, q)| arn_of(&q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]))
+        .collect();
+    assert!(!dead_letter_queues.is_empty());
+    let depth_alarms = watching("AWS/SQS", "ApproximateNumberOfMessagesVisible");
+    for dlq in &dead_letter_queues {
+        let alarm = depth_alarms
+            .iter()
+            .find(|a| {
+                dimension(a, "QueueName").as_ref().and_then(queue_name_of) == Some(dlq.as_str())
+            })
+            .unwrap_or_else(|| panic!("no depth alarm on {dlq}"));
+        assert_eq!(alarm["Threshold"].as_u64(), Some(1), "{dlq}");
+        assert_eq!(
+            alarm["ComparisonOperator"].as_str(),
+            Some("GreaterThanOrEqualToThreshold"),
+            "{dlq}"
+        );
+    }
+
+    let error_alarms = watching("AWS/Lambda", "Errors");
+    for (function, _) in template.functions() {
+        let count = error_alarms
+            .iter()
+            .filter(|a| {
+                dimension(a, "FunctionName").as_ref().and_then(ref_target)
+                    == Some(function.as_str())
+            })
+            .count();
+        assert_eq!(count, 1, "{function} needs exactly one Errors alarm");
+    }
+
+    let api = watching("AWS/ApiGateway", "5xx");
+    assert_eq!(api.len(), 1);
+    assert_eq!(
+        dimension(api[0], "ApiId").as_ref().and_then(ref_target),
+        Some("HttpApi")
+    );
+    // Average of a 0-or-1-per-response metric is the rate.
+    assert_eq!(api[0]["Statistic"].as_str(), Some("Average"));
+
+    let latency = watching("AWS/Lambda", "Duration");
+    assert_eq!(latency.len(), 1);
+    assert_eq!(
+        dimension(latency[0], "FunctionName")
+            .as_ref()
+            .and_then(ref_target),
+        Some("CreateOrderFunction")
+    );
+    assert_eq!(latency[0]["ExtendedStatistic"].as_str(), Some("p99"));
+}
+
+/// Issue 10's logs and traces: JSON lines and active X-Ray for every function
+/// (set once, in Globals, and overridden by none).
+#[test]
+fn every_function_logs_json_and_is_traced() {
+    let template = Template::load();
+    let globals = &template.0["Globals"]["Function"];
+    assert_eq!(globals["LoggingConfig"]["LogFormat"].as_str(), Some("JSON"));
+    assert_eq!(globals["Tracing"].as_str(), Some("Active"));
+    for (id, function) in template.resources_of_type("AWS::Serverless::Function") {
+        let props = &function["Properties"];
+        assert!(
+            props["LoggingConfig"].is_null(),
+            "{id} overrides LoggingConfig"
+        );
+        assert!(props["Tracing"].is_null(), "{id} overrides Tracing");
+    }
+}

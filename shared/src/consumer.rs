@@ -63,6 +63,11 @@ pub fn envelope(message: &SqsMessage) -> Result<Envelope, NotAnEnvelope> {
     serde_json::from_str(body).map_err(|e| NotAnEnvelope(e.to_string()))
 }
 
+/// A failure that took this long was a timeout: a dependency is stalled
+/// (normal handling takes milliseconds; the SDK gives up after its
+/// attempt timeouts, 2 s each).
+const STALLED_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Runs `handle` on every message's envelope; the failures go back to SQS.
 pub async fn handle_batch<F, Fut, E>(consumer: &str, event: SqsEvent, handle: F) -> SqsBatchResponse
 where
@@ -71,24 +76,44 @@ where
     E: Display + From<NotAnEnvelope>,
 {
     let mut response = SqsBatchResponse::default();
+    let mut stalled = None;
     for message in &event.records {
-        let result = match envelope(message) {
+        if let Some(stalled_for) = stalled {
+            // Each would wait as long again: hand them back untried rather
+            // than let Lambda time out with the whole batch.
+            tracing::warn!(consumer, message_id = ?message.message_id, ?stalled_for, "a dependency is stalled; SQS will redeliver the message");
+            crate::metrics::increment(crate::metrics::Metric::ConsumerFailures);
+            response.add_failure(message.message_id.clone().unwrap_or_default());
+            continue;
+        }
+        let started = std::time::Instant::now();
+        let (span, result) = match envelope(message) {
             Ok(envelope) => {
                 // Every log line of the handling carries the event's ids.
                 let span = tracing::info_span!(
                     "event",
                     consumer,
-                    event_id = %envelope.event_id,
-                    event_type = ?envelope.event_type,
-                    correlation_id = %envelope.correlation_id,
+                    eventId = %envelope.event_id,
+                    eventType = ?envelope.event_type,
+                    correlationId = %envelope.correlation_id,
+                    traceId = envelope.trace_id.as_deref().unwrap_or_default(),
                 );
-                handle(envelope).instrument(span).await
+                let result = handle(envelope).instrument(span.clone()).await;
+                (span, result)
             }
-            Err(e) => Err(E::from(e)),
+            Err(e) => (tracing::Span::none(), Err(E::from(e))),
         };
-        if let Err(error) = result {
-            tracing::error!(consumer, message_id = ?message.message_id, %error, "event not processed; SQS will redeliver it");
-            response.add_failure(message.message_id.clone().unwrap_or_default());
+        let _entered = span.enter();
+        match result {
+            Ok(()) => tracing::info!("event handled"),
+            Err(error) => {
+                if started.elapsed() >= STALLED_AFTER {
+                    stalled = Some(started.elapsed());
+                }
+                tracing::error!(consumer, message_id = ?message.message_id, %error, "event not processed; SQS will redeliver it");
+                crate::metrics::increment(crate::metrics::Metric::ConsumerFailures);
+                response.add_failure(message.message_id.clone().unwrap_or_default());
+            }
         }
     }
     response

@@ -20,7 +20,7 @@ pub type Item = HashMap<String, AttributeValue>;
 /// Every SDK call must end well inside the function timeout (10 s in the
 /// template) so that a stalled dependency becomes a 503 the client can retry,
 /// not a Lambda timeout.
-const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const MAX_ATTEMPTS: u32 = 3;
@@ -28,7 +28,15 @@ const MAX_ATTEMPTS: u32 = 3;
 /// Loads the AWS configuration from the environment (credentials, region and
 /// `AWS_ENDPOINT_URL[_DYNAMODB]` for local stacks) with our timeouts.
 pub async fn sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
+    with_timeouts(aws_config::defaults(BehaviorVersion::latest()))
+        .load()
+        .await
+}
+
+/// Our timeouts and retries on any configuration (tests use it to build
+/// clients that behave as production's do).
+pub fn with_timeouts(loader: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
+    loader
         .timeout_config(
             TimeoutConfig::builder()
                 .operation_timeout(OPERATION_TIMEOUT)
@@ -37,8 +45,6 @@ pub async fn sdk_config() -> SdkConfig {
                 .build(),
         )
         .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
-        .load()
-        .await
 }
 
 pub fn dynamodb(config: &SdkConfig) -> aws_sdk_dynamodb::Client {

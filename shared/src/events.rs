@@ -38,6 +38,10 @@ pub struct Envelope {
     pub version: u32,
     pub occurred_at: String,
     pub correlation_id: String,
+    /// The X-Ray trace of the invocation that wrote the event, so that a
+    /// consumer's logs lead back to the request's trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     pub data: serde_json::Value,
 }
 
@@ -54,6 +58,8 @@ impl Envelope {
             version: EVENT_VERSION,
             occurred_at: occurred_at.to_owned(),
             correlation_id: correlation_id.to_owned(),
+            // The runtime sets it for each invocation (absent outside Lambda).
+            trace_id: std::env::var("_X_AMZN_TRACE_ID").ok(),
             data: serde_json::to_value(data).map_err(|e| DbError::Corrupt(e.to_string()))?,
         })
     }

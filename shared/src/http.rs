@@ -7,11 +7,14 @@
 use std::future::Future;
 
 use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use crate::error::ApiError;
+use crate::metrics;
 
 pub type ApiResult = Result<Response<Body>, ApiError>;
 
@@ -19,16 +22,44 @@ pub type ApiResult = Result<Response<Body>, ApiError>;
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Runs a handler on the Lambda runtime, answering every error as JSON.
+///
+/// Every log line of a request carries its operation (the route), API
+/// Gateway's request id and the correlation id (the runtime's own span adds
+/// the Lambda request id); its metrics are flushed once it has answered.
 pub async fn serve<F, Fut>(handler: F) -> Result<(), lambda_http::Error>
 where
     F: Fn(Request) -> Fut,
     Fut: Future<Output = ApiResult> + Send,
 {
     lambda_http::run(lambda_http::service_fn(move |req: Request| {
-        let answer = handler(req);
-        async move { Ok::<_, lambda_http::Error>(into_response(answer.await)) }
+        let span = request_span(&req);
+        let request_id = req.lambda_context_ref().map(|c| c.request_id.clone());
+        let answer = handler(req).instrument(span.clone());
+        async move {
+            let response = into_response(answer.await);
+            span.in_scope(|| tracing::info!(status = response.status().as_u16(), "answered"));
+            metrics::flush(request_id.as_deref().unwrap_or_default());
+            Ok::<_, lambda_http::Error>(response)
+        }
     }))
     .await
+}
+
+/// The tracing span of one API request.
+fn request_span(req: &Request) -> tracing::Span {
+    let (operation, api_request_id) = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => (
+            ctx.route_key.clone().unwrap_or_default(),
+            ctx.request_id.clone().unwrap_or_default(),
+        ),
+        _ => Default::default(),
+    };
+    tracing::info_span!(
+        "request",
+        operation,
+        apiRequestId = api_request_id,
+        correlationId = correlation_id(req),
+    )
 }
 
 /// The response for a handler's outcome.
@@ -141,9 +172,7 @@ pub fn correlation_id(req: &Request) -> String {
         return id.to_owned();
     }
     match req.request_context_ref() {
-        Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx))
-            if ctx.request_id.is_some() =>
-        {
+        Some(RequestContext::ApiGatewayV2(ctx)) if ctx.request_id.is_some() => {
             ctx.request_id.clone().unwrap_or_default()
         }
         _ => crate::ids::new_id(),

@@ -14,6 +14,7 @@ pub mod faults;
 pub mod http;
 pub mod idempotency;
 pub mod ids;
+pub mod metrics;
 pub mod notifications;
 pub mod order;
 pub mod orders;
@@ -23,6 +24,7 @@ pub mod product;
 pub mod ratelimit;
 pub mod rebate;
 pub mod rebates;
+pub mod runtime;
 pub mod sales;
 pub mod secrets;
 pub mod signature;
@@ -30,9 +32,3 @@ pub mod signature;
 pub use auth::Caller;
 pub use error::ApiError;
 pub use http::ApiResult;
-
-/// Structured logs for the Lambda runtime; honours `AWS_LAMBDA_LOG_FORMAT`
-/// (JSON in the template) and `AWS_LAMBDA_LOG_LEVEL`.
-pub fn init_logging() {
-    lambda_http::tracing::init_default_subscriber();
-}

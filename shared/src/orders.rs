@@ -26,6 +26,7 @@ use crate::error::ApiError;
 use crate::events::{Envelope, EventType};
 use crate::idempotency::{self, IdempotencyKey, StoredResponse};
 use crate::ids::new_id;
+use crate::metrics::{self, Metric};
 use crate::order::{LineRequest, Order, OrderStatus, OrderTransition, StockMove, price_lines};
 use crate::product::Product;
 use crate::ratelimit::{Guess, Next, RateLimit};
@@ -199,7 +200,10 @@ impl Orders {
             }
 
             let reasons = match transact(&self.client, transaction).await? {
-                Transact::Committed => return Ok(Placement::Placed(order)),
+                Transact::Committed => {
+                    metrics::increment(Metric::OrdersCreated);
+                    return Ok(Placement::Placed(order));
+                }
                 Transact::Cancelled(reasons) => reasons,
             };
             let reasons = reasons.as_slice();
@@ -245,7 +249,12 @@ impl Orders {
                 }
             }
             if !shortages.is_empty() {
+                metrics::increment(Metric::StockConflicts);
                 return Err(insufficient_stock(shortages));
+            }
+            if conflicted(reasons) {
+                // Lost a race for the same items: retried below.
+                metrics::increment(Metric::StockConflicts);
             }
             if bucket_moved && !price_changed && !conflicted(reasons) && attempt < MAX_ATTEMPTS {
                 // Only the guess was wrong: retry at once with the value read.

@@ -22,10 +22,11 @@ use crate::error::ApiError;
 use crate::events::{Envelope, EventType};
 use crate::idempotency::{self, IdempotencyKey, StoredResponse};
 use crate::ids::new_id;
+use crate::metrics::Metric;
 use crate::order::{Order, OrderStatus};
 use crate::payment::{
-    Payment, PaymentMethod, PaymentProvider, PaymentStatus, PaymentTransition, ProviderError,
-    ProviderNotification,
+    NotifiedResult, Payment, PaymentMethod, PaymentProvider, PaymentStatus, PaymentTransition,
+    ProviderError, ProviderNotification,
 };
 
 #[derive(Clone, Debug)]
@@ -378,7 +379,13 @@ impl Payments {
                 .build(),
         ];
         let reasons = match transact(&self.client, transaction).await? {
-            Transact::Committed => return Ok(CallbackOutcome::Applied),
+            Transact::Committed => {
+                crate::metrics::increment(match notification.payment_status {
+                    NotifiedResult::Success => Metric::PaymentsSucceeded,
+                    NotifiedResult::Failed => Metric::PaymentsFailed,
+                });
+                return Ok(CallbackOutcome::Applied);
+            }
             Transact::Cancelled(reasons) => reasons,
         };
         // A concurrent callback settled it first: judge again against what

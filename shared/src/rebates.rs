@@ -377,7 +377,10 @@ impl Rebates {
                 TransactWriteItem::builder().put(marker.put(&now)?).build(),
             ];
             let reasons = match transact(&self.client, items).await? {
-                Transact::Committed => return Ok(Credit::Credited(Box::new(entry))),
+                Transact::Committed => {
+                    crate::metrics::increment(crate::metrics::Metric::RebatesCredited);
+                    return Ok(Credit::Credited(Box::new(entry)));
+                }
                 Transact::Cancelled(reasons) => reasons,
             };
             let failed = |i: usize| reasons.get(i).is_some_and(condition_failed);

@@ -1,19 +1,19 @@
 use analytics::AnalyticsConsumer;
-use lambda_runtime::{LambdaEvent, service_fn};
+use lambda_runtime::LambdaEvent;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::init_logging();
+    shared::runtime::init();
     let backend = shared::backend::Backend::from_env().await?;
     let consumer = AnalyticsConsumer {
         sales: backend.sales(),
         markers_table: backend.tables.processed_events.clone(),
     };
     let consumer = &consumer;
-    lambda_runtime::run(service_fn(
+    shared::runtime::serve_events(
         move |event: LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| async move {
             Ok::<_, lambda_runtime::Error>(consumer.handle_batch(event.payload).await)
         },
-    ))
+    )
     .await
 }

@@ -1,6 +1,6 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::init_logging();
+    shared::runtime::init();
     let orders = shared::backend::Backend::from_env().await?.orders();
     let payment_window = shared::config::payment_window()?;
     shared::http::serve(|req| create_order::handle(&orders, payment_window, req)).await

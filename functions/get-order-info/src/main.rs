@@ -1,6 +1,6 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::init_logging();
+    shared::runtime::init();
     let orders = shared::backend::Backend::from_env().await?.orders();
     shared::http::serve(|req| get_order_info::handle(&orders, req)).await
 }

@@ -1,6 +1,6 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::init_logging();
+    shared::runtime::init();
     let notifications = shared::backend::Backend::from_env().await?.notifications();
     shared::http::serve(|req| get_preferences::handle(&notifications, req)).await
 }

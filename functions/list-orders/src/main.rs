@@ -1,6 +1,6 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::init_logging();
+    shared::runtime::init();
     let orders = shared::backend::Backend::from_env().await?.orders();
     shared::http::serve(|req| list_orders::handle(&orders, req)).await
 }

@@ -1,11 +1,11 @@
-use lambda_runtime::{LambdaEvent, service_fn};
+use lambda_runtime::LambdaEvent;
 use notifier::Notifier;
 use shared::faults::FaultHook;
 use shared::notifications::{Email, Inbox, Sms};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::init_logging();
+    shared::runtime::init();
     let backend = shared::backend::Backend::from_env().await?;
     let sns = aws_sdk_sns::Client::new(&backend.sdk);
     let notifier = Notifier {
@@ -24,10 +24,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         markers_table: backend.tables.processed_events.clone(),
     };
     let notifier = &notifier;
-    lambda_runtime::run(service_fn(
+    shared::runtime::serve_events(
         move |event: LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| async move {
             Ok::<_, lambda_runtime::Error>(notifier.handle_batch(event.payload).await)
         },
-    ))
+    )
     .await
 }

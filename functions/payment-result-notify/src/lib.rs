@@ -7,6 +7,7 @@ use lambda_http::Request;
 use lambda_http::http::StatusCode;
 use serde_json::json;
 use shared::http::{MAX_BODY_BYTES, correlation_id, json, parse_json};
+use shared::metrics::{self, Metric};
 use shared::payment::{PaymentProvider, ProviderNotification, payment_not_found};
 use shared::payments::{CallbackOutcome, Payments};
 use shared::signature::HEADER;
@@ -26,6 +27,7 @@ pub async fn handle(
         .verify_notification(signature, body, clock::now().unix_timestamp())
         .map_err(|err| {
             tracing::warn!(%err, "payment callback rejected");
+            metrics::increment(Metric::InvalidSignatures);
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "INVALID_SIGNATURE",

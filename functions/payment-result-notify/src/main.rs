@@ -2,7 +2,7 @@ use shared::backend::Backend;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::init_logging();
+    shared::runtime::init();
     let backend = Backend::from_env().await?;
     let provider = shared::secrets::sandbox_provider(&backend.sdk).await?;
     let payments = backend.payments();

@@ -64,6 +64,7 @@ pub async fn publish_batch(publisher: &Publisher, event: Event) -> Result<usize,
             }
         }
     }
+    shared::metrics::count(shared::metrics::Metric::EventsPublished, published as u64);
     match first_failure {
         Some(failure) => Err(failure),
         None => Ok(published),

@@ -1,9 +1,9 @@
-use lambda_runtime::{LambdaEvent, service_fn};
+use lambda_runtime::LambdaEvent;
 use publish_events::{FaultHook, Publisher};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::init_logging();
+    shared::runtime::init();
     let publisher = Publisher {
         sns: aws_sdk_sns::Client::new(&shared::db::sdk_config().await),
         topic_arn: shared::config::required("EVENTS_TOPIC_ARN")?,
@@ -11,12 +11,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     let publisher = &publisher;
     // An error fails the invocation, so Lambda retries the batch.
-    lambda_runtime::run(service_fn(
+    shared::runtime::serve_events(
         move |event: LambdaEvent<aws_lambda_events::event::dynamodb::Event>| async move {
             publish_events::publish_batch(publisher, event.payload)
                 .await
                 .map_err(lambda_runtime::Error::from)
         },
-    ))
+    )
     .await
 }

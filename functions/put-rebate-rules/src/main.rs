@@ -1,6 +1,6 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::init_logging();
+    shared::runtime::init();
     let rebates = shared::backend::Backend::from_env().await?.rebates()?;
     shared::http::serve(|req| put_rebate_rules::handle(&rebates, req)).await
 }

@@ -1,13 +1,13 @@
-use lambda_runtime::{LambdaEvent, service_fn};
+use lambda_runtime::LambdaEvent;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::init_logging();
+    shared::runtime::init();
     let rebates = shared::backend::Backend::from_env().await?.rebates()?;
     // The scheduled event carries nothing we need: the clock decides.
-    lambda_runtime::run(service_fn(|_: LambdaEvent<serde_json::Value>| {
+    shared::runtime::serve_events(|_: LambdaEvent<serde_json::Value>| {
         let rebates = &rebates;
         async move { release_rebates::sweep(rebates).await }
-    }))
+    })
     .await
 }

@@ -1,10 +1,10 @@
-use lambda_runtime::{LambdaEvent, service_fn};
+use lambda_runtime::LambdaEvent;
 use shared::backend::Backend;
 use update_order_status::OrderStatusConsumer;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::init_logging();
+    shared::runtime::init();
     let backend = Backend::from_env().await?;
     let consumer = OrderStatusConsumer {
         orders: backend.orders(),
@@ -13,10 +13,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         markers_table: backend.tables.processed_events.clone(),
     };
     let consumer = &consumer;
-    lambda_runtime::run(service_fn(
+    shared::runtime::serve_events(
         move |event: LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| async move {
             Ok::<_, lambda_runtime::Error>(consumer.handle_batch(event.payload).await)
         },
-    ))
+    )
     .await
 }
