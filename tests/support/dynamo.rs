@@ -32,6 +32,8 @@ pub async fn client() -> Client {
 pub struct TestDb {
     pub client: Client,
     pub tables: Tables,
+    /// The table variables a deployed function would get (`ORDERS_TABLE`...).
+    pub env: HashMap<String, String>,
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -58,7 +60,11 @@ impl TestDb {
             .collect();
         let tables = Tables::from_lookup(&|name| env.get(name).cloned())
             .expect("the template wires every table the functions need");
-        Self { client, tables }
+        Self {
+            client,
+            tables,
+            env,
+        }
     }
 }
 
@@ -127,15 +133,20 @@ async fn create_table(client: &Client, name: &str, props: &Value) {
 /// Counts the HTTP requests a client sends to DynamoDB (every attempt of
 /// every operation), so tests and benchmarks can state round trips exactly.
 #[derive(Debug, Clone, Default)]
-pub struct RoundTrips(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+pub struct RoundTrips(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
 
 impl RoundTrips {
     pub fn count(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
+        self.0.lock().unwrap().len()
+    }
+
+    /// The operations sent, in order (`GetItem + TransactWriteItems`).
+    pub fn operations(&self) -> String {
+        self.0.lock().unwrap().join(" + ")
     }
 
     pub fn reset(&self) {
-        self.0.store(0, Ordering::SeqCst);
+        self.0.lock().unwrap().clear();
     }
 }
 
@@ -148,9 +159,13 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for RoundTrips {
         &self,
         _context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
         _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
-        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
     ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
-        self.0.fetch_add(1, Ordering::SeqCst);
+        let operation = cfg
+            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+            .map_or("?", |m| m.name())
+            .to_owned();
+        self.0.lock().unwrap().push(operation);
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 use shared::backend::Backend;
 
-#[tokio::main]
+// One invocation at a time: a single-threaded runtime starts faster and uses less memory.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     shared::runtime::init();
     let backend = Backend::from_env().await?;

@@ -2,7 +2,8 @@ use lambda_runtime::LambdaEvent;
 use shared::backend::Backend;
 use update_order_status::OrderStatusConsumer;
 
-#[tokio::main]
+// One invocation at a time: a single-threaded runtime starts faster and uses less memory.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::runtime::init();
     let backend = Backend::from_env().await?;
