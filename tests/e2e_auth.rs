@@ -1,7 +1,8 @@
 //! Every route in the template, through the deployed stack, against tokens
-//! that must not pass: none, garbage, `alg: none`, and a genuine token issued
-//! to another app client of the same pool (wrong audience). The answer is
-//! 401 each time, with nothing but the error in the body.
+//! that must not pass: none, garbage, `alg: none`, a genuine token issued to
+//! another app client of the same pool (wrong audience), one from another
+//! user pool (wrong issuer) and an expired one. The answer is 401 each time,
+//! with nothing but the error in the body.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -17,10 +18,32 @@ fn alg_none(token: &str) -> String {
     format!("{header}.{payload}.")
 }
 
+fn claims(token: &str) -> serde_json::Value {
+    let payload = token.split('.').nth(1).expect("a JWT");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+/// The control for the expired case: the token is genuine and has expired.
+fn assert_expired(token: &str) {
+    let claims = claims(token);
+    let now = shared::clock::now().unix_timestamp();
+    assert!(
+        claims["exp"].as_i64().unwrap() <= now,
+        "not yet expired: {claims}"
+    );
+}
+
 #[tokio::test]
 async fn no_route_accepts_a_bad_token() {
     let stack = Stack::from_env();
     let foreign = system_tests::required_env("E2E_FOREIGN_TOKEN");
+    let foreign_pool = system_tests::required_env("E2E_FOREIGN_POOL_TOKEN");
+    let expired = system_tests::required_env("E2E_EXPIRED_TOKEN");
+    assert_expired(&expired);
+    assert_ne!(
+        claims(&foreign_pool)["iss"],
+        claims(&stack.user_token)["iss"]
+    );
     let routes = Template::load().routes();
     assert!(routes.len() >= 10, "{routes:?}");
     let bad_tokens = [
@@ -28,6 +51,8 @@ async fn no_route_accepts_a_bad_token() {
         ("garbage", Some("not-a-jwt".to_owned())),
         ("alg none", Some(alg_none(&stack.user_token))),
         ("wrong audience", Some(foreign)),
+        ("wrong issuer", Some(foreign_pool)),
+        ("expired", Some(expired)),
     ];
     for route in &routes {
         let path = route

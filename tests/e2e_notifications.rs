@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use system_tests::e2e::{Stack, stack_aws};
+use system_tests::e2e::{Stack, stack_aws, titles_for};
 
 async fn set_preferences(stack: &Stack, token: &str, preferences: Value) {
     let (status, body) = stack
@@ -21,19 +21,6 @@ async fn set_preferences(stack: &Stack, token: &str, preferences: Value) {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-}
-
-/// The inbox messages about one order, by title.
-fn titles_for(inbox: &Value, order_id: &str) -> BTreeMap<String, usize> {
-    let mut titles = BTreeMap::new();
-    for n in inbox["items"].as_array().unwrap() {
-        if n["orderId"] == order_id {
-            *titles
-                .entry(n["title"].as_str().unwrap().to_owned())
-                .or_default() += 1;
-        }
-    }
-    titles
 }
 
 /// Texts ministack recorded for a phone number.

@@ -7,52 +7,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use system_tests::e2e::{Flow, Stack, stack_aws};
-
-const CATEGORY: &str = "e2e-rebate";
-
-/// 10% in the test category, nothing elsewhere, 2500 per user per month.
-async fn ensure_rules(stack: &Stack) {
-    let rules = json!({
-        "currency": "CNY",
-        "categoryRatesBps": {CATEGORY: 1000},
-        "maxPerUserPerMonth": 2500,
-    });
-    for _ in 0..10 {
-        let (status, body) = stack
-            .call(
-                Method::PUT,
-                "/admin/rebate-rules",
-                Some(&stack.admin_token),
-                Some(rules.clone()),
-            )
-            .await;
-        match status {
-            StatusCode::OK => return,
-            // Another test replaced them at the same moment.
-            StatusCode::CONFLICT => continue,
-            _ => panic!("PUT /admin/rebate-rules: {status} {body}"),
-        }
-    }
-    panic!("could not set the rebate rules");
-}
-
-async fn statement(stack: &Stack, token: &str) -> Value {
-    let (status, body) = stack
-        .call(Method::GET, "/me/rebates?limit=100", Some(token), None)
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body
-}
-
-fn entries_of<'a>(statement: &'a Value, order_id: &str) -> Vec<&'a Value> {
-    statement["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["orderId"] == order_id)
-        .collect()
-}
+use system_tests::e2e::{Flow, REBATE_CATEGORY as CATEGORY, Stack, entries_of, stack_aws};
 
 /// Polls the caller's statement until `done` holds for the order's entries.
 async fn wait_for_entries(
@@ -64,7 +19,7 @@ async fn wait_for_entries(
 ) -> Value {
     let deadline = Instant::now() + within;
     loop {
-        let statement = statement(stack, token).await;
+        let statement = stack.rebate_statement(token).await;
         if done(&entries_of(&statement, order_id)) {
             return statement;
         }
@@ -97,7 +52,7 @@ fn balance(statement: &Value) -> (i64, i64) {
 #[tokio::test]
 async fn a_paid_order_shows_a_pending_rebate_to_its_owner_only() {
     let stack = Stack::from_env();
-    ensure_rules(&stack).await;
+    stack.ensure_rebate_rules().await;
     let user = &stack.rebate_tokens[0];
     let flow = paid_order(&stack, user, 3000).await;
     let statement = wait_for_entries(&stack, user, &flow.order_id, Duration::from_secs(30), |e| {
@@ -116,13 +71,13 @@ async fn a_paid_order_shows_a_pending_rebate_to_its_owner_only() {
 }
 
 async fn statement_of_other(stack: &Stack) -> Value {
-    statement(stack, &stack.other_token).await
+    stack.rebate_statement(&stack.other_token).await
 }
 
 #[tokio::test]
 async fn the_same_order_paid_event_ten_times_credits_once() {
     let stack = Stack::from_env();
-    ensure_rules(&stack).await;
+    stack.ensure_rebate_rules().await;
     let user = &stack.rebate_tokens[1];
     let flow = paid_order(&stack, user, 2000).await;
     wait_for_entries(&stack, user, &flow.order_id, Duration::from_secs(30), |e| {
@@ -158,7 +113,7 @@ async fn the_same_order_paid_event_ten_times_credits_once() {
             .unwrap();
     }
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let statement = statement(&stack, user).await;
+    let statement = stack.rebate_statement(user).await;
     assert_eq!(
         entries_of(&statement, &flow.order_id).len(),
         1,
@@ -170,7 +125,7 @@ async fn the_same_order_paid_event_ten_times_credits_once() {
 #[tokio::test]
 async fn refunds_reverse_pending_rebates_and_claw_back_released_ones() {
     let stack = Stack::from_env();
-    ensure_rules(&stack).await;
+    stack.ensure_rebate_rules().await;
     let user = &stack.rebate_tokens[2];
     let cancel = |order_id: String| {
         let stack = &stack;
@@ -238,7 +193,7 @@ async fn refunds_reverse_pending_rebates_and_claw_back_released_ones() {
 #[tokio::test]
 async fn the_monthly_cap_spans_several_orders() {
     let stack = Stack::from_env();
-    ensure_rules(&stack).await;
+    stack.ensure_rebate_rules().await;
     let user = &stack.rebate_tokens[3];
     let mut orders = Vec::new();
     for _ in 0..4 {
@@ -249,7 +204,7 @@ async fn the_monthly_cap_spans_several_orders() {
     // Three entries (1000, 1000, 500); the fourth order earns nothing.
     let deadline = Instant::now() + Duration::from_secs(30);
     let statement = loop {
-        let statement = statement(&stack, user).await;
+        let statement = stack.rebate_statement(user).await;
         if statement["entries"].as_array().unwrap().len() >= 3 {
             break statement;
         }
@@ -258,7 +213,7 @@ async fn the_monthly_cap_spans_several_orders() {
     };
     tokio::time::sleep(Duration::from_secs(5)).await;
     let statement = {
-        let later = self::statement(&stack, user).await;
+        let later = stack.rebate_statement(user).await;
         assert_eq!(later["entries"], statement["entries"], "no fourth entry");
         later
     };
@@ -308,7 +263,7 @@ async fn rules_are_admin_only_and_validated() {
             .contains("categoryRatesBps.e2e-rebate"),
         "{body}"
     );
-    ensure_rules(&stack).await;
+    stack.ensure_rebate_rules().await;
     let (status, rules) = stack
         .call(
             Method::GET,

@@ -268,13 +268,10 @@ fn every_consumer_queue_is_wired_to_the_topic_a_dlq_and_one_consumer() {
     );
     let queues: Vec<(&str, &serde_yaml::Value)> =
         template.resources_of_type("AWS::SQS::Queue").collect();
-    let dead_letter: BTreeSet<String> = queues
-        .iter()
-        .filter_map(|(_, q)| arn_of(&q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]))
-        .collect();
+    let consumed = consumed_queues(&template);
     let consumers: Vec<_> = queues
         .iter()
-        .filter(|(id, _)| !dead_letter.contains(*id))
+        .filter(|(id, _)| consumed.contains(*id))
         .collect();
     assert!(consumers.len() >= 2);
     let policy_queues: Vec<String> = template
@@ -308,6 +305,10 @@ fn every_consumer_queue_is_wired_to_the_topic_a_dlq_and_one_consumer() {
         assert_eq!(subscriptions.len(), 1, "{id}: one subscription");
         let sub = &subscriptions[0].1["Properties"];
         assert_eq!(sub["RawMessageDelivery"].as_bool(), Some(true), "{id}");
+        assert!(
+            arn_of(&sub["RedrivePolicy"]["deadLetterTargetArn"]).is_some(),
+            "{id}: what SNS cannot deliver must be kept"
+        );
         assert!(
             !sub["FilterPolicy"]["type"]
                 .as_sequence()
@@ -403,6 +404,22 @@ fn the_event_catalogue_has_one_valid_example_per_type() {
     assert_eq!(seen, all, "one example per type, in this order");
 }
 
+/// The queues some function consumes (an `SQS` event on it).
+fn consumed_queues(template: &Template) -> BTreeSet<String> {
+    template
+        .resources_of_type("AWS::Serverless::Function")
+        .flat_map(|(_, f)| {
+            f["Properties"]["Events"]
+                .as_mapping()
+                .into_iter()
+                .flat_map(|events| events.values())
+                .filter(|e| e["Type"].as_str() == Some("SQS"))
+                .filter_map(|e| arn_of(&e["Properties"]["Queue"]))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// `X` of `!GetAtt X.QueueName`.
 fn queue_name_of(value: &serde_yaml::Value) -> Option<&str> {
     match value {
@@ -413,7 +430,7 @@ fn queue_name_of(value: &serde_yaml::Value) -> Option<&str> {
     }
 }
 
-/// Issue 10's alarms: every dead-letter queue alarms at one message, every
+/// Issue 10's alarms: every queue of failures alarms at one message, every
 /// function on its first failed invocation, the API on its 5xx rate and
 /// createOrder on its p99; each one tells the alarm topic, both ways.
 #[test]
@@ -458,11 +475,15 @@ fn dead_letters_failures_5xx_and_create_order_latency_raise_alarms_on_the_alarm_
             .collect()
     };
 
+    // Every queue no function consumes holds what failed: the consumers'
+    // DLQs and the queue of undeliverable events and failed schedules.
+    let consumed = consumed_queues(&template);
     let dead_letter_queues: BTreeSet<String> = template
         .resources_of_type("AWS::SQS::Queue")
-        .filter_map(|(_, q)| arn_of(&q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]))
+        .map(|(id, _)| id.to_owned())
+        .filter(|id| !consumed.contains(id))
         .collect();
-    assert!(!dead_letter_queues.is_empty());
+    assert!(dead_letter_queues.len() >= 5, "{dead_letter_queues:?}");
     let depth_alarms = watching("AWS/SQS", "ApproximateNumberOfMessagesVisible");
     for dlq in &dead_letter_queues {
         let alarm = depth_alarms
@@ -527,4 +548,49 @@ fn every_function_logs_json_and_is_traced() {
         );
         assert!(props["Tracing"].is_null(), "{id} overrides Tracing");
     }
+}
+
+/// openapi.yaml describes exactly the template's routes, each with the
+/// security the template gives it, and every operation documents its
+/// errors with the conventions' error body.
+#[test]
+fn the_openapi_spec_matches_the_templates_routes() {
+    let text = std::fs::read_to_string(repo_root().join("openapi.yaml")).expect("openapi.yaml");
+    let spec: serde_yaml::Value = serde_yaml::from_str(&text).expect("openapi.yaml parses");
+    let mut documented = Vec::new();
+    for (path, item) in spec["paths"].as_mapping().expect("paths") {
+        for (method, operation) in item.as_mapping().unwrap() {
+            let method = method.as_str().unwrap();
+            if method == "parameters" {
+                continue;
+            }
+            // An empty `security` list opts out of the JWT authorizer.
+            let authorized = operation["security"]
+                .as_sequence()
+                .is_none_or(|s| !s.is_empty());
+            let responses = operation["responses"].as_mapping().expect("responses");
+            assert!(
+                responses
+                    .keys()
+                    .any(|k| k.as_str().is_some_and(|s| s.starts_with('4'))),
+                "{method} {path:?} documents no 4xx"
+            );
+            documented.push((
+                method.to_uppercase(),
+                path.as_str().unwrap().to_owned(),
+                authorized,
+            ));
+        }
+    }
+    documented.sort();
+    let mut routes: Vec<_> = Template::load()
+        .routes()
+        .into_iter()
+        .map(|r| (r.method, r.path, r.authorized))
+        .collect();
+    routes.sort();
+    assert_eq!(
+        documented, routes,
+        "openapi.yaml (left) vs template.yaml (right)"
+    );
 }

@@ -68,6 +68,16 @@ pub fn envelope(message: &SqsMessage) -> Result<Envelope, NotAnEnvelope> {
 /// attempt timeouts, 2 s each).
 const STALLED_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Test stacks only (`CONSUMER_CRASH_EVERY`, 0 in every real environment):
+/// the consumer "crashes" right after handling one event in N, the first
+/// time it sees it: that message and the rest of its batch go back to SQS
+/// as if the process had died between its write and SQS's delete. The
+/// redelivered events must then change nothing twice.
+fn crash_hook() -> &'static crate::faults::FaultHook {
+    static HOOK: std::sync::OnceLock<crate::faults::FaultHook> = std::sync::OnceLock::new();
+    HOOK.get_or_init(|| crate::faults::FaultHook::from_env("CONSUMER_CRASH_EVERY"))
+}
+
 /// Runs `handle` on every message's envelope; the failures go back to SQS.
 pub async fn handle_batch<F, Fut, E>(consumer: &str, event: SqsEvent, handle: F) -> SqsBatchResponse
 where
@@ -75,9 +85,28 @@ where
     Fut: Future<Output = Result<(), E>>,
     E: Display + From<NotAnEnvelope>,
 {
+    handle_batch_crashing(consumer, event, handle, crash_hook()).await
+}
+
+async fn handle_batch_crashing<F, Fut, E>(
+    consumer: &str,
+    event: SqsEvent,
+    handle: F,
+    crash: &crate::faults::FaultHook,
+) -> SqsBatchResponse
+where
+    F: Fn(Envelope) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: Display + From<NotAnEnvelope>,
+{
     let mut response = SqsBatchResponse::default();
     let mut stalled = None;
+    let mut crashed = false;
     for message in &event.records {
+        if crashed {
+            response.add_failure(message.message_id.clone().unwrap_or_default());
+            continue;
+        }
         if let Some(stalled_for) = stalled {
             // Each would wait as long again: hand them back untried rather
             // than let Lambda time out with the whole batch.
@@ -89,6 +118,7 @@ where
         let started = std::time::Instant::now();
         let (span, result) = match envelope(message) {
             Ok(envelope) => {
+                crashed = crash.should_fail(&envelope.event_id);
                 // Every log line of the handling carries the event's ids.
                 let span = tracing::info_span!(
                     "event",
@@ -105,6 +135,13 @@ where
         };
         let _entered = span.enter();
         match result {
+            Ok(()) if crashed => {
+                tracing::warn!(
+                    consumer,
+                    "injected crash after handling the event: it and the rest of the batch go back to SQS"
+                );
+                response.add_failure(message.message_id.clone().unwrap_or_default());
+            }
             Ok(()) => tracing::info!("event handled"),
             Err(error) => {
                 if started.elapsed() >= STALLED_AFTER {
@@ -117,4 +154,59 @@ where
         }
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{Envelope, EventType};
+    use crate::faults::FaultHook;
+
+    fn batch(ids: &[&str]) -> SqsEvent {
+        let mut event = SqsEvent::default();
+        for id in ids {
+            let mut envelope =
+                Envelope::new(EventType::OrderCreated, id, "2026-01-01T00:00:00Z", &id).unwrap();
+            // Redeliveries carry the same event id.
+            envelope.event_id = (*id).to_owned();
+            let mut message = SqsMessage::default();
+            message.message_id = Some(format!("m-{id}"));
+            message.body = Some(serde_json::to_string(&envelope).unwrap());
+            event.records.push(message);
+        }
+        event
+    }
+
+    fn failed(response: &SqsBatchResponse) -> Vec<String> {
+        response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_crash_after_handling_hands_back_the_event_and_the_rest_of_its_batch() {
+        let handled = std::sync::Mutex::new(Vec::new());
+        let handle = |e: Envelope| {
+            handled.lock().unwrap().push(e.correlation_id.clone());
+            async { Ok::<(), ConsumeError>(()) }
+        };
+        // Every event is chosen: the first one crashes each delivery once.
+        let hook = FaultHook::every(1);
+        let first = handle_batch_crashing("test", batch(&["a", "b", "c"]), handle, &hook).await;
+        assert_eq!(failed(&first), ["m-a", "m-b", "m-c"]);
+        assert_eq!(*handled.lock().unwrap(), ["a"], "handled, then crashed");
+        let again = handle_batch_crashing("test", batch(&["a", "b", "c"]), handle, &hook).await;
+        assert_eq!(
+            failed(&again),
+            ["m-b", "m-c"],
+            "b crashes on its first sight"
+        );
+        let last = handle_batch_crashing("test", batch(&["b", "c"]), handle, &hook).await;
+        assert_eq!(failed(&last), ["m-c"]);
+        let none = handle_batch_crashing("test", batch(&["c"]), handle, &hook).await;
+        assert!(failed(&none).is_empty());
+        assert_eq!(*handled.lock().unwrap(), ["a", "a", "b", "b", "c", "c"]);
+    }
 }

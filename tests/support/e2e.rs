@@ -194,6 +194,70 @@ impl Stack {
     }
 }
 
+/// The category the e2e rebate rules rate at 10% (nothing else earns).
+pub const REBATE_CATEGORY: &str = "e2e-rebate";
+
+impl Stack {
+    /// Sets the e2e rebate rules: 10% in [`REBATE_CATEGORY`], nothing
+    /// elsewhere, 2500 per user per month.
+    pub async fn ensure_rebate_rules(&self) {
+        let rules = json!({
+            "currency": "CNY",
+            "categoryRatesBps": {REBATE_CATEGORY: 1000},
+            "maxPerUserPerMonth": 2500,
+        });
+        for _ in 0..10 {
+            let (status, body) = self
+                .call(
+                    Method::PUT,
+                    "/admin/rebate-rules",
+                    Some(&self.admin_token),
+                    Some(rules.clone()),
+                )
+                .await;
+            match status {
+                StatusCode::OK => return,
+                // Another test replaced them at the same moment.
+                StatusCode::CONFLICT => continue,
+                _ => panic!("PUT /admin/rebate-rules: {status} {body}"),
+            }
+        }
+        panic!("could not set the rebate rules");
+    }
+
+    /// The caller's rebate statement (`GET /me/rebates`).
+    pub async fn rebate_statement(&self, token: &str) -> Value {
+        let (status, body) = self
+            .call(Method::GET, "/me/rebates?limit=100", Some(token), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+}
+
+/// A rebate statement's entries for one order.
+pub fn entries_of<'a>(statement: &'a Value, order_id: &str) -> Vec<&'a Value> {
+    statement["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["orderId"] == order_id)
+        .collect()
+}
+
+/// The inbox messages about one order, by title.
+pub fn titles_for(inbox: &Value, order_id: &str) -> std::collections::BTreeMap<String, usize> {
+    let mut titles = std::collections::BTreeMap::new();
+    for n in inbox["items"].as_array().unwrap() {
+        if n["orderId"] == order_id {
+            *titles
+                .entry(n["title"].as_str().unwrap().to_owned())
+                .or_default() += 1;
+        }
+    }
+    titles
+}
+
 /// An id no other test, in this run or an earlier one, uses: parallel
 /// tests can read the same clock tick, so a counter tells them apart.
 pub fn unique_id(prefix: &str) -> String {

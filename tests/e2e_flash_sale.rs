@@ -1,0 +1,216 @@
+//! Flash sale through the deployed local stack: buyer processes race
+//! createOrder calls for a product with stock 100, round after round, then
+//! the winners pay, cancel or let their orders expire. Exactly 100 are sold
+//! per round and `stock + reserved + sold` stays 100 through every state.
+//!
+//! 5 rounds of 500 calls from 4 processes; `E2E_HEAVY=1` makes it 10 rounds
+//! of 1000 from 8. (The emulator runs every concurrent invocation as a
+//! process, so in-flight calls stay near 32 on a 2-core machine: the race is
+//! in how the calls interleave, not in how many are open at once.)
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use futures::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use system_tests::e2e::{Flow, Stack, stack_aws};
+
+const STOCK: i64 = 100;
+
+struct Plan {
+    rounds: usize,
+    processes: usize,
+    calls_per_process: usize,
+}
+
+fn plan() -> Plan {
+    let heavy = std::env::var("E2E_HEAVY").is_ok_and(|v| v == "1");
+    Plan {
+        rounds: if heavy { 10 } else { 5 },
+        processes: if heavy { 8 } else { 4 },
+        calls_per_process: 125,
+    }
+}
+
+/// A placed order and the token of the user who placed it.
+struct Placed {
+    order_id: String,
+    token: String,
+}
+
+/// Races `processes` buyer processes for `product`; the orders they placed.
+fn race(stack: &Stack, tokens: &[String], product: &str, plan: &Plan) -> Vec<Placed> {
+    // Each process buys as its own share of the users.
+    let share = tokens.len() / plan.processes;
+    let buyers: Vec<_> = (0..plan.processes)
+        .map(|p| {
+            let mine = &tokens[p * share..(p + 1) * share];
+            let mut child = Command::new(env!("CARGO_BIN_EXE_flash-sale-buyer"))
+                .args(["--api", &stack.api_url, "--product", product])
+                .args(["--orders", &plan.calls_per_process.to_string()])
+                .args(["--concurrency", "8"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("the buyer process starts");
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(mine.join("\n").as_bytes()).unwrap();
+            (child, mine.to_vec())
+        })
+        .collect();
+    let mut placed = Vec::new();
+    let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
+    for (child, mine) in buyers {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "a buyer process failed");
+        let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(
+            report["unexpected"],
+            json!([]),
+            "only 201 or 409 INSUFFICIENT_STOCK"
+        );
+        for (status, n) in report["statuses"].as_object().unwrap() {
+            *statuses.entry(status.clone()).or_default() += n.as_u64().unwrap();
+        }
+        for order in report["placed"].as_array().unwrap() {
+            placed.push(Placed {
+                order_id: order["orderId"].as_str().unwrap().to_owned(),
+                token: mine[order["buyer"].as_u64().unwrap() as usize].clone(),
+            });
+        }
+    }
+    println!("round on {product}: {statuses:?}");
+    placed
+}
+
+/// A product's (stock, reserved, sold) as stored.
+async fn stored_counters(
+    db: &aws_sdk_dynamodb::Client,
+    table: &str,
+    product: &str,
+) -> (i64, i64, i64) {
+    let item = db
+        .get_item()
+        .table_name(table)
+        .key("productId", AttributeValue::S(product.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let number = |name: &str| {
+        item.get(name)
+            .and_then(|v| v.as_n().ok())
+            .map_or(0, |n| n.parse().unwrap())
+    };
+    (number("stock"), number("reserved"), number("sold"))
+}
+
+/// Four in ten winners pay, three cancel, three let their order expire.
+async fn settle(stack: &Stack, product: &str, placed: &[Placed]) {
+    futures::stream::iter(placed.iter().enumerate())
+        .for_each_concurrent(8, |(i, order)| async move {
+            match i % 10 {
+                0..=3 => {
+                    let (status, payment) = stack
+                        .call(
+                            Method::POST,
+                            "/payments",
+                            Some(&order.token),
+                            Some(json!({"orderId": order.order_id, "paymentMethod": "CARD"})),
+                        )
+                        .await;
+                    assert_eq!(status, StatusCode::CREATED, "{payment}");
+                    Flow {
+                        stack,
+                        token: order.token.clone(),
+                        product: product.to_owned(),
+                        order_id: order.order_id.clone(),
+                        payment,
+                    }
+                    .notify("SUCCESS")
+                    .await;
+                }
+                4..=6 => {
+                    let path = format!("/orders/{}/cancel", order.order_id);
+                    let (status, body) = stack
+                        .call(Method::POST, &path, Some(&order.token), None)
+                        .await;
+                    assert_eq!(status, StatusCode::OK, "{body}");
+                }
+                _ => {}
+            }
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn flash_sales_sell_exactly_the_stock_and_conserve_every_unit() {
+    let plan = plan();
+    let stack = Arc::new(Stack::from_env());
+    let tokens: Vec<String> = system_tests::required_env("E2E_FLASH_TOKENS")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        tokens.len() >= plan.processes,
+        "one user per process at least"
+    );
+    let (outputs, config) = stack_aws().await;
+    let db = aws_sdk_dynamodb::Client::new(&config);
+    let table = outputs["ProductsTableName"].as_str().unwrap();
+
+    let mut products = Vec::new();
+    for round in 1..=plan.rounds {
+        let product = stack.new_product("e2e-flash", 990, STOCK).await;
+        let started = Instant::now();
+        let placed = race(&stack, &tokens, &product, &plan);
+        println!(
+            "round {round}: {} calls in {:.1} s, {} orders placed",
+            plan.processes * plan.calls_per_process,
+            started.elapsed().as_secs_f64(),
+            placed.len()
+        );
+        assert_eq!(placed.len() as i64, STOCK, "exactly the stock is sold");
+        assert_eq!(
+            stored_counters(&db, table, &product).await,
+            (0, STOCK, 0),
+            "nothing left, never below zero, all of it reserved"
+        );
+        settle(&stack, &product, &placed).await;
+        products.push(product);
+    }
+
+    // Paid orders become sold through the event backbone; unpaid ones
+    // expire on the sweeper's minute schedule (20 s payment window here).
+    let (paid, cancelled_or_expired) = (40, 60);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    for product in &products {
+        loop {
+            let (stock, reserved, sold) = stored_counters(&db, table, product).await;
+            assert_eq!(
+                stock + reserved + sold,
+                STOCK,
+                "units conserved on {product}"
+            );
+            if (stock, reserved, sold) == (cancelled_or_expired, 0, paid) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{product} still at stock {stock}, reserved {reserved}, sold {sold}"
+            );
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+    println!(
+        "{} rounds: {STOCK} sold each, then {paid} paid, {cancelled_or_expired} back in stock",
+        plan.rounds
+    );
+}
