@@ -21,16 +21,19 @@ struct Fixture {
     db: TestDb,
     catalog: Catalog,
     orders: Orders,
+    payments: shared::payments::Payments,
 }
 
 async fn fixture() -> Arc<Fixture> {
     let db = TestDb::new().await;
     let catalog = Catalog::new(db.client.clone(), db.tables.products.clone());
     let orders = Orders::new(db.client.clone(), db.tables.clone());
+    let payments = shared::payments::Payments::new(db.client.clone(), db.tables.clone());
     Arc::new(Fixture {
         db,
         catalog,
         orders,
+        payments,
     })
 }
 
@@ -496,7 +499,7 @@ async fn expiry_releases_due_orders_once_even_with_concurrent_sweeps() {
         .map(|i| {
             let f = f.clone();
             tokio::spawn(async move {
-                expire_orders::sweep(&f.orders, &format!("run-{i}"))
+                expire_orders::sweep(&f.orders, &f.payments, &format!("run-{i}"))
                     .await
                     .unwrap()
             })
@@ -516,7 +519,9 @@ async fn expiry_releases_due_orders_once_even_with_concurrent_sweeps() {
         f.get("u1", not_due["orderId"].as_str().unwrap()).await.1["orderStatus"],
         "PENDING_PAYMENT"
     );
-    let report = expire_orders::sweep(&f.orders, "again").await.unwrap();
+    let report = expire_orders::sweep(&f.orders, &f.payments, "again")
+        .await
+        .unwrap();
     assert_eq!(
         report,
         expire_orders::SweepReport::default(),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{Value, json};
+use shared::order::OrderStatus;
 use shared::orders::Orders;
 use shared::payment::SandboxProvider;
 use shared::payments::Payments;
@@ -45,12 +46,17 @@ async fn fixture() -> Arc<Fixture> {
 
 impl Fixture {
     async fn order(&self, user: &str, quantity: i64) -> String {
+        self.order_within(user, quantity, Duration::from_secs(900))
+            .await
+    }
+
+    /// An order whose payment window is `window`.
+    async fn order_within(&self, user: &str, quantity: i64, window: Duration) -> String {
         let req = ApiRequest::post("/orders")
             .as_user(user)
             .json(json!({"productId": "tea", "quantity": quantity}));
-        let (status, order) = respond(
-            create_order::handle(&self.orders, Duration::from_secs(900), req.build()).await,
-        );
+        let (status, order) =
+            respond(create_order::handle(&self.orders, window, req.build()).await);
         assert_eq!(status, 201);
         order["orderId"].as_str().unwrap().to_owned()
     }
@@ -471,4 +477,31 @@ async fn a_user_starting_payments_too_fast_gets_429() {
         initiate_payment::handle(&f.orders, &limited, &f.provider, start("u2", "CARD")).await,
     );
     assert_eq!(status, 404);
+}
+
+/// A customer who paid within the window keeps the order while the
+/// payment's event is on its way to the order-status consumer (no consumer
+/// runs here); an unpaid order due at the same moment is expired.
+#[tokio::test]
+async fn the_sweeper_leaves_a_paid_order_for_its_payment_event() {
+    let f = fixture().await;
+    let window = Duration::from_secs(2);
+    let paid = f.order_within("u1", 1, window).await;
+    let unpaid = f.order_within("u2", 1, window).await;
+    let (status, payment) = f.pay("u1", &paid, "CARD").await;
+    assert_eq!(status, 201, "{payment}");
+    assert_eq!(f.notify(&payment, "SUCCESS").await.0, 200);
+    tokio::time::sleep(window + Duration::from_millis(200)).await;
+
+    let report = expire_orders::sweep(&f.orders, &f.payments, "run")
+        .await
+        .unwrap();
+    assert_eq!((report.expired, report.awaiting_payment_event), (1, 1));
+    for (id, status) in [
+        (paid, OrderStatus::PendingPayment),
+        (unpaid, OrderStatus::Expired),
+    ] {
+        let order = f.orders.get(&id).await.unwrap().unwrap();
+        assert_eq!(order.order_status, status);
+    }
 }

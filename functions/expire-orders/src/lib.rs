@@ -4,11 +4,25 @@
 //! Safe to run twice at once and to race cancels and payments: each order is
 //! released by a transaction conditional on its status and its `expiresAt`,
 //! so every order is expired, and its stock released, at most once.
+//!
+//! An order whose payment has already succeeded is left alone for a grace
+//! period: the customer paid in time, and the order becomes `PAID` as soon
+//! as the order-status consumer takes the payment's event (a redelivery can
+//! delay it by a visibility timeout). Expiring it meanwhile would release its
+//! units and refund a customer for our own lag.
 
 use serde::Serialize;
 use shared::clock;
 use shared::order::OrderTransition;
 use shared::orders::{Orders, Transition};
+use shared::payment::PaymentStatus;
+use shared::payments::Payments;
+
+/// How long past its window an order with a succeeded payment waits for
+/// that payment's event before it is expired anyway (and the payment then
+/// refunded): far longer than any redelivery, short enough that stock
+/// held by a lost cause comes back.
+pub const PAID_GRACE: time::Duration = time::Duration::minutes(15);
 
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -18,6 +32,9 @@ pub struct SweepReport {
     /// Orders found due that something else settled first (paid, cancelled,
     /// or expired by a concurrent run).
     pub already_settled: usize,
+    /// Due orders left alone: their payment succeeded and its event is on
+    /// its way (see [`PAID_GRACE`]).
+    pub awaiting_payment_event: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -27,11 +44,28 @@ pub struct SweepIncomplete {
     pub due: usize,
 }
 
-pub async fn sweep(orders: &Orders, run_id: &str) -> Result<SweepReport, lambda_runtime::Error> {
-    let due = orders.find_expired(clock::now()).await?;
+pub async fn sweep(
+    orders: &Orders,
+    payments: &Payments,
+    run_id: &str,
+) -> Result<SweepReport, lambda_runtime::Error> {
+    let now = clock::now();
+    let due = orders.find_expired(now).await?;
     let mut report = SweepReport::default();
     let mut failed = 0;
     for order in &due {
+        match paid_in_time(payments, order, now).await {
+            Ok(true) => {
+                report.awaiting_payment_event += 1;
+                continue;
+            }
+            Ok(false) => {}
+            Err(error) => {
+                tracing::error!(order_id = %order.order_id, %error, "could not read the order's payment");
+                failed += 1;
+                continue;
+            }
+        }
         match orders
             .apply_transition(order, OrderTransition::Expire, run_id)
             .await
@@ -49,6 +83,7 @@ pub async fn sweep(orders: &Orders, run_id: &str) -> Result<SweepReport, lambda_
     tracing::info!(
         expired = report.expired,
         already_settled = report.already_settled,
+        awaiting_payment_event = report.awaiting_payment_event,
         failed,
         "expiry sweep"
     );
@@ -60,4 +95,27 @@ pub async fn sweep(orders: &Orders, run_id: &str) -> Result<SweepReport, lambda_
         .into());
     }
     Ok(report)
+}
+
+/// Whether the order's payment succeeded and the grace period still runs.
+async fn paid_in_time(
+    payments: &Payments,
+    order: &shared::order::Order,
+    now: time::OffsetDateTime,
+) -> Result<bool, shared::db::DbError> {
+    let Some(payment_id) = &order.active_payment_id else {
+        return Ok(false);
+    };
+    let in_grace = time::OffsetDateTime::parse(
+        &order.expires_at,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .is_ok_and(|expires_at| now < expires_at + PAID_GRACE);
+    if !in_grace {
+        return Ok(false);
+    }
+    Ok(payments
+        .get(payment_id)
+        .await?
+        .is_some_and(|p| p.payment_status == PaymentStatus::Succeeded))
 }

@@ -4,11 +4,12 @@ use lambda_runtime::LambdaEvent;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::runtime::init();
-    let orders = shared::backend::Backend::from_env().await?.orders();
+    let backend = shared::backend::Backend::from_env().await?;
+    let (orders, payments) = (backend.orders(), backend.payments());
     // The scheduled event carries nothing we need: the clock decides.
     shared::runtime::serve_events(|event: LambdaEvent<serde_json::Value>| {
-        let orders = &orders;
-        async move { expire_orders::sweep(orders, &event.context.request_id).await }
+        let (orders, payments) = (&orders, &payments);
+        async move { expire_orders::sweep(orders, payments, &event.context.request_id).await }
     })
     .await
 }
