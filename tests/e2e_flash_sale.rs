@@ -265,4 +265,23 @@ async fn flash_sales_sell_exactly_the_stock_and_conserve_every_unit() {
         totals.get("PAID").copied().unwrap_or(0) >= 20 * plan.rounds as i64,
         "most payers paid: {totals:?}"
     );
+
+    // The run's last word on crashes: after everything the suite did under
+    // injected faults, the dead-letter queues hold poison only.
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    for (name, url) in outputs.as_object().unwrap() {
+        if !name.ends_with("DeadLetterQueueUrl") {
+            continue;
+        }
+        let bodies = system_tests::e2e::drain_visible(&sqs, url.as_str().unwrap()).await;
+        let events = bodies
+            .iter()
+            .filter(|b| serde_json::from_str::<shared::events::Envelope>(b).is_ok())
+            .count();
+        println!("{name}: {} messages, {events} of them events", bodies.len());
+        assert_eq!(
+            events, 0,
+            "a valid event was dead-lettered in {name}: {bodies:?}"
+        );
+    }
 }

@@ -352,6 +352,30 @@ impl Flow<'_> {
     }
 }
 
+/// The bodies of every message visible in a queue now (each is then
+/// hidden for a minute, so none is read twice).
+pub async fn drain_visible(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<String> {
+    let mut bodies = Vec::new();
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(60)
+            .send()
+            .await
+            .expect("receive from the queue");
+        if out.messages().is_empty() {
+            return bodies;
+        }
+        bodies.extend(
+            out.messages()
+                .iter()
+                .map(|m| m.body().unwrap_or("").to_owned()),
+        );
+    }
+}
+
 /// The stack's outputs and an SDK config for its AWS endpoint.
 pub async fn stack_aws() -> (Value, aws_config::SdkConfig) {
     let outputs: Value =
