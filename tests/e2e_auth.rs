@@ -2,7 +2,8 @@
 //! that must not pass: none, garbage, `alg: none`, a genuine token issued to
 //! another app client of the same pool (wrong audience), one from another
 //! user pool (wrong issuer) and an expired one. The answer is 401 each time,
-//! with nothing but the error in the body.
+//! with nothing but the error in the body. Then the genuine-token half:
+//! another user (404), a shopper on admin routes (403), nothing leaked.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -97,4 +98,195 @@ async fn the_genuine_token_passes_the_authorizer() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+}
+
+/// The other half of the matrix, with genuine tokens: every route but the
+/// provider callback, called by a shopper who does not own the resource
+/// (404, as if it did not exist) or is not an admin (403), or listing their
+/// own collection (200 without the owner's records). No answer carries the
+/// owner's id or the resource's ids.
+#[tokio::test]
+async fn other_users_get_404_shoppers_get_403_and_nothing_leaks() {
+    let stack = Stack::from_env();
+    let product = stack.new_product("e2e-auth", 700, 5).await;
+    let flow = stack
+        .order_with_payment(&product, 1, &stack.user_token)
+        .await;
+    let (order, payment) = (
+        flow.order_id.clone(),
+        flow.payment["paymentId"].as_str().unwrap().to_owned(),
+    );
+    let owner = claims(&stack.user_token)["sub"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let secrets = [owner.as_str(), order.as_str(), payment.as_str()];
+
+    // (method, route, path, body, expected status for another shopper)
+    let today = shared::clock::now().date().to_string();
+    let cases: Vec<(&str, &str, String, Option<serde_json::Value>, StatusCode)> = vec![
+        (
+            "GET",
+            "/orders/{orderId}",
+            format!("/orders/{order}"),
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "POST",
+            "/orders/{orderId}/cancel",
+            format!("/orders/{order}/cancel"),
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "GET",
+            "/payments/{paymentId}",
+            format!("/payments/{payment}"),
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "POST",
+            "/payments",
+            "/payments".into(),
+            Some(json!({"orderId": order, "paymentMethod": "CARD"})),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "PUT",
+            "/products/{productId}",
+            format!("/products/{product}"),
+            Some(json!({"name": "x", "category": "home", "price": 1, "stock": 1})),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "POST",
+            "/products/{productId}/stock",
+            format!("/products/{product}/stock"),
+            Some(json!({"newStock": 0})),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "GET",
+            "/admin/rebate-rules",
+            "/admin/rebate-rules".into(),
+            None,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "PUT",
+            "/admin/rebate-rules",
+            "/admin/rebate-rules".into(),
+            Some(json!({"defaultRateBps": 0})),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "GET",
+            "/admin/stats/sales",
+            format!("/admin/stats/sales?from={today}&to={today}"),
+            None,
+            StatusCode::FORBIDDEN,
+        ),
+        ("GET", "/orders", "/orders".into(), None, StatusCode::OK),
+        (
+            "GET",
+            "/me/rebates",
+            "/me/rebates".into(),
+            None,
+            StatusCode::OK,
+        ),
+        (
+            "GET",
+            "/me/notifications",
+            "/me/notifications".into(),
+            None,
+            StatusCode::OK,
+        ),
+        (
+            "GET",
+            "/me/preferences",
+            "/me/preferences".into(),
+            None,
+            StatusCode::OK,
+        ),
+        (
+            "PUT",
+            "/me/preferences",
+            "/me/preferences".into(),
+            Some(json!({})),
+            StatusCode::OK,
+        ),
+        (
+            "POST",
+            "/orders",
+            "/orders".into(),
+            Some(json!({"productId": product, "quantity": 1, "userId": owner})),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "GET",
+            "/products",
+            "/products?limit=1".into(),
+            None,
+            StatusCode::OK,
+        ),
+        (
+            "GET",
+            "/products/{productId}",
+            format!("/products/{product}"),
+            None,
+            StatusCode::OK,
+        ),
+    ];
+    // The matrix covers every route that takes a token.
+    let mut covered: Vec<(String, String)> = cases
+        .iter()
+        .map(|(m, r, ..)| (m.to_string(), r.to_string()))
+        .collect();
+    covered.sort();
+    covered.dedup();
+    let mut routes: Vec<(String, String)> = Template::load()
+        .routes()
+        .into_iter()
+        .filter(|r| r.authorized)
+        .map(|r| (r.method, r.path))
+        .collect();
+    routes.sort();
+    assert_eq!(covered, routes, "every authorized route is in the matrix");
+
+    for (method, route, path, body, expected) in cases {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let body_text = body.as_ref().map(|b| b.to_string()).unwrap_or_default();
+        let (status, answer) = stack
+            .call(method.clone(), &path, Some(&stack.other_token), body)
+            .await;
+        assert_eq!(status, expected, "{method} {route}: {answer}");
+        // An id the caller sent may be echoed back (it names what was not
+        // found); the owner and the ids the caller did not send may not.
+        let sent = format!("{path} {body_text}");
+        let text = answer.to_string();
+        for secret in secrets.iter().filter(|s| !sent.contains(**s)) {
+            assert!(
+                !text.contains(secret),
+                "{method} {route} leaks {secret}: {text}"
+            );
+        }
+        if !status.is_success() {
+            assert!(
+                answer["error"]["code"].is_string(),
+                "{method} {route}: {answer}"
+            );
+        }
+    }
+    // The owner's order is untouched.
+    let (_, mine) = stack
+        .call(
+            Method::GET,
+            &format!("/orders/{order}"),
+            Some(&stack.user_token),
+            None,
+        )
+        .await;
+    assert_eq!(mine["orderStatus"], "PENDING_PAYMENT", "{mine}");
 }
