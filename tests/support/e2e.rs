@@ -225,6 +225,20 @@ impl Stack {
         panic!("could not set the rebate rules");
     }
 
+    /// The caller's inbox, newest 100 (`GET /me/notifications`).
+    pub async fn inbox(&self, token: &str) -> Value {
+        let (status, body) = self
+            .call(
+                Method::GET,
+                "/me/notifications?limit=100",
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
     /// The caller's rebate statement (`GET /me/rebates`).
     pub async fn rebate_statement(&self, token: &str) -> Value {
         let (status, body) = self
