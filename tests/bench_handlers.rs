@@ -107,7 +107,9 @@ impl Services {
         .to_string();
         let signature = self
             .provider
-            .sign(shared::clock::now().unix_timestamp(), body.as_bytes());
+            .sign(shared::clock::now().unix_timestamp(), body.as_bytes())
+            .await
+            .unwrap();
         let req = ApiRequest::post("/payments/notify")
             .header("content-type", "application/json")
             .header("x-payment-signature", &signature)

@@ -11,6 +11,7 @@ use shared::order::OrderStatus;
 use shared::orders::Orders;
 use shared::payment::SandboxProvider;
 use shared::payments::Payments;
+use shared::secrets::Secret;
 use system_tests::api::{ApiRequest, parts};
 use system_tests::dynamo::TestDb;
 
@@ -97,8 +98,11 @@ impl Fixture {
 
     async fn notify(&self, payment: &Value, status: &str) -> (u16, Value) {
         let body = callback(payment, status).to_string();
-        self.notify_raw(&body, Some(self.provider.sign(now(), body.as_bytes())))
-            .await
+        self.notify_raw(
+            &body,
+            Some(self.provider.sign(now(), body.as_bytes()).await.unwrap()),
+        )
+        .await
     }
 
     async fn status_of(&self, payment_id: &str) -> String {
@@ -350,22 +354,22 @@ async fn forged_stale_and_tampered_callbacks_change_nothing() {
         (
             "wrong secret",
             body.clone(),
-            Some(wrong_key.sign(now(), body.as_bytes())),
+            Some(wrong_key.sign(now(), body.as_bytes()).await.unwrap()),
         ),
         (
             "stale",
             body.clone(),
-            Some(f.provider.sign(now() - 301, body.as_bytes())),
+            Some(f.provider.sign(now() - 301, body.as_bytes()).await.unwrap()),
         ),
         (
             "future",
             body.clone(),
-            Some(f.provider.sign(now() + 120, body.as_bytes())),
+            Some(f.provider.sign(now() + 120, body.as_bytes()).await.unwrap()),
         ),
         (
             "tampered body",
             tampered,
-            Some(f.provider.sign(now(), body.as_bytes())),
+            Some(f.provider.sign(now(), body.as_bytes()).await.unwrap()),
         ),
     ];
     for (label, body, signature) in cases {
@@ -384,6 +388,48 @@ async fn forged_stale_and_tampered_callbacks_change_nothing() {
     );
 }
 
+/// The signing secret is read from SSM on the first callback; if SSM cannot
+/// be reached the callback is neither accepted nor called forged: 503, so
+/// the provider sends it again, and nothing is written.
+#[tokio::test]
+async fn a_callback_that_cannot_be_checked_is_retried_later() {
+    let f = fixture().await;
+    let order_id = f.order("u1", 1).await;
+    let (_, payment) = f.pay("u1", &order_id, "CARD").await;
+    let id = payment["paymentId"].as_str().unwrap();
+    // Nothing listens on the discard port.
+    let unreachable_ssm = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .endpoint_url("http://127.0.0.1:9")
+        .load()
+        .await;
+    let provider = SandboxProvider::with_secret(
+        Secret::in_ssm(&unreachable_ssm, "/test/payment-signing-secret"),
+        "https://sandbox.test",
+    );
+    let body = callback(&payment, "SUCCESS").to_string();
+    let signature = f.provider.sign(now(), body.as_bytes()).await.unwrap();
+    let req = ApiRequest::post("/payments/notify")
+        .header("content-type", "application/json")
+        .header("x-payment-signature", &signature)
+        .raw_body(&body);
+    let (status, answer) =
+        respond(payment_result_notify::handle(&f.payments, &provider, req.build()).await);
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (503, Some("SERVICE_UNAVAILABLE")),
+        "{answer}"
+    );
+    assert_eq!(f.status_of(id).await, "PENDING");
+    assert!(f.audit_outcomes(id).await.is_empty());
+    // The same callback with the secret at hand settles the payment.
+    assert_eq!(f.notify(&payment, "SUCCESS").await.0, 200);
+}
+
 #[tokio::test]
 async fn mismatched_amounts_are_recorded_not_paid() {
     let f = fixture().await;
@@ -399,7 +445,10 @@ async fn mismatched_amounts_are_recorded_not_paid() {
         body[field] = value;
         let raw = body.to_string();
         let (status, answer) = f
-            .notify_raw(&raw, Some(f.provider.sign(now(), raw.as_bytes())))
+            .notify_raw(
+                &raw,
+                Some(f.provider.sign(now(), raw.as_bytes()).await.unwrap()),
+            )
             .await;
         assert_eq!(status, 409, "{field}: {answer}");
     }
@@ -408,7 +457,10 @@ async fn mismatched_amounts_are_recorded_not_paid() {
 
     let unknown = json!({"paymentId": "01UNKNOWNPAYMENT000000000", "orderId": order_id, "paymentStatus": "SUCCESS", "amount": 1, "currency": "CNY", "providerTransactionId": "t"}).to_string();
     let (status, answer) = f
-        .notify_raw(&unknown, Some(f.provider.sign(now(), unknown.as_bytes())))
+        .notify_raw(
+            &unknown,
+            Some(f.provider.sign(now(), unknown.as_bytes()).await.unwrap()),
+        )
         .await;
     assert_eq!(
         (status, answer["error"]["code"].as_str()),
@@ -430,7 +482,7 @@ async fn a_callback_costs_at_most_two_round_trips() {
             .header("content-type", "application/json")
             .header(
                 "x-payment-signature",
-                &f.provider.sign(now(), body.as_bytes()),
+                &f.provider.sign(now(), body.as_bytes()).await.unwrap(),
             )
             .raw_body(&body);
         let (status, _) =

@@ -6,6 +6,7 @@ use std::future::Future;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
+use crate::secrets::Secret;
 use crate::signature::{self, SignatureError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -201,6 +202,34 @@ pub enum ProviderError {
     Refused(String),
 }
 
+impl From<ProviderError> for ApiError {
+    fn from(err: ProviderError) -> Self {
+        match err {
+            ProviderError::Unavailable(cause) => {
+                tracing::warn!(%cause, "payment provider unavailable");
+                ApiError::unavailable(
+                    "the payment provider is temporarily unavailable, retry shortly",
+                )
+            }
+            ProviderError::Refused(cause) => ApiError::conflict(
+                "PAYMENT_REFUSED",
+                format!("the payment provider refused: {cause}"),
+            ),
+        }
+    }
+}
+
+/// Why a provider notification was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The notification is not from the provider (or is stale): the caller's fault.
+    #[error(transparent)]
+    BadSignature(#[from] SignatureError),
+    /// We could not check it (the signing secret is unreadable): ours.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+}
+
 /// A payment service provider (Alipay, WeChat Pay, a card acquirer).
 ///
 /// Real providers start a checkout with an API call, report the result
@@ -226,7 +255,7 @@ pub trait PaymentProvider: Send + Sync {
         signature: Option<&str>,
         body: &[u8],
         now: i64,
-    ) -> Result<(), SignatureError>;
+    ) -> impl Future<Output = Result<(), VerifyError>> + Send;
 }
 
 /// The project's own provider: checkouts point at a sandbox page, results
@@ -234,7 +263,7 @@ pub trait PaymentProvider: Send + Sync {
 /// (`scripts/local pay` plays the customer), refunds always succeed.
 #[derive(Clone)]
 pub struct SandboxProvider {
-    secret: Vec<u8>,
+    secret: Secret,
     base_url: String,
 }
 
@@ -248,16 +277,28 @@ impl std::fmt::Debug for SandboxProvider {
 }
 
 impl SandboxProvider {
+    /// A provider with a known secret (tests, local tools).
     pub fn new(secret: impl Into<Vec<u8>>, base_url: impl Into<String>) -> Self {
+        Self::with_secret(Secret::known(secret), base_url)
+    }
+
+    pub fn with_secret(secret: Secret, base_url: impl Into<String>) -> Self {
         Self {
-            secret: secret.into(),
+            secret,
             base_url: base_url.into(),
         }
     }
 
-    /// Signs a notification as this provider would (for the pay command and tests).
-    pub fn sign(&self, timestamp: i64, body: &[u8]) -> String {
-        signature::sign(&self.secret, timestamp, body)
+    async fn secret(&self) -> Result<&[u8], ProviderError> {
+        self.secret.get().await.map_err(|err| {
+            tracing::error!(%err, "payment signing secret unavailable");
+            ProviderError::Unavailable(format!("signing secret: {err}"))
+        })
+    }
+
+    /// Signs a notification as this provider would (for tests).
+    pub async fn sign(&self, timestamp: i64, body: &[u8]) -> Result<String, ProviderError> {
+        Ok(signature::sign(self.secret().await?, timestamp, body))
     }
 }
 
@@ -293,13 +334,18 @@ impl PaymentProvider for SandboxProvider {
         })
     }
 
-    fn verify_notification(
+    async fn verify_notification(
         &self,
         signature: Option<&str>,
         body: &[u8],
         now: i64,
-    ) -> Result<(), SignatureError> {
-        signature::verify(&self.secret, signature, body, now)
+    ) -> Result<(), VerifyError> {
+        Ok(signature::verify(
+            self.secret().await?,
+            signature,
+            body,
+            now,
+        )?)
     }
 }
 
@@ -397,19 +443,21 @@ mod tests {
         );
     }
 
-    #[test]
-    fn sandbox_signs_what_it_verifies() {
+    #[tokio::test(flavor = "current_thread")]
+    async fn sandbox_signs_what_it_verifies() {
         let provider = SandboxProvider::new("secret", "http://x");
-        let header = provider.sign(100, b"{}");
+        let header = provider.sign(100, b"{}").await.unwrap();
         assert!(
             provider
                 .verify_notification(Some(&header), b"{}", 100)
+                .await
                 .is_ok()
         );
-        assert!(
+        assert!(matches!(
             provider
                 .verify_notification(Some(&header), b"{ }", 100)
-                .is_err()
-        );
+                .await,
+            Err(VerifyError::BadSignature(_))
+        ));
     }
 }

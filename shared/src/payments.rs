@@ -26,7 +26,7 @@ use crate::metrics::Metric;
 use crate::order::{Order, OrderStatus};
 use crate::payment::{
     NotifiedResult, Payment, PaymentMethod, PaymentProvider, PaymentStatus, PaymentTransition,
-    ProviderError, ProviderNotification,
+    ProviderNotification,
 };
 
 #[derive(Clone, Debug)]
@@ -176,7 +176,7 @@ impl Payments {
             // key's answer, so the key replays it from now on.
             payment = active.clone();
         } else {
-            let checkout = provider.checkout(&payment).await.map_err(provider_error)?;
+            let checkout = provider.checkout(&payment).await.map_err(ApiError::from)?;
             payment.payment_url = checkout.payment_url;
             payment.qr_code = checkout.qr_code;
         }
@@ -438,7 +438,7 @@ impl Payments {
         let receipt = provider
             .refund(payment, reason)
             .await
-            .map_err(provider_error)?;
+            .map_err(ApiError::from)?;
         let now = clock::now_rfc3339();
         let refunded = Payment {
             payment_status: PaymentStatus::Refunded,
@@ -524,18 +524,5 @@ impl Payments {
             tracing::warn!(payment_id = %payment.payment_id, outcome = outcome.as_str(), "payment callback recorded without effect");
         }
         Ok(())
-    }
-}
-
-fn provider_error(err: ProviderError) -> ApiError {
-    match err {
-        ProviderError::Unavailable(cause) => {
-            tracing::warn!(%cause, "payment provider unavailable");
-            ApiError::unavailable("the payment provider is temporarily unavailable, retry shortly")
-        }
-        ProviderError::Refused(cause) => ApiError::conflict(
-            "PAYMENT_REFUSED",
-            format!("the payment provider refused: {cause}"),
-        ),
     }
 }

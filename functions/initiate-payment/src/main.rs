@@ -5,7 +5,7 @@ use shared::backend::Backend;
 async fn main() -> Result<(), lambda_http::Error> {
     shared::runtime::init();
     let backend = Backend::from_env().await?;
-    let provider = shared::secrets::sandbox_provider(&backend.sdk).await?;
+    let provider = shared::secrets::sandbox_provider(&backend.sdk)?;
     let (orders, payments) = (backend.orders(), backend.payments());
     shared::http::serve(|req| initiate_payment::handle(&orders, &payments, &provider, req)).await
 }

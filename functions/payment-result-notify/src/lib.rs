@@ -8,7 +8,7 @@ use lambda_http::http::StatusCode;
 use serde_json::json;
 use shared::http::{MAX_BODY_BYTES, correlation_id, json, parse_json};
 use shared::metrics::{self, Metric};
-use shared::payment::{PaymentProvider, ProviderNotification, payment_not_found};
+use shared::payment::{PaymentProvider, ProviderNotification, VerifyError, payment_not_found};
 use shared::payments::{CallbackOutcome, Payments};
 use shared::signature::HEADER;
 use shared::{ApiError, ApiResult, clock};
@@ -25,14 +25,19 @@ pub async fn handle(
     let signature = req.headers().get(HEADER).map(|v| v.to_str().unwrap_or(""));
     provider
         .verify_notification(signature, body, clock::now().unix_timestamp())
-        .map_err(|err| {
-            tracing::warn!(%err, "payment callback rejected");
-            metrics::increment(Metric::InvalidSignatures);
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "INVALID_SIGNATURE",
-                err.to_string(),
-            )
+        .await
+        .map_err(|err| match err {
+            VerifyError::BadSignature(err) => {
+                tracing::warn!(%err, "payment callback rejected");
+                metrics::increment(Metric::InvalidSignatures);
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "INVALID_SIGNATURE",
+                    err.to_string(),
+                )
+            }
+            // We cannot check it now; 503 makes the provider send it again.
+            VerifyError::Provider(err) => err.into(),
         })?;
 
     let notification: ProviderNotification = parse_json(body)?;

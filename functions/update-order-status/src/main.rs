@@ -10,7 +10,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let consumer = OrderStatusConsumer {
         orders: backend.orders(),
         payments: backend.payments(),
-        provider: shared::secrets::sandbox_provider(&backend.sdk).await?,
+        provider: shared::secrets::sandbox_provider(&backend.sdk)?,
         markers_table: backend.tables.processed_events.clone(),
     };
     let consumer = &consumer;
