@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::json;
-use shared::catalog::Catalog;
 use shared::events::{Envelope, EventType};
 use shared::order::OrderStatus;
 use shared::orders::Orders;
@@ -19,14 +18,12 @@ use update_order_status::OrderStatusConsumer;
 
 struct Fixture {
     db: TestDb,
-    catalog: Catalog,
     consumer: OrderStatusConsumer<SandboxProvider>,
 }
 
 async fn fixture() -> Fixture {
     let db = TestDb::new().await;
     db.add_product("tea", 500, 10).await;
-    let catalog = Catalog::new(db.client.clone(), db.tables.products.clone());
     let consumer = OrderStatusConsumer {
         orders: Orders::new(db.client.clone(), db.tables.clone()),
         payments: Payments::new(db.client.clone(), db.tables.clone()),
@@ -35,7 +32,6 @@ async fn fixture() -> Fixture {
     };
     Fixture {
         db,
-        catalog,
         consumer,
     }
 }
@@ -105,7 +101,7 @@ impl Fixture {
     }
 
     async fn counters(&self) -> (i64, i64, i64) {
-        let p = self.catalog.get("tea").await.unwrap().unwrap();
+        let p = self.db.product("tea").await;
         (p.stock, p.reserved, p.sold)
     }
 

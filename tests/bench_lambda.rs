@@ -240,6 +240,8 @@ struct Figures {
     first_event: Vec<Duration>,
     peak_rss_kib: Vec<u64>,
     warm: Vec<Duration>,
+    /// Bare GetItem p50 right after the warm series.
+    bare: Duration,
     failure: Option<String>,
 }
 
@@ -340,37 +342,51 @@ async fn cold_start(
     result
 }
 
-async fn measure(
-    subject: &Subject,
+/// Every subject's cold starts, interleaved: round `i` spawns each subject
+/// once, so a slow spell of the machine (a JVM collection in DynamoDB Local,
+/// another process) spreads over all of them instead of skewing whichever
+/// function happened to run then. The warm series runs in each subject's
+/// last process, after the others warmed the page cache and DynamoDB Local,
+/// and the bare GetItem it is compared with right after it.
+async fn measure_all(
+    subjects: &[Subject],
     base_env: &[(String, String)],
+    db: &TestDb,
     spawns: usize,
     warm: usize,
-) -> Figures {
-    let mut figures = Figures {
-        spawn_to_next: vec![],
-        first_event: vec![],
-        peak_rss_kib: vec![],
-        warm: vec![],
-        failure: None,
-    };
+) -> Vec<Figures> {
+    let mut all: Vec<Figures> = subjects
+        .iter()
+        .map(|_| Figures {
+            spawn_to_next: vec![],
+            first_event: vec![],
+            peak_rss_kib: vec![],
+            warm: vec![],
+            bare: Duration::ZERO,
+            failure: None,
+        })
+        .collect();
     for i in 0..spawns {
-        // The warm series runs in the last process, after the others warmed
-        // the page cache and DynamoDB Local.
-        let warm_here = if i + 1 == spawns { warm } else { 0 };
-        match cold_start(subject, base_env, warm_here).await {
-            Ok((ready, first, rss, warm)) => {
-                figures.spawn_to_next.push(ready);
-                figures.first_event.push(first);
-                figures.peak_rss_kib.push(rss);
-                figures.warm.extend(warm);
+        let last = i + 1 == spawns;
+        for (subject, figures) in subjects.iter().zip(&mut all) {
+            if figures.failure.is_some() {
+                continue;
             }
-            Err(e) => {
-                figures.failure = Some(e);
-                break;
+            match cold_start(subject, base_env, if last { warm } else { 0 }).await {
+                Ok((ready, first, rss, warm)) => {
+                    figures.spawn_to_next.push(ready);
+                    figures.first_event.push(first);
+                    figures.peak_rss_kib.push(rss);
+                    figures.warm.extend(warm);
+                }
+                Err(e) => figures.failure = Some(e),
+            }
+            if last {
+                figures.bare = bare_get_item(db, 500).await;
             }
         }
     }
-    figures
+    all
 }
 
 fn ms(d: Duration) -> f64 {
@@ -511,7 +527,8 @@ async fn run() {
         "| function | binary (MiB) | deployed arm64 (MiB) | spawn → first /next p50 (ms) | first event p50 (ms) | peak RSS (MiB) | warm p50 / p99 (ms) | warm p50 / bare GetItem p50 |"
     );
     println!("|---|---|---|---|---|---|---|---|");
-    for subject in &args.subjects {
+    let figures = measure_all(&args.subjects, &base_env, &db, args.spawns, args.warm).await;
+    for (subject, mut f) in args.subjects.iter().zip(figures) {
         let size = std::fs::metadata(&subject.bootstrap)
             .map(|m| mib(m.len()))
             .unwrap_or(f64::NAN);
@@ -523,7 +540,6 @@ async fn run() {
         )
         .map(|m| format!("{:.2}", mib(m.len())))
         .unwrap_or_else(|_| "-".into());
-        let mut f = measure(subject, &base_env, args.spawns, args.warm).await;
         if let Some(failure) = &f.failure {
             println!(
                 "| {} | {size:.2} | {deployed} | failed: {} |",
@@ -532,7 +548,6 @@ async fn run() {
             );
             continue;
         }
-        let bare = bare_get_item(&db, 500).await;
         let rss = f.peak_rss_kib.iter().max().copied().unwrap_or(0) as f64 / 1024.0;
         let (w50, w99) = if f.warm.is_empty() {
             (Duration::ZERO, Duration::ZERO)
@@ -546,11 +561,11 @@ async fn run() {
             ms(percentile(&mut f.first_event, 0.5)),
             ms(w50),
             ms(w99),
-            w50.as_secs_f64() / bare.as_secs_f64(),
+            w50.as_secs_f64() / f.bare.as_secs_f64(),
         );
     }
     println!(
-        "({} spawns per function, release build for this machine; warm: {} invocations in the last process through the stub; bare GetItem measured in-process right after each function)",
+        "({} spawns per function, interleaved across functions, release build for this machine; warm: {} invocations in the last process through the stub; bare GetItem measured in-process right after each warm series)",
         args.spawns, args.warm
     );
 }

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{Value, json};
-use shared::catalog::Catalog;
 use shared::order::{OrderStatus, OrderTransition};
 use shared::orders::{Orders, Transition};
 use shared::ratelimit::RateLimit;
@@ -19,19 +18,16 @@ const WINDOW: Duration = Duration::from_secs(900);
 
 struct Fixture {
     db: TestDb,
-    catalog: Catalog,
     orders: Orders,
     payments: shared::payments::Payments,
 }
 
 async fn fixture() -> Arc<Fixture> {
     let db = TestDb::new().await;
-    let catalog = Catalog::new(db.client.clone(), db.tables.products.clone());
     let orders = Orders::new(db.client.clone(), db.tables.clone());
     let payments = shared::payments::Payments::new(db.client.clone(), db.tables.clone());
     Arc::new(Fixture {
         db,
-        catalog,
         orders,
         payments,
     })
@@ -48,7 +44,7 @@ impl Fixture {
 
     /// (stock, reserved, sold) of a product.
     async fn counters(&self, id: &str) -> (i64, i64, i64) {
-        let p = self.catalog.get(id).await.unwrap().expect("product");
+        let p = self.db.product(id).await;
         (p.stock, p.reserved, p.sold)
     }
 

@@ -41,8 +41,17 @@ impl Catalog {
         &self.table
     }
 
+    /// A product as the catalog shows it: an eventually consistent read
+    /// (answers carry `max-age=5`, so a second's lag is already allowed).
     pub async fn get(&self, product_id: &str) -> Result<Option<Product>, DbError> {
-        crate::db::get_item(&self.client, &self.table, "productId", product_id).await
+        crate::db::get_item(
+            &self.client,
+            &self.table,
+            "productId",
+            product_id,
+            crate::db::Read::Eventual,
+        )
+        .await
     }
 
     pub async fn list(&self, limit: i32, start: Option<Item>) -> Result<ProductPage, DbError> {

@@ -142,17 +142,28 @@ impl From<serde_dynamo::Error> for DbError {
 
 /// The item under a single-attribute key, read strongly consistent (a read
 /// that follows a write must see it) and deserialized.
+/// Whether a read must see every write acknowledged before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// A user reading what they just wrote (their order, their payment).
+    Consistent,
+    /// May lag a write by about a second, at half the read capacity and
+    /// latency (public catalog reads, which clients cache for seconds anyway).
+    Eventual,
+}
+
 pub async fn get_item<T: serde::de::DeserializeOwned>(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
     key_name: &str,
     key: &str,
+    read: Read,
 ) -> Result<Option<T>, DbError> {
     let out = client
         .get_item()
         .table_name(table)
         .key(key_name, s(key))
-        .consistent_read(true)
+        .consistent_read(read == Read::Consistent)
         .send()
         .await?;
     Ok(out.item.map(serde_dynamo::from_item).transpose()?)

@@ -329,7 +329,14 @@ impl Orders {
     }
 
     pub async fn get(&self, order_id: &str) -> Result<Option<Order>, DbError> {
-        crate::db::get_item(&self.client, &self.tables.orders, "orderId", order_id).await
+        crate::db::get_item(
+            &self.client,
+            &self.tables.orders,
+            "orderId",
+            order_id,
+            crate::db::Read::Consistent,
+        )
+        .await
     }
 
     /// The order if it exists and belongs to `user_id`.

@@ -107,7 +107,14 @@ impl Payments {
     }
 
     pub async fn get(&self, payment_id: &str) -> Result<Option<Payment>, DbError> {
-        crate::db::get_item(&self.client, &self.tables.payments, "paymentId", payment_id).await
+        crate::db::get_item(
+            &self.client,
+            &self.tables.payments,
+            "paymentId",
+            payment_id,
+            crate::db::Read::Consistent,
+        )
+        .await
     }
 
     pub async fn get_owned(

@@ -203,6 +203,20 @@ impl TestDb {
             .expect("product created");
     }
 
+    /// A product as stored now (a consistent read, unlike the catalog's).
+    pub async fn product(&self, id: &str) -> shared::product::Product {
+        shared::db::get_item(
+            &self.client,
+            &self.tables.products,
+            "productId",
+            id,
+            shared::db::Read::Consistent,
+        )
+        .await
+        .expect("product read")
+        .expect("product exists")
+    }
+
     /// Every envelope of one type in the outbox (the events table).
     pub async fn events_of_type(&self, event_type: &str) -> Vec<serde_json::Value> {
         let mut found = Vec::new();
