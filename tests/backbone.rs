@@ -30,10 +30,7 @@ async fn fixture() -> Fixture {
         provider: SandboxProvider::new("s", "https://sandbox.test"),
         markers_table: db.tables.processed_events.clone(),
     };
-    Fixture {
-        db,
-        consumer,
-    }
+    Fixture { db, consumer }
 }
 
 impl Fixture {
