@@ -594,3 +594,52 @@ fn the_openapi_spec_matches_the_templates_routes() {
         "openapi.yaml (left) vs template.yaml (right)"
     );
 }
+
+/// Every `!Equals [!Ref Param, "0"]` under `value`: the parameters it pins to 0.
+fn pinned_to_zero(value: &serde_yaml::Value, found: &mut BTreeSet<String>) {
+    use serde_yaml::Value;
+    match value {
+        Value::Tagged(tagged) => {
+            if let (Some("!Equals"), Value::Sequence(args)) =
+                (Some(tagged.tag.to_string().as_str()), &tagged.value)
+                && let [left, right] = args.as_slice()
+                && right.as_str() == Some("0")
+                && let Some(param) = ref_target(left)
+            {
+                found.insert(param.to_owned());
+            }
+            pinned_to_zero(&tagged.value, found);
+        }
+        Value::Sequence(items) => items.iter().for_each(|v| pinned_to_zero(v, found)),
+        Value::Mapping(m) => m.values().for_each(|v| pinned_to_zero(v, found)),
+        _ => {}
+    }
+}
+
+/// A fault hook set by mistake outside the test stack would fail real
+/// traffic on purpose: CloudFormation refuses such a deployment.
+#[test]
+fn test_only_parameters_are_refused_outside_the_local_stack() {
+    let template = Template::load();
+    let test_only: BTreeSet<String> = template.0["Parameters"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, p)| {
+            p["Description"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("TEST ONLY"))
+        })
+        .map(|(name, _)| name.as_str().unwrap().to_owned())
+        .collect();
+    assert!(test_only.len() >= 3, "{test_only:?}");
+    let rule = &template.0["Rules"]["FaultInjectionOnlyOnTheLocalStack"];
+    assert_eq!(
+        serde_yaml::to_string(&rule["RuleCondition"]).unwrap().trim(),
+        "!Not\n- !Equals\n  - !Ref Stage\n  - local",
+        "the rule holds outside the local stage"
+    );
+    let mut pinned = BTreeSet::new();
+    pinned_to_zero(&rule["Assertions"], &mut pinned);
+    assert_eq!(pinned, test_only);
+}
