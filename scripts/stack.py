@@ -574,6 +574,46 @@ def env(args):
         print(f"export {name}={shlex.quote(value)}")
 
 
+def check_fault_guard(args):
+    """Asks CloudFormation for change sets of the deployed template with a
+    fault hook set: refused on every stage but local (the template's Rules),
+    accepted on local. Creates nothing: refused sets are never made, the
+    accepted one is deleted unexecuted."""
+    outputs = load_outputs(args.dir)
+    endpoint = outputs["endpoint"]
+    cfn = clients(endpoint, "cloudformation")
+    body = cfn.get_template(StackName=outputs["stackName"], TemplateStage="Original")["TemplateBody"]
+    s3 = clients(endpoint, "s3")
+    key = "fault-guard-check.template"
+    s3.put_object(Bucket="shop-local-artifacts", Key=key, Body=body if isinstance(body, str) else yaml_dump(body))
+    url = f"{endpoint}/shop-local-artifacts/{key}"
+    deployed = {p["ParameterKey"]: p["ParameterValue"]
+                for p in cfn.describe_stacks(StackName=outputs["stackName"])["Stacks"][0]["Parameters"]}
+    failures = []
+    for stage in ("dev", "prod", "local"):
+        for hook in ("PublisherFaultEvery", "ConsumerCrashEvery", "NotifierFaultEvery"):
+            params = dict(deployed, Stage=stage, PublisherFaultEvery="0", ConsumerCrashEvery="0", NotifierFaultEvery="0")
+            params[hook] = "3"
+            name = f"fault-guard-{stage}-{hook.lower()}"
+            try:
+                cfn.create_change_set(
+                    StackName=name, ChangeSetName="check", ChangeSetType="CREATE", TemplateURL=url,
+                    Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()],
+                    Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
+                )
+                accepted, message = True, ""
+                cfn.delete_stack(StackName=name)
+            except cfn.exceptions.ClientError as e:
+                accepted, message = False, str(e)
+            if stage == "local" and not accepted:
+                failures.append(f"{stage}/{hook}: refused: {message}")
+            if stage != "local" and (accepted or "must be 0 unless Stage is local" not in message):
+                failures.append(f"{stage}/{hook}: {'accepted' if accepted else message}")
+    if failures:
+        sys.exit("fault guard: " + "; ".join(failures))
+    print("fault guard: hooks refused on dev and prod, accepted on local")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", required=True, help="the stack's state folder under .local/stacks")
@@ -611,6 +651,8 @@ def main():
     p.set_defaults(run=info)
     p = sub.add_parser("env")
     p.set_defaults(run=env)
+    p = sub.add_parser("check-fault-guard", help="the template refuses fault hooks outside the local stage")
+    p.set_defaults(run=check_fault_guard)
     args = parser.parse_args()
     args.run(args)
 

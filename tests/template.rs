@@ -635,7 +635,9 @@ fn test_only_parameters_are_refused_outside_the_local_stack() {
     assert!(test_only.len() >= 3, "{test_only:?}");
     let rule = &template.0["Rules"]["FaultInjectionOnlyOnTheLocalStack"];
     assert_eq!(
-        serde_yaml::to_string(&rule["RuleCondition"]).unwrap().trim(),
+        serde_yaml::to_string(&rule["RuleCondition"])
+            .unwrap()
+            .trim(),
         "!Not\n- !Equals\n  - !Ref Stage\n  - local",
         "the rule holds outside the local stage"
     );
