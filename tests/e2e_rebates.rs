@@ -252,7 +252,7 @@ async fn rules_are_admin_only_and_validated() {
             Method::PUT,
             "/admin/rebate-rules",
             Some(&stack.admin_token),
-            Some(json!({"categoryRatesBps": {CATEGORY: 20000}})),
+            Some(json!({"defaultRateBps": 0, "categoryRatesBps": {CATEGORY: 20000}})),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);

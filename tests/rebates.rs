@@ -185,7 +185,11 @@ async fn rules_are_admin_only_validated_and_versioned() {
     let (status, stored) = call_put(put(json!({"defaultRateBps": 100, "version": 77}), true)).await;
     assert_eq!(status, 200, "{stored}");
     assert_eq!(stored["version"], 1, "the server numbers versions");
-    let (status, stored) = call_put(put(json!({"categoryRatesBps": {"food": 300}}), true)).await;
+    let (status, stored) = call_put(put(
+        json!({"defaultRateBps": 0, "categoryRatesBps": {"food": 300}}),
+        true,
+    ))
+    .await;
     assert_eq!((status, stored["version"].as_u64()), (200, Some(2)));
     let (status, current) = call_get(get(true)).await;
     assert_eq!(status, 200);
@@ -194,18 +198,20 @@ async fn rules_are_admin_only_validated_and_versioned() {
 
     for (body, field) in [
         (
-            json!({"categoryRatesBps": {"food": 10001}}),
+            json!({"defaultRateBps": 0, "categoryRatesBps": {"food": 10001}}),
             "categoryRatesBps.food",
         ),
         (json!({"defaultRatBps": 1}), "defaultRatBps"),
-        (json!({"maxPerOrder": -1}), "maxPerOrder"),
-        (json!({"currency": "yuan"}), "currency"),
+        // `{}` would switch rebates off by accident: that takes an explicit 0.
+        (json!({}), "defaultRateBps"),
+        (json!({"defaultRateBps": 0, "maxPerOrder": -1}), "maxPerOrder"),
+        (json!({"defaultRateBps": 0, "currency": "yuan"}), "currency"),
         (
-            json!({"campaigns": [{"campaignId": "c", "kind": "EXTRA", "rateBps": 1,
+            json!({"defaultRateBps": 0, "campaigns": [{"campaignId": "c", "kind": "EXTRA", "rateBps": 1,
                 "startsAt": "2026-11-12T00:00:00Z", "endsAt": "2026-11-11T00:00:00Z"}]}),
             "campaigns[0].endsAt",
         ),
-        (json!({"minOrderAmount": "10"}), "minOrderAmount"),
+        (json!({"defaultRateBps": 0, "minOrderAmount": "10"}), "minOrderAmount"),
     ] {
         let (status, error) = call_put(put(body.clone(), true)).await;
         assert_eq!(status, 400, "{body} -> {error}");

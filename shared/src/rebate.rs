@@ -66,7 +66,8 @@ pub struct RebateRules {
     pub version: u32,
     #[serde(default = "default_currency")]
     pub currency: String,
-    #[serde(default)]
+    /// Required, unlike the rest: `{}` (a body sent by mistake) would
+    /// otherwise switch rebates off; switching them off takes an explicit 0.
     pub default_rate_bps: u32,
     #[serde(default)]
     pub category_rates_bps: BTreeMap<String, u32>,

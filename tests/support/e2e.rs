@@ -203,6 +203,7 @@ impl Stack {
     pub async fn ensure_rebate_rules(&self) {
         let rules = json!({
             "currency": "CNY",
+            "defaultRateBps": 0,
             "categoryRatesBps": {REBATE_CATEGORY: 1000},
             "maxPerUserPerMonth": 2500,
         });
