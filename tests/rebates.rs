@@ -204,14 +204,20 @@ async fn rules_are_admin_only_validated_and_versioned() {
         (json!({"defaultRatBps": 1}), "defaultRatBps"),
         // `{}` would switch rebates off by accident: that takes an explicit 0.
         (json!({}), "defaultRateBps"),
-        (json!({"defaultRateBps": 0, "maxPerOrder": -1}), "maxPerOrder"),
+        (
+            json!({"defaultRateBps": 0, "maxPerOrder": -1}),
+            "maxPerOrder",
+        ),
         (json!({"defaultRateBps": 0, "currency": "yuan"}), "currency"),
         (
             json!({"defaultRateBps": 0, "campaigns": [{"campaignId": "c", "kind": "EXTRA", "rateBps": 1,
                 "startsAt": "2026-11-12T00:00:00Z", "endsAt": "2026-11-11T00:00:00Z"}]}),
             "campaigns[0].endsAt",
         ),
-        (json!({"defaultRateBps": 0, "minOrderAmount": "10"}), "minOrderAmount"),
+        (
+            json!({"defaultRateBps": 0, "minOrderAmount": "10"}),
+            "minOrderAmount",
+        ),
     ] {
         let (status, error) = call_put(put(body.clone(), true)).await;
         assert_eq!(status, 400, "{body} -> {error}");
