@@ -15,8 +15,9 @@
 //!
 //! Without `--bootstrap` it measures every function of this workspace
 //! (`target/release/<binary>`, built by `scripts/bench`) with its sample
-//! event from `events/`. Either way the process gets fresh tables on
-//! DynamoDB Local (`DYNAMODB_ENDPOINT`) in the template's variables, and
+//! event from `events/`, beside a no-op `lambda_http` function
+//! (`tests/bin/noop_lambda.rs`): the floor of a process on this machine.
+//! Either way the process gets fresh tables on DynamoDB Local (`DYNAMODB_ENDPOINT`) in the template's variables, and
 //! this stub also answers SSM `GetParameter` and SNS `Publish`, so payment
 //! and publishing functions run their real code paths too.
 
@@ -474,14 +475,20 @@ fn parse_args() -> Args {
                 .map(|(_, binary)| binary)
                 .collect();
             binaries.sort();
-            binaries
-                .into_iter()
-                .map(|binary| Subject {
+            // The floor first: a no-op lambda_http function (tests/bin/noop_lambda.rs).
+            let floor = Subject {
+                bootstrap: root.join("target/release/noop-lambda"),
+                event: read(&root.join("events/get-product-info.json")),
+                name: "noop-lambda".into(),
+                env: vec![],
+            };
+            std::iter::once(floor)
+                .chain(binaries.into_iter().map(|binary| Subject {
                     bootstrap: root.join("target/release").join(&binary),
                     event: read(&root.join("events").join(format!("{binary}.json"))),
                     name: binary,
                     env: env.clone(),
-                })
+                }))
                 .collect()
         }
     };
