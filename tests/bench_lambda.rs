@@ -17,9 +17,10 @@
 //! (`target/release/<binary>`, built by `scripts/bench`) with its sample
 //! event from `events/`, beside a no-op `lambda_http` function
 //! (`tests/bin/noop_lambda.rs`): the floor of a process on this machine.
-//! Either way the process gets fresh tables on DynamoDB Local (`DYNAMODB_ENDPOINT`) in the template's variables, and
-//! this stub also answers SSM `GetParameter` and SNS `Publish`, so payment
-//! and publishing functions run their real code paths too.
+//! Either way the process gets fresh tables on DynamoDB Local
+//! (`DYNAMODB_ENDPOINT`) in the template's variables, and this stub also
+//! answers SSM `GetParameter` and SNS `Publish`, so payment and publishing
+//! functions run their real code paths too.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
