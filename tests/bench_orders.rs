@@ -143,6 +143,19 @@ impl Bench {
             .await
             .is_ok()
     }
+
+    /// [`Bench::bare_calls`] until its transaction commits. Lost races
+    /// (TransactionConflict) are retried at once: no backoff, the most this
+    /// shape of transaction can give.
+    async fn bare_until_committed(&self, product: &str, n: usize) {
+        let mut attempt = 0;
+        while !self
+            .bare_calls(&self.db.client, product, n * 1000 + attempt)
+            .await
+        {
+            attempt += 1;
+        }
+    }
 }
 
 /// Runs `CONTENDED_ORDERS` operations from `CLIENTS` tasks; operations/s.
@@ -248,17 +261,7 @@ async fn run() {
     let b = bench.clone();
     let bare_per_s = throughput(move |i| {
         let b = b.clone();
-        async move {
-            // Lost races (TransactionConflict) are retried at once: no backoff,
-            // the most this shape of transaction can give.
-            let mut attempt = 0;
-            while !b
-                .bare_calls(&b.db.client, "bare-contended", i * 1000 + attempt)
-                .await
-            {
-                attempt += 1;
-            }
-        }
+        async move { b.bare_until_committed("bare-contended", i).await }
     })
     .await;
 
@@ -273,14 +276,8 @@ async fn run() {
     let spread_per_s = throughput(move |i| {
         let b = b.clone();
         async move {
-            let product = format!("spread-{}", i % CLIENTS);
-            let mut attempt = 0;
-            while !b
-                .bare_calls(&b.db.client, &product, i * 1000 + attempt)
+            b.bare_until_committed(&format!("spread-{}", i % CLIENTS), i)
                 .await
-            {
-                attempt += 1;
-            }
         }
     })
     .await;

@@ -87,13 +87,23 @@ impl Fixture {
 
     /// Sends a callback body with a signature header (None: no header).
     async fn notify_raw(&self, body: &str, signature: Option<String>) -> (u16, Value) {
+        self.notify_via(&self.provider, body, signature).await
+    }
+
+    /// The same, checked by another provider than the fixture's.
+    async fn notify_via(
+        &self,
+        provider: &SandboxProvider,
+        body: &str,
+        signature: Option<String>,
+    ) -> (u16, Value) {
         let mut req = ApiRequest::post("/payments/notify")
             .header("content-type", "application/json")
             .raw_body(body);
         if let Some(sig) = signature {
             req = req.header("x-payment-signature", &sig);
         }
-        respond(payment_result_notify::handle(&self.payments, &self.provider, req.build()).await)
+        respond(payment_result_notify::handle(&self.payments, provider, req.build()).await)
     }
 
     async fn notify(&self, payment: &Value, status: &str) -> (u16, Value) {
@@ -398,27 +408,18 @@ async fn a_callback_that_cannot_be_checked_is_retried_later() {
     let (_, payment) = f.pay("u1", &order_id, "CARD").await;
     let id = payment["paymentId"].as_str().unwrap();
     // Nothing listens on the discard port.
-    let unreachable_ssm = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        ))
+    let unreachable_ssm = system_tests::dynamo::local_config("http://127.0.0.1:9")
+        .await
+        .to_builder()
         .retry_config(aws_config::retry::RetryConfig::disabled())
-        .endpoint_url("http://127.0.0.1:9")
-        .load()
-        .await;
+        .build();
     let provider = SandboxProvider::with_secret(
         Secret::in_ssm(&unreachable_ssm, "/test/payment-signing-secret"),
         "https://sandbox.test",
     );
     let body = callback(&payment, "SUCCESS").to_string();
     let signature = f.provider.sign(now(), body.as_bytes()).await.unwrap();
-    let req = ApiRequest::post("/payments/notify")
-        .header("content-type", "application/json")
-        .header("x-payment-signature", &signature)
-        .raw_body(&body);
-    let (status, answer) =
-        respond(payment_result_notify::handle(&f.payments, &provider, req.build()).await);
+    let (status, answer) = f.notify_via(&provider, &body, Some(signature)).await;
     assert_eq!(
         (status, answer["error"]["code"].as_str()),
         (503, Some("SERVICE_UNAVAILABLE")),

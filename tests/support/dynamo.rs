@@ -17,14 +17,17 @@ use super::template::Template;
 /// A client for the DynamoDB Local that `scripts/test` started
 /// (`DYNAMODB_ENDPOINT`), built like production's but for the endpoint.
 pub async fn client() -> Client {
-    let endpoint = super::required_env("DYNAMODB_ENDPOINT");
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    Client::new(&local_config(&super::required_env("DYNAMODB_ENDPOINT")).await)
+}
+
+/// The SDK configuration of a local endpoint: test credentials and region.
+pub async fn local_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
         .endpoint_url(endpoint)
         .load()
-        .await;
-    Client::new(&config)
+        .await
 }
 
 /// Fresh, uniquely named copies of every table in the template, and the
