@@ -4,10 +4,19 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use aws_config::environment::{
+    EnvironmentVariableCredentialsProvider, EnvironmentVariableRegionProvider,
+};
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason};
 use base64::Engine as _;
@@ -28,10 +37,27 @@ const MAX_ATTEMPTS: u32 = 3;
 /// Loads the AWS configuration from the environment (credentials, region and
 /// `AWS_ENDPOINT_URL[_DYNAMODB]` for local stacks) with our timeouts.
 pub async fn sdk_config() -> SdkConfig {
-    with_timeouts(aws_config::defaults(BehaviorVersion::latest()))
-        .http_client(https_client())
-        .load()
-        .await
+    let mut loader =
+        with_timeouts(aws_config::defaults(BehaviorVersion::latest())).http_client(https_client());
+    // Lambda hands a function its role's credentials and its region as
+    // environment variables. Reading them directly spares every cold start
+    // the default chains (profile files, web identity with its own STS
+    // client, container and instance metadata), which it would build only
+    // to find the environment first. Without them (a developer's shell with
+    // a profile), the default chains as usual.
+    if ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+        .iter()
+        .all(|var| std::env::var_os(var).is_some())
+    {
+        loader = loader.credentials_provider(EnvironmentVariableCredentialsProvider::new());
+    }
+    if ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .any(|var| std::env::var_os(var).is_some())
+    {
+        loader = loader.region(EnvironmentVariableRegionProvider::new());
+    }
+    loader.load().await
 }
 
 /// The CAs behind every AWS endpoint's certificate (Amazon Trust Services:
@@ -43,7 +69,7 @@ const AWS_ROOT_CAS: &[u8] = include_bytes!("aws-root-cas.pem");
 /// files) was most of a cold start (7.5 → 3.0 ms spawn to first /next).
 /// Set `SSL_CERT_FILE` or `SSL_CERT_DIR` to trust that store instead (an
 /// endpoint signed elsewhere, e.g. a TLS proxy).
-fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+fn https_client() -> SharedHttpClient {
     use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
     let system_store = ["SSL_CERT_FILE", "SSL_CERT_DIR"]
         .iter()
@@ -57,10 +83,33 @@ fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
         .with_trust_store(trust)
         .build()
         .expect("a TLS context from a trust store alone");
-    aws_smithy_http_client::Builder::new()
+    let client = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
         .tls_context(context)
-        .build_https()
+        .build_https();
+    SharedHttpClient::new(ConnectorOnFirstRequest(client))
+}
+
+/// The SDK's HTTP client without its eager connector. The hyper client
+/// builds a TLS connector when a service client is created, only to warm
+/// the system trust store, and drops it; the first request builds the one
+/// it keeps. Our trust store is in the binary, so that first build was
+/// pure cold-start cost (TLS context, PEM parsing, crypto CPU detection).
+#[derive(Debug)]
+struct ConnectorOnFirstRequest(SharedHttpClient);
+
+impl HttpClient for ConnectorOnFirstRequest {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        self.0.http_connector(settings, components)
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.0.connector_metadata()
+    }
 }
 
 /// Our timeouts and retries on any configuration (tests use it to build
