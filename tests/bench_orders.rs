@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 use serde_json::json;
+use shared::db::Transact;
 use shared::orders::Orders;
 use system_tests::api::ApiRequest;
 use system_tests::dynamo::{TestDb, counted_client};
@@ -20,6 +21,10 @@ const SAMPLES: usize = 1500;
 const WARMUP: usize = 3000;
 const CLIENTS: usize = 32;
 const CONTENDED_ORDERS: usize = 3000;
+
+/// A reservation of one unit, as createOrder's transaction makes it.
+const TAKE_ONE: &str = "SET stock = stock - :q, reserved = reserved + :q";
+const IN_STOCK: &str = "stock >= :q";
 
 fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_owned())
@@ -113,8 +118,8 @@ impl Bench {
                         Update::builder()
                             .table_name(&t.products)
                             .key("productId", s(product))
-                            .update_expression("SET stock = stock - :q, reserved = reserved + :q")
-                            .condition_expression("stock >= :q AND version = :v")
+                            .update_expression(TAKE_ONE)
+                            .condition_expression(format!("{IN_STOCK} AND version = :v"))
                             .expression_attribute_values(":q", AttributeValue::N("1".into()))
                             .expression_attribute_values(":v", version)
                             .build()
@@ -152,15 +157,14 @@ impl Bench {
     /// The raw conditional update a reservation is: one UpdateItem taking a
     /// unit if there is one.
     async fn reserve_bare(&self, product: &str) {
-        let u = self.reservation(product);
         self.db
             .client
             .update_item()
-            .table_name(u.table_name)
-            .set_key(Some(u.key))
-            .set_update_expression(Some(u.update_expression))
-            .set_condition_expression(u.condition_expression)
-            .set_expression_attribute_values(u.expression_attribute_values)
+            .table_name(&self.db.tables.products)
+            .key("productId", s(product))
+            .update_expression(TAKE_ONE)
+            .condition_expression(IN_STOCK)
+            .expression_attribute_values(":q", AttributeValue::N("1".into()))
             .send()
             .await
             .unwrap();
@@ -170,28 +174,20 @@ impl Bench {
     /// costs DynamoDB (Local) before it holds anything else. Whether it
     /// committed (it can lose a race to another on the same item).
     async fn reserve_in_transaction(&self, product: &str) -> bool {
-        self.db
-            .client
-            .transact_write_items()
-            .transact_items(
-                TransactWriteItem::builder()
-                    .update(self.reservation(product))
-                    .build(),
-            )
-            .send()
-            .await
-            .is_ok()
-    }
-
-    fn reservation(&self, product: &str) -> Update {
-        Update::builder()
+        let update = Update::builder()
             .table_name(&self.db.tables.products)
             .key("productId", s(product))
-            .update_expression("SET stock = stock - :q, reserved = reserved + :q")
-            .condition_expression("stock >= :q")
+            .update_expression(TAKE_ONE)
+            .condition_expression(IN_STOCK)
             .expression_attribute_values(":q", AttributeValue::N("1".into()))
             .build()
-            .unwrap()
+            .unwrap();
+        let item = TransactWriteItem::builder().update(update).build();
+        match shared::db::transact(&self.db.client, vec![item]).await {
+            Ok(Transact::Committed) => true,
+            Ok(Transact::Cancelled(_)) => false,
+            Err(e) => panic!("DynamoDB Local failed a transaction: {e}"),
+        }
     }
 
     /// [`Bench::bare_calls`] until its transaction commits. Lost races
