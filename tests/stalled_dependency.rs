@@ -87,6 +87,7 @@ async fn pump(
 async fn client_through(proxy: &StallingProxy) -> aws_sdk_dynamodb::Client {
     let config =
         shared::db::with_timeouts(aws_config::defaults(aws_config::BehaviorVersion::latest()))
+            .http_client(shared::db::https_client())
             .region(Region::new("us-east-1"))
             .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
             .endpoint_url(&proxy.url)

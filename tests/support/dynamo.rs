@@ -23,6 +23,7 @@ pub async fn client() -> Client {
 /// The SDK configuration of a local endpoint: test credentials and region.
 pub async fn local_config(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(shared::db::https_client())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
         .endpoint_url(endpoint)

@@ -397,6 +397,7 @@ pub async fn stack_aws() -> (Value, aws_config::SdkConfig) {
         serde_json::from_str(&std::fs::read_to_string(super::required_env("E2E_OUTPUTS")).unwrap())
             .unwrap();
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(shared::db::https_client())
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(
             "test", "test", None, None, "tests",
