@@ -80,6 +80,26 @@ fn crash_hook() -> &'static crate::faults::FaultHook {
     HOOK.get_or_init(|| crate::faults::FaultHook::from_env("CONSUMER_CRASH_EVERY"))
 }
 
+/// Leave at least this long, or as long as the slowest message of the batch
+/// took, to answer before the invocation's deadline.
+const ANSWER_MARGIN: std::time::Duration = std::time::Duration::from_millis(200);
+
+tokio::task_local! {
+    /// When Lambda will stop the current invocation (set by
+    /// `runtime::serve_events` from the invocation's deadline).
+    pub static DEADLINE: tokio::time::Instant;
+}
+
+/// Whether there is no longer time to handle another message: a batch that
+/// runs into its timeout fails whole, and every message in it, handled or
+/// not, comes back and counts a receive towards its DLQ. Handing the rest back
+/// untried keeps what was done.
+fn out_of_time(slowest: std::time::Duration) -> Option<std::time::Duration> {
+    let deadline = DEADLINE.try_with(|deadline| *deadline).ok()?;
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    (left < slowest.max(ANSWER_MARGIN)).then_some(left)
+}
+
 /// Runs `handle` on every message's envelope; the failures go back to SQS.
 pub async fn handle_batch<F, Fut, E>(consumer: &str, event: SqsEvent, handle: F) -> SqsBatchResponse
 where
@@ -103,11 +123,18 @@ where
 {
     let mut response = SqsBatchResponse::default();
     let mut stalled = None;
+    let mut slowest = std::time::Duration::ZERO;
     for message in &event.records {
         if let Some(stalled_for) = stalled {
             // Each would wait as long again: hand them back untried rather
             // than let Lambda time out with the whole batch.
             tracing::warn!(consumer, message_id = ?message.message_id, ?stalled_for, "a dependency is stalled; SQS will redeliver the message");
+            crate::metrics::increment(crate::metrics::Metric::ConsumerFailures);
+            response.add_failure(message.message_id.clone().unwrap_or_default());
+            continue;
+        }
+        if let Some(time_left) = out_of_time(slowest) {
+            tracing::warn!(consumer, message_id = ?message.message_id, ?time_left, ?slowest, "the invocation is about to time out; SQS will redeliver the message");
             crate::metrics::increment(crate::metrics::Metric::ConsumerFailures);
             response.add_failure(message.message_id.clone().unwrap_or_default());
             continue;
@@ -138,6 +165,7 @@ where
             }
             Err(e) => (tracing::Span::none(), Err(E::from(e))),
         };
+        slowest = slowest.max(started.elapsed());
         let _entered = span.enter();
         match result {
             Ok(()) if crashed => {
@@ -224,5 +252,48 @@ mod tests {
         // Off (0, as in production): nothing is ever handed back.
         let off = handle_batch_crashing("test", batch(&["d"]), handle, &FaultHook::every(0)).await;
         assert!(failed(&off).is_empty());
+    }
+    #[tokio::test]
+    async fn near_its_deadline_a_batch_hands_the_rest_back_untried() {
+        let handled = std::sync::Mutex::new(Vec::new());
+        // Each message takes 200 ms; ten would need 2 s, the invocation has 1.
+        let handle = |e: Envelope| {
+            handled
+                .lock()
+                .unwrap()
+                .push(format!("m-{}", e.correlation_id));
+            async {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                Ok::<(), ConsumeError>(())
+            }
+        };
+        let ids = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"];
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+        let off = FaultHook::every(0);
+        let response = DEADLINE
+            .scope(
+                deadline,
+                handle_batch_crashing("test", batch(&ids), handle, &off),
+            )
+            .await;
+        let handled = handled.into_inner().unwrap();
+        let handed_back = failed(&response);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "answered before the deadline"
+        );
+        assert!(!handled.is_empty(), "the first messages were handled");
+        assert!(!handed_back.is_empty(), "not all ten fit");
+        let mut every: Vec<String> = handled.iter().chain(&handed_back).cloned().collect();
+        every.sort();
+        let expected: Vec<String> = ids.iter().map(|id| format!("m-{id}")).collect();
+        assert_eq!(
+            every, expected,
+            "each message was either handled and kept, or handed back untried"
+        );
+        // Without a deadline (tests, other callers) nothing is handed back.
+        let quick = |_: Envelope| async { Ok::<(), ConsumeError>(()) };
+        let unbounded = handle_batch_crashing("test", batch(&ids), quick, &off).await;
+        assert!(failed(&unbounded).is_empty());
     }
 }

@@ -28,9 +28,16 @@ where
 {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| {
         let request_id = event.context.request_id.clone();
+        // The invocation's deadline, for a queue consumer to stop in time.
+        let time_left = event
+            .context
+            .deadline()
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        let deadline = tokio::time::Instant::now() + time_left;
         // Boxed: consumer futures nest deep enough to pass rustc's layout
         // depth limit once wrapped; one allocation per invocation is nothing.
-        let answer = Box::pin(handler(event));
+        let answer = Box::pin(crate::consumer::DEADLINE.scope(deadline, handler(event)));
         async move {
             let result = answer.await;
             metrics::flush(&request_id);
