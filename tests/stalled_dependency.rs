@@ -85,14 +85,12 @@ async fn pump(
 /// A DynamoDB client built as production builds it (`shared::db`'s timeouts
 /// and retries), pointed at the proxy.
 async fn client_through(proxy: &StallingProxy) -> aws_sdk_dynamodb::Client {
-    let config =
-        shared::db::with_timeouts(aws_config::defaults(aws_config::BehaviorVersion::latest()))
-            .http_client(shared::db::https_client())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
-            .endpoint_url(&proxy.url)
-            .load()
-            .await;
+    let config = shared::db::config_loader()
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .endpoint_url(&proxy.url)
+        .load()
+        .await;
     aws_sdk_dynamodb::Client::new(&config)
 }
 

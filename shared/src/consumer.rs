@@ -94,10 +94,24 @@ tokio::task_local! {
 /// runs into its timeout fails whole, and every message in it, handled or
 /// not, comes back and counts a receive towards its DLQ. Handing the rest back
 /// untried keeps what was done.
-fn out_of_time(slowest: std::time::Duration) -> Option<std::time::Duration> {
+fn out_of_time(slowest: std::time::Duration) -> Option<Untried> {
     let deadline = DEADLINE.try_with(|deadline| *deadline).ok()?;
     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-    (left < slowest.max(ANSWER_MARGIN)).then_some(left)
+    (left < slowest.max(ANSWER_MARGIN)).then_some(Untried::OutOfTime { left, slowest })
+}
+
+/// Why the rest of a batch goes back to SQS untried.
+#[derive(Debug, thiserror::Error)]
+enum Untried {
+    #[error("a dependency is stalled (a message failed after {0:?})")]
+    Stalled(std::time::Duration),
+    #[error(
+        "the invocation is about to time out ({left:?} left; the slowest message took {slowest:?})"
+    )]
+    OutOfTime {
+        left: std::time::Duration,
+        slowest: std::time::Duration,
+    },
 }
 
 /// Runs `handle` on every message's envelope; the failures go back to SQS.
@@ -125,16 +139,13 @@ where
     let mut stalled = None;
     let mut slowest = std::time::Duration::ZERO;
     for message in &event.records {
-        if let Some(stalled_for) = stalled {
-            // Each would wait as long again: hand them back untried rather
-            // than let Lambda time out with the whole batch.
-            tracing::warn!(consumer, message_id = ?message.message_id, ?stalled_for, "a dependency is stalled; SQS will redeliver the message");
-            crate::metrics::increment(crate::metrics::Metric::ConsumerFailures);
-            response.add_failure(message.message_id.clone().unwrap_or_default());
-            continue;
-        }
-        if let Some(time_left) = out_of_time(slowest) {
-            tracing::warn!(consumer, message_id = ?message.message_id, ?time_left, ?slowest, "the invocation is about to time out; SQS will redeliver the message");
+        // Once a dependency stalled, each message would wait as long again;
+        // near the deadline, Lambda would time out with the whole batch.
+        if let Some(reason) = stalled
+            .map(Untried::Stalled)
+            .or_else(|| out_of_time(slowest))
+        {
+            tracing::warn!(consumer, message_id = ?message.message_id, %reason, "message handed back untried; SQS will redeliver it");
             crate::metrics::increment(crate::metrics::Metric::ConsumerFailures);
             response.add_failure(message.message_id.clone().unwrap_or_default());
             continue;
@@ -253,6 +264,7 @@ mod tests {
         let off = handle_batch_crashing("test", batch(&["d"]), handle, &FaultHook::every(0)).await;
         assert!(failed(&off).is_empty());
     }
+
     #[tokio::test]
     async fn near_its_deadline_a_batch_hands_the_rest_back_untried() {
         let handled = std::sync::Mutex::new(Vec::new());

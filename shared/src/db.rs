@@ -13,6 +13,7 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason};
+use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
@@ -36,8 +37,7 @@ const MAX_ATTEMPTS: u32 = 3;
 /// Loads the AWS configuration from the environment (credentials, region and
 /// `AWS_ENDPOINT_URL[_DYNAMODB]` for local stacks) with our timeouts.
 pub async fn sdk_config() -> SdkConfig {
-    let mut loader =
-        with_timeouts(aws_config::defaults(BehaviorVersion::latest())).http_client(https_client());
+    let mut loader = config_loader();
     // Lambda hands a function its role's credentials and its region as
     // environment variables. Reading them directly spares every cold start
     // the default chains (profile files, web identity with its own STS
@@ -59,11 +59,25 @@ pub async fn sdk_config() -> SdkConfig {
     loader.load().await
 }
 
+/// The SDK's defaults with our HTTPS client, timeouts and retries: what
+/// every production client starts from (tests that need a client behaving
+/// as production's do start here too, then point it elsewhere).
+pub fn config_loader() -> aws_config::ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_timeout(OPERATION_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .connect_timeout(CONNECT_TIMEOUT)
+                .build(),
+        )
+        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+}
+
 /// The CAs behind every AWS endpoint's certificate (Amazon Trust Services:
 /// Amazon Root CA 1–4 and their Starfield cross-signers).
 const AWS_ROOT_CAS: &[u8] = include_bytes!("aws-root-cas.pem");
-
-use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
 
 /// The SDK's HTTPS client, trusting only the AWS root CAs: the functions talk
 /// to AWS endpoints alone, and loading the system's whole store (about 150
@@ -79,8 +93,12 @@ pub fn https_client() -> SharedHttpClient {
     https_client_trusting(if system_store {
         TrustStore::default()
     } else {
-        TrustStore::empty().with_pem_certificate(AWS_ROOT_CAS)
+        aws_trust_store()
     })
+}
+
+fn aws_trust_store() -> TrustStore {
+    TrustStore::empty().with_pem_certificate(AWS_ROOT_CAS)
 }
 
 /// rustls on ring rather than the SDK's default aws-lc-rs: 0.75 MiB less in
@@ -120,20 +138,6 @@ impl HttpClient for ConnectorOnFirstRequest {
     fn connector_metadata(&self) -> Option<ConnectorMetadata> {
         self.0.connector_metadata()
     }
-}
-
-/// Our timeouts and retries on any configuration (tests use it to build
-/// clients that behave as production's do).
-pub fn with_timeouts(loader: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
-    loader
-        .timeout_config(
-            TimeoutConfig::builder()
-                .operation_timeout(OPERATION_TIMEOUT)
-                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                .connect_timeout(CONNECT_TIMEOUT)
-                .build(),
-        )
-        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
 }
 
 pub fn dynamodb(config: &SdkConfig) -> aws_sdk_dynamodb::Client {
@@ -418,6 +422,7 @@ pub fn decode_page_token(token: &str, expected_names: &[&str]) -> Result<Item, A
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[tokio::test]
     async fn the_trust_store_holds_the_six_aws_root_certificates() {
@@ -454,9 +459,7 @@ mod tests {
             ))
             .endpoint_url(format!("https://127.0.0.1:{port}"))
             .retry_config(RetryConfig::disabled())
-            .http_client(https_client_trusting(
-                TrustStore::empty().with_pem_certificate(AWS_ROOT_CAS),
-            ))
+            .http_client(https_client_trusting(aws_trust_store()))
             .build();
         let sent = aws_sdk_dynamodb::Client::from_conf(config)
             .list_tables()
@@ -471,8 +474,6 @@ mod tests {
             "{failure:?}"
         );
     }
-
-    use super::*;
 
     #[test]
     fn page_token_round_trips() {
