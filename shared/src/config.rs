@@ -1,9 +1,17 @@
 //! Settings read once per container from the environment the template sets.
 
 /// A required setting is absent: the deployment is broken, not the request.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[error("environment variable {0} is not set")]
 pub struct MissingSetting(pub &'static str);
+
+// A function whose `main` returns these errors exits with `Error: {:?}` in
+// its log: the operator reading it should see the sentence, not the type.
+impl std::fmt::Debug for MissingSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
 
 pub fn required(name: &'static str) -> Result<String, MissingSetting> {
     required_from(&|n| std::env::var(n).ok(), name)
@@ -100,6 +108,33 @@ pub fn rebate_holding_period() -> Result<std::time::Duration, InvalidSetting> {
     Ok(std::time::Duration::from_secs(seconds))
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[error("environment variable {0} has an invalid value {1:?}")]
 pub struct InvalidSetting(pub &'static str, pub String);
+
+impl std::fmt::Debug for InvalidSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_start_logs_the_sentence_not_the_type() {
+        // What `main` returning `Err` prints: `Error: {:?}` of the boxed error.
+        let missing: lambda_http::Error = MissingSetting("ORDERS_TABLE").into();
+        assert_eq!(
+            format!("{missing:?}"),
+            "environment variable ORDERS_TABLE is not set"
+        );
+        let invalid: lambda_http::Error =
+            InvalidSetting("PAYMENT_WINDOW_SECONDS", "5".into()).into();
+        assert_eq!(
+            format!("{invalid:?}"),
+            r#"environment variable PAYMENT_WINDOW_SECONDS has an invalid value "5""#
+        );
+    }
+}
