@@ -53,6 +53,15 @@ impl Fixture {
             .await
     }
 
+    /// An order whose payment window is already over (due for expiry).
+    async fn create_due(&self, user: &str, body: Value) -> (u16, Value) {
+        self.create_with(
+            ApiRequest::post("/orders").as_user(user).json(body),
+            Duration::ZERO,
+        )
+        .await
+    }
+
     async fn create_with(&self, req: ApiRequest, window: Duration) -> (u16, Value) {
         respond(create_order::handle(&self.orders, window, req.build()).await)
     }
@@ -475,12 +484,7 @@ async fn expiry_releases_due_orders_once_even_with_concurrent_sweeps() {
     let mut due = Vec::new();
     for _ in 0..6 {
         let (status, order) = f
-            .create_with(
-                ApiRequest::post("/orders")
-                    .as_user("u1")
-                    .json(json!({"productId": "a", "quantity": 2})),
-                Duration::ZERO,
-            )
+            .create_due("u1", json!({"productId": "a", "quantity": 2}))
             .await;
         assert_eq!(status, 201);
         due.push(order["orderId"].as_str().unwrap().to_owned());
@@ -525,18 +529,57 @@ async fn expiry_releases_due_orders_once_even_with_concurrent_sweeps() {
     );
 }
 
+#[tokio::test]
+async fn an_expiry_sweep_about_to_time_out_leaves_the_backlog_to_the_next_run() {
+    let f = fixture().await;
+    f.product("a", 100, 20).await;
+    for _ in 0..3 {
+        let (status, _) = f
+            .create_due("u1", json!({"productId": "a", "quantity": 2}))
+            .await;
+        assert_eq!(status, 201);
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let sweep_with = |time_left: Duration, run: &'static str| {
+        let deadline = tokio::time::Instant::now() + time_left;
+        shared::runtime::DEADLINE.scope(deadline, expire_orders::sweep(&f.orders, &f.payments, run))
+    };
+
+    // Less left of the invocation than one more order may take: nothing is
+    // tried, nothing is half done.
+    let late = sweep_with(shared::runtime::SWEEP_MARGIN / 2, "late")
+        .await
+        .unwrap();
+    assert_eq!(
+        late,
+        expire_orders::SweepReport {
+            left_for_next_run: 3,
+            ..Default::default()
+        }
+    );
+    assert_eq!(f.counters("a").await, (14, 6, 0));
+
+    // The next run, with time to spare, takes them all.
+    let next = sweep_with(shared::runtime::SWEEP_MARGIN * 2, "next")
+        .await
+        .unwrap();
+    assert_eq!(
+        next,
+        expire_orders::SweepReport {
+            expired: 3,
+            ..Default::default()
+        }
+    );
+    assert_eq!(f.counters("a").await, (20, 0, 0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancel_and_expiry_racing_release_stock_once() {
     let f = fixture().await;
     f.product("a", 100, 1000).await;
     for round in 0..20 {
         let (_, order) = f
-            .create_with(
-                ApiRequest::post("/orders")
-                    .as_user("u1")
-                    .json(json!({"productId": "a", "quantity": 3})),
-                Duration::ZERO,
-            )
+            .create_due("u1", json!({"productId": "a", "quantity": 3}))
             .await;
         let id = order["orderId"].as_str().unwrap().to_owned();
         let stored = f.orders.get(&id).await.unwrap().unwrap();
@@ -660,12 +703,7 @@ async fn cancel_expiry_and_payment_racing_settle_each_order_once() {
     let mut paid = 0;
     for round in 0..20 {
         let (_, order) = f
-            .create_with(
-                ApiRequest::post("/orders")
-                    .as_user("u1")
-                    .json(json!({"productId": "a", "quantity": 3})),
-                Duration::ZERO,
-            )
+            .create_due("u1", json!({"productId": "a", "quantity": 3}))
             .await;
         let stored = f
             .orders

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use shared::events::{Envelope, EventType};
 use shared::order::{Order, OrderLine, OrderStatus};
 use shared::rebate::RebateRules;
-use shared::rebates::{EntryKind, EntryStatus, LedgerEntry, Rebates};
+use shared::rebates::{EntryKind, EntryStatus, LedgerEntry, Rebates, ReleaseReport};
 use system_tests::api::{ApiRequest, parts};
 use system_tests::dynamo::TestDb;
 use system_tests::sqs::{batch, failed_ids, message};
@@ -379,6 +379,38 @@ async fn a_refund_that_overtakes_its_payment_event_voids_the_credit() {
     let unpaid = paid_order("u3", &[("food", 3000)]);
     f.deliver(&event(EventType::OrderCancelled, &unpaid)).await;
     assert!(f.entries("u3").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_release_sweep_about_to_time_out_leaves_the_backlog_to_the_next_run() {
+    let f = fixture(Duration::ZERO, None).await;
+    let order = paid_order("u5", &[("food", 2000)]);
+    f.deliver(&event(EventType::OrderPaid, &order)).await;
+    assert_eq!(f.assert_balance_matches_ledger("u5").await, (200, 0));
+    let sweep_with = |time_left: Duration| {
+        let deadline = tokio::time::Instant::now() + time_left;
+        shared::runtime::DEADLINE.scope(deadline, release_rebates::sweep(&f.consumer.rebates))
+    };
+
+    let late = sweep_with(shared::runtime::SWEEP_MARGIN / 2).await.unwrap();
+    assert_eq!(
+        late,
+        ReleaseReport {
+            stopped_early: true,
+            ..Default::default()
+        }
+    );
+    assert_eq!(f.assert_balance_matches_ledger("u5").await, (200, 0));
+
+    let next = sweep_with(shared::runtime::SWEEP_MARGIN * 2).await.unwrap();
+    assert_eq!(
+        next,
+        ReleaseReport {
+            released: 1,
+            ..Default::default()
+        }
+    );
+    assert_eq!(f.assert_balance_matches_ledger("u5").await, (0, 200));
 }
 
 #[tokio::test]

@@ -84,19 +84,12 @@ fn crash_hook() -> &'static crate::faults::FaultHook {
 /// took, to answer before the invocation's deadline.
 const ANSWER_MARGIN: std::time::Duration = std::time::Duration::from_millis(200);
 
-tokio::task_local! {
-    /// When Lambda will stop the current invocation (set by
-    /// `runtime::serve_events` from the invocation's deadline).
-    pub static DEADLINE: tokio::time::Instant;
-}
-
 /// Whether there is no longer time to handle another message: a batch that
 /// runs into its timeout fails whole, and every message in it, handled or
 /// not, comes back and counts a receive towards its DLQ. Handing the rest back
 /// untried keeps what was done.
 fn out_of_time(slowest: std::time::Duration) -> Option<Untried> {
-    let deadline = DEADLINE.try_with(|deadline| *deadline).ok()?;
-    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let left = crate::runtime::time_left()?;
     (left < slowest.max(ANSWER_MARGIN)).then_some(Untried::OutOfTime { left, slowest })
 }
 
@@ -282,7 +275,7 @@ mod tests {
         let ids = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"];
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
         let off = FaultHook::every(0);
-        let response = DEADLINE
+        let response = crate::runtime::DEADLINE
             .scope(
                 deadline,
                 handle_batch_crashing("test", batch(&ids), handle, &off),

@@ -152,6 +152,9 @@ pub struct ReleaseReport {
     /// Due entries that something else settled first (reversed, or released
     /// by a concurrent run).
     pub already_settled: usize,
+    /// The run stopped before its invocation's deadline with due entries
+    /// left; the next run takes them.
+    pub stopped_early: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -630,7 +633,9 @@ impl Rebates {
 
     /// Makes every pending credit whose holding period ended by `now`
     /// available. Safe to run concurrently with itself and with reversals:
-    /// each move is conditional on the entry still being `PENDING`.
+    /// each move is conditional on the entry still being `PENDING`. Stops
+    /// short of the invocation's deadline with a backlog left (each move is
+    /// whole, so what was done stays done).
     pub async fn release_due(&self, now: OffsetDateTime) -> Result<ReleaseReport, DbError> {
         let now_text = clock::rfc3339(now);
         let mut report = ReleaseReport::default();
@@ -649,6 +654,10 @@ impl Rebates {
                     .send()
                     .await?;
                 for item in out.items.unwrap_or_default() {
+                    if crate::runtime::sweep_out_of_time() {
+                        report.stopped_early = true;
+                        return Ok(report);
+                    }
                     let entry: LedgerEntry = serde_dynamo::from_item(item)?;
                     if self.release(&entry).await? {
                         report.released += 1;

@@ -4,6 +4,8 @@
 //! Safe to run twice at once and to race cancels and payments: each order is
 //! released by a transaction conditional on its status and its `expiresAt`,
 //! so every order is expired, and its stock released, at most once.
+//! A backlog larger than one run can take (60 s) is left, order by whole
+//! order, to the next run instead of the invocation timing out.
 //!
 //! An order whose payment has already succeeded is left alone for a grace
 //! period: the customer paid in time, and the order becomes `PAID` as soon
@@ -35,6 +37,9 @@ pub struct SweepReport {
     /// Due orders left alone: their payment succeeded and its event is on
     /// its way (see [`PAID_GRACE`]).
     pub awaiting_payment_event: usize,
+    /// Due orders not tried because the invocation was about to time out
+    /// (a backlog); the next run takes them.
+    pub left_for_next_run: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +58,11 @@ pub async fn sweep(
     let due = orders.find_expired(now).await?;
     let mut report = SweepReport::default();
     let mut failed = 0;
-    for order in &due {
+    for (tried, order) in due.iter().enumerate() {
+        if shared::runtime::sweep_out_of_time() {
+            report.left_for_next_run = due.len() - tried;
+            break;
+        }
         match paid_in_time(payments, order, now).await {
             Ok(true) => {
                 report.awaiting_payment_event += 1;
@@ -84,6 +93,7 @@ pub async fn sweep(
         expired = report.expired,
         already_settled = report.already_settled,
         awaiting_payment_event = report.awaiting_payment_event,
+        left_for_next_run = report.left_for_next_run,
         failed,
         "expiry sweep"
     );

@@ -10,6 +10,7 @@ pub async fn sweep(rebates: &Rebates) -> Result<ReleaseReport, lambda_runtime::E
     tracing::info!(
         released = report.released,
         already_settled = report.already_settled,
+        stopped_early = report.stopped_early,
         "rebate release sweep"
     );
     Ok(report)
