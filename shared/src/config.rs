@@ -5,13 +5,20 @@
 #[error("environment variable {0} is not set")]
 pub struct MissingSetting(pub &'static str);
 
-// A function whose `main` returns these errors exits with `Error: {:?}` in
-// its log: the operator reading it should see the sentence, not the type.
-impl std::fmt::Debug for MissingSetting {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Display::fmt(self, f)
-    }
+/// A function whose `main` returns a setting's error exits with
+/// `Error: {:?}` in its log: the operator reading it should see the
+/// sentence, not the type.
+macro_rules! debug_as_sentence {
+    ($($error:ty),*) => {$(
+        impl std::fmt::Debug for $error {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                std::fmt::Display::fmt(self, f)
+            }
+        }
+    )*};
 }
+
+debug_as_sentence!(MissingSetting, InvalidSetting);
 
 pub fn required(name: &'static str) -> Result<String, MissingSetting> {
     required_from(&|n| std::env::var(n).ok(), name)
@@ -111,12 +118,6 @@ pub fn rebate_holding_period() -> Result<std::time::Duration, InvalidSetting> {
 #[derive(thiserror::Error)]
 #[error("environment variable {0} has an invalid value {1:?}")]
 pub struct InvalidSetting(pub &'static str, pub String);
-
-impl std::fmt::Debug for InvalidSetting {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Display::fmt(self, f)
-    }
-}
 
 #[cfg(test)]
 mod tests {

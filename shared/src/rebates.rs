@@ -633,10 +633,14 @@ impl Rebates {
 
     /// Makes every pending credit whose holding period ended by `now`
     /// available. Safe to run concurrently with itself and with reversals:
-    /// each move is conditional on the entry still being `PENDING`. Stops
-    /// short of the invocation's deadline with a backlog left (each move is
-    /// whole, so what was done stays done).
-    pub async fn release_due(&self, now: OffsetDateTime) -> Result<ReleaseReport, DbError> {
+    /// each move is conditional on the entry still being `PENDING`. Asks
+    /// `must_stop` before each entry (the caller knows its deadline); each
+    /// move is whole, so stopping leaves what was done done.
+    pub async fn release_due(
+        &self,
+        now: OffsetDateTime,
+        must_stop: impl Fn() -> bool,
+    ) -> Result<ReleaseReport, DbError> {
         let now_text = clock::rfc3339(now);
         let mut report = ReleaseReport::default();
         for shard in 0..RELEASE_SHARDS {
@@ -654,7 +658,7 @@ impl Rebates {
                     .send()
                     .await?;
                 for item in out.items.unwrap_or_default() {
-                    if crate::runtime::sweep_out_of_time() {
+                    if must_stop() {
                         report.stopped_early = true;
                         return Ok(report);
                     }

@@ -6,7 +6,9 @@ use shared::clock;
 use shared::rebates::{Rebates, ReleaseReport};
 
 pub async fn sweep(rebates: &Rebates) -> Result<ReleaseReport, lambda_runtime::Error> {
-    let report = rebates.release_due(clock::now()).await?;
+    let report = rebates
+        .release_due(clock::now(), shared::runtime::sweep_out_of_time)
+        .await?;
     tracing::info!(
         released = report.released,
         already_settled = report.already_settled,
