@@ -4,10 +4,12 @@
 
 use std::time::Duration;
 
+use time::format_description::well_known::Rfc3339;
+
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::json;
 use shared::events::{Envelope, EventType};
-use shared::order::OrderStatus;
+use shared::order::{OrderStatus, OrderTransition};
 use shared::orders::Orders;
 use shared::payment::{Payment, PaymentStatus, SandboxProvider};
 use shared::payments::Payments;
@@ -36,12 +38,17 @@ async fn fixture() -> Fixture {
 impl Fixture {
     /// An order for 3 units with a pending card payment; returns the payment.
     async fn paying_order(&self) -> Payment {
+        self.paying_order_within(Duration::from_secs(900)).await
+    }
+
+    /// The same with a payment window of `window`.
+    async fn paying_order_within(&self, window: Duration) -> Payment {
         let orders = &self.consumer.orders;
         let req = ApiRequest::post("/orders")
             .as_user("u1")
             .json(json!({"productId": "tea", "quantity": 3}));
         let (status, order) = parts(&shared::http::into_response(
-            create_order::handle(orders, Duration::from_secs(900), req.build()).await,
+            create_order::handle(orders, window, req.build()).await,
         ));
         assert_eq!(status, 201);
         let req = ApiRequest::post("/payments")
@@ -189,7 +196,7 @@ async fn success_for_an_order_that_cannot_take_it_is_refunded() {
         .unwrap();
     f.consumer
         .orders
-        .apply_transition(&order, shared::order::OrderTransition::Cancel, "c")
+        .apply_transition(&order, OrderTransition::Cancel, "c")
         .await
         .unwrap();
     let body = f.settle(&payment, PaymentStatus::Succeeded).await;
@@ -236,6 +243,124 @@ async fn success_for_an_order_that_cannot_take_it_is_refunded() {
         f.order_status(&payment.order_id).await,
         OrderStatus::Cancelled
     );
+}
+
+/// Issue 27.9: an order that stops being payable takes its pending payment
+/// out of `PENDING` in the same transaction.
+#[tokio::test]
+async fn cancelling_or_expiring_an_order_expires_its_pending_payment() {
+    let f = fixture().await;
+    let cancelled = f.paying_order().await;
+    let order = f
+        .consumer
+        .orders
+        .get(&cancelled.order_id)
+        .await
+        .unwrap()
+        .unwrap();
+    f.consumer
+        .orders
+        .apply_transition(&order, OrderTransition::Cancel, "c")
+        .await
+        .unwrap();
+    let expired = f.paying_order_within(Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let order = f
+        .consumer
+        .orders
+        .get(&expired.order_id)
+        .await
+        .unwrap()
+        .unwrap();
+    f.consumer
+        .orders
+        .apply_transition(&order, OrderTransition::Expire, "e")
+        .await
+        .unwrap();
+    for payment in [cancelled, expired] {
+        let now = f
+            .consumer
+            .payments
+            .get(&payment.payment_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(now.payment_status, PaymentStatus::Expired, "{payment:?}");
+    }
+    assert_eq!(f.counters().await, (10, 0, 0));
+}
+
+/// Issue 27.9: whether a late success pays the order is decided by when it
+/// was settled, not by whether the expiry sweep has run yet.
+#[tokio::test]
+async fn a_success_settled_after_the_window_and_grace_is_refunded_before_any_sweep() {
+    let f = fixture().await;
+    let grace = time::Duration::milliseconds(1500);
+    let orders = f.consumer.orders.clone().with_late_payment_grace(grace);
+    let consumer = OrderStatusConsumer {
+        orders: orders.clone(),
+        payments: f.consumer.payments.clone(),
+        provider: f.consumer.provider.clone(),
+        markers_table: f.consumer.markers_table.clone(),
+    };
+    let in_time = f.paying_order_within(Duration::from_secs(1)).await;
+    let late = f.paying_order_within(Duration::from_secs(1)).await;
+    let expires_at =
+        |payment: &Payment| time::OffsetDateTime::parse(&payment.expires_at, &Rfc3339).unwrap();
+    // Settled 1 s after the window (inside the grace): pays the order.
+    let settled = Payment {
+        updated_at: shared::clock::rfc3339(expires_at(&in_time) + time::Duration::seconds(1)),
+        ..in_time.clone()
+    };
+    let body = f.settle(&settled, PaymentStatus::Succeeded).await;
+    let response = consumer
+        .handle_batch(batch(vec![message("a", &body)]))
+        .await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(f.order_status(&in_time.order_id).await, OrderStatus::Paid);
+
+    // Settled 2 s after (past the grace), the order still unpaid because
+    // no sweep ran: refunded all the same.
+    let settled = Payment {
+        updated_at: shared::clock::rfc3339(expires_at(&late) + time::Duration::seconds(2)),
+        ..late.clone()
+    };
+    let body = f.settle(&settled, PaymentStatus::Succeeded).await;
+    let response = consumer
+        .handle_batch(batch(vec![message("b", &body)]))
+        .await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(
+        f.order_status(&late.order_id).await,
+        OrderStatus::PendingPayment
+    );
+    let refunded = f
+        .consumer
+        .payments
+        .get(&late.payment_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(refunded.payment_status, PaymentStatus::Refunded);
+
+    // The sweep waits out the grace, then expires it.
+    let now = shared::clock::now();
+    if now < expires_at(&late) + grace {
+        assert!(orders.find_expired(now).await.unwrap().is_empty());
+    }
+    let wait = expires_at(&late) + grace + time::Duration::milliseconds(100) - now;
+    tokio::time::sleep(wait.try_into().unwrap_or_default()).await;
+    let due = orders.find_expired(shared::clock::now()).await.unwrap();
+    assert_eq!(due.len(), 1);
+    let outcome = orders
+        .apply_transition(&due[0], OrderTransition::Expire, "s")
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, shared::orders::Transition::Applied(_)),
+        "{outcome:?}"
+    );
+    assert_eq!(f.counters().await, (7, 0, 3));
 }
 
 #[tokio::test]

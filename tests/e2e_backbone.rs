@@ -41,6 +41,22 @@ async fn a_paid_order_becomes_paid_and_its_units_sold() {
     assert_eq!(flow.counters().await, (6, 0));
 }
 
+/// Issue 27.1 through the stack: the provider's success after its failure
+/// pays the order (it used to be answered as a duplicate and lost).
+#[tokio::test]
+async fn a_success_after_a_failure_pays_the_order() {
+    let stack = Stack::from_env();
+    let flow = order_with_payment(&stack).await;
+    flow.notify("FAILED").await;
+    flow.wait_for_order("PAYMENT_FAILED", Duration::from_secs(30))
+        .await;
+    flow.notify("SUCCESS").await;
+    flow.wait_for_payment("SUCCEEDED", Duration::from_secs(10))
+        .await;
+    flow.wait_for_order("PAID", Duration::from_secs(30)).await;
+    assert_eq!(flow.counters().await, (4, 0), "reserved units are now sold");
+}
+
 #[tokio::test]
 async fn a_failed_payment_keeps_the_reservation_for_a_retry() {
     let stack = Stack::from_env();

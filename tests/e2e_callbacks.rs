@@ -188,7 +188,7 @@ async fn fifty_orders_under_duplicate_stale_tampered_and_forged_callbacks_are_pa
     println!("callbacks (kind, status) → count: {tally:?}");
     let applied = answers
         .iter()
-        .filter(|(kind, _, body)| *kind == Kind::Genuine && body["duplicate"] == false)
+        .filter(|(kind, _, body)| *kind == Kind::Genuine && body["applied"] == true)
         .count();
     assert_eq!(
         applied, ORDERS,

@@ -305,7 +305,10 @@ async fn a_valid_callback_settles_the_payment_once() {
     let (status, body) = f.notify(&payment, "SUCCESS").await;
     assert_eq!(
         (status, &body),
-        (200, &json!({"received": true, "duplicate": false}))
+        (
+            200,
+            &json!({"received": true, "applied": true, "duplicate": false})
+        )
     );
     assert_eq!(f.status_of(id).await, "SUCCEEDED");
     assert_eq!(f.events("PaymentSucceeded", id).await, 1);
@@ -313,15 +316,79 @@ async fn a_valid_callback_settles_the_payment_once() {
     // The same result again: 200, no change, no second event.
     let (status, body) = f.notify(&payment, "SUCCESS").await;
     assert_eq!((status, body["duplicate"].as_bool()), (200, Some(true)));
-    // A different result after a final one: recorded, nothing changes.
-    let (status, _) = f.notify(&payment, "FAILED").await;
-    assert_eq!(status, 200);
+    // A failure after the success: recorded, nothing changes, and it is
+    // not called a duplicate (it is not the same result).
+    let (status, body) = f.notify(&payment, "FAILED").await;
+    assert_eq!(
+        (status, &body),
+        (
+            200,
+            &json!({"received": true, "applied": false, "duplicate": false})
+        )
+    );
     assert_eq!(f.status_of(id).await, "SUCCEEDED");
     assert_eq!(f.events("PaymentSucceeded", id).await, 1);
     assert_eq!(f.events("PaymentFailed", id).await, 0);
     let mut outcomes = f.audit_outcomes(id).await;
     outcomes.sort();
     assert_eq!(outcomes, ["APPLIED", "CONFLICTING_RESULT", "DUPLICATE"]);
+}
+
+/// Issue 27.1: a buyer whose first attempt failed pays within the same
+/// trade; the provider's success is the truth about money and must settle.
+#[tokio::test]
+async fn a_success_after_a_failure_settles_the_payment() {
+    let f = fixture().await;
+    let order_id = f.order("u1", 1).await;
+    let (_, payment) = f.pay("u1", &order_id, "ALIPAY").await;
+    let id = payment["paymentId"].as_str().unwrap();
+
+    let (status, body) = f.notify(&payment, "FAILED").await;
+    assert_eq!((status, body["applied"].as_bool()), (200, Some(true)));
+    assert_eq!(f.status_of(id).await, "FAILED");
+    // The same failure again is the duplicate; the success is not.
+    let (_, body) = f.notify(&payment, "FAILED").await;
+    assert_eq!(body["duplicate"], true);
+    let (status, body) = f.notify(&payment, "SUCCESS").await;
+    assert_eq!(
+        (status, &body),
+        (
+            200,
+            &json!({"received": true, "applied": true, "duplicate": false})
+        )
+    );
+    assert_eq!(f.status_of(id).await, "SUCCEEDED");
+    assert_eq!(f.events("PaymentFailed", id).await, 1);
+    assert_eq!(f.events("PaymentSucceeded", id).await, 1);
+    let mut outcomes = f.audit_outcomes(id).await;
+    outcomes.sort();
+    assert_eq!(outcomes, ["APPLIED", "APPLIED", "DUPLICATE"]);
+}
+
+/// Issue 27.1's race: successes and failures for one payment at once. The
+/// success always wins, exactly once, whatever the interleaving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_successes_and_failures_always_end_succeeded_once() {
+    let f = fixture().await;
+    for _trial in 0..4 {
+        let order_id = f.order("u1", 1).await;
+        let (_, payment) = f.pay("u1", &order_id, "ALIPAY").await;
+        let id = payment["paymentId"].as_str().unwrap().to_owned();
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let (f, payment) = (f.clone(), payment.clone());
+                let result = if i % 2 == 0 { "SUCCESS" } else { "FAILED" };
+                tokio::spawn(async move { f.notify(&payment, result).await })
+            })
+            .collect();
+        for task in tasks {
+            let (status, body) = task.await.unwrap();
+            assert_eq!(status, 200, "{body}");
+        }
+        assert_eq!(f.status_of(&id).await, "SUCCEEDED");
+        assert_eq!(f.events("PaymentSucceeded", &id).await, 1);
+        assert!(f.events("PaymentFailed", &id).await <= 1);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -340,7 +407,7 @@ async fn parallel_duplicate_callbacks_make_one_transition() {
     for task in tasks {
         let (status, body) = task.await.unwrap();
         assert_eq!(status, 200, "{body}");
-        if body["duplicate"] == false {
+        if body["applied"] == true {
             applied += 1;
         }
     }

@@ -101,6 +101,21 @@ pub fn payment_window() -> Result<std::time::Duration, InvalidSetting> {
     Ok(std::time::Duration::from_secs(seconds))
 }
 
+/// How long after an order's payment window closes a payment's success
+/// still pays it (`LATE_PAYMENT_GRACE_SECONDS`, default 60 s, 0 to 1 hour;
+/// the template's parameter has the same bounds). Expiry waits as long.
+pub fn late_payment_grace() -> Result<time::Duration, InvalidSetting> {
+    let seconds = match std::env::var("LATE_PAYMENT_GRACE_SECONDS") {
+        Err(_) => 60,
+        Ok(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|s| (0..=3600).contains(s))
+            .ok_or(InvalidSetting("LATE_PAYMENT_GRACE_SECONDS", raw))?,
+    };
+    Ok(time::Duration::seconds(seconds))
+}
+
 /// How long a credited rebate stays `PENDING` before it becomes
 /// `AVAILABLE` (`REBATE_HOLDING_SECONDS`, default 7 days; 0 to 366 days).
 pub fn rebate_holding_period() -> Result<std::time::Duration, InvalidSetting> {

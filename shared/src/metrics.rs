@@ -24,6 +24,10 @@ pub enum Metric {
     PaymentsSucceeded,
     /// A provider callback settled a payment as failed.
     PaymentsFailed,
+    /// A verified callback whose result cannot apply (a failure after the
+    /// payment succeeded, or for a payment already expired or replaced): it
+    /// changed nothing and is kept in the callbacks table for review.
+    PaymentResultsIgnored,
     /// A provider callback was refused for its signature.
     InvalidSignatures,
     /// A rebate was credited to a user's ledger.
@@ -37,11 +41,12 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 9] = [
+    pub const ALL: [Metric; 10] = [
         Metric::OrdersCreated,
         Metric::StockConflicts,
         Metric::PaymentsSucceeded,
         Metric::PaymentsFailed,
+        Metric::PaymentResultsIgnored,
         Metric::InvalidSignatures,
         Metric::RebatesCredited,
         Metric::EventsPublished,
@@ -55,6 +60,7 @@ impl Metric {
             Metric::StockConflicts => "StockConflicts",
             Metric::PaymentsSucceeded => "PaymentsSucceeded",
             Metric::PaymentsFailed => "PaymentsFailed",
+            Metric::PaymentResultsIgnored => "PaymentResultsIgnored",
             Metric::InvalidSignatures => "InvalidSignatures",
             Metric::RebatesCredited => "RebatesCredited",
             Metric::EventsPublished => "EventsPublished",

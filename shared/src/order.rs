@@ -163,6 +163,28 @@ pub struct Order {
     pub paid_payment_id: Option<String>,
 }
 
+impl Order {
+    /// The late-payment rule: a payment's success pays this order only if it
+    /// was settled (its callback reached us) no later than the end of the
+    /// payment window plus `grace`. It does not depend on when the expiry
+    /// sweep runs: the sweep expires an order only after that same moment,
+    /// and a success settled later is refunded even if the order is still
+    /// unpaid.
+    pub fn takes_payment_settled_at(&self, settled_at: &str, grace: time::Duration) -> bool {
+        use time::OffsetDateTime;
+        use time::format_description::well_known::Rfc3339;
+        let (Ok(expires_at), Ok(settled_at)) = (
+            OffsetDateTime::parse(&self.expires_at, &Rfc3339),
+            OffsetDateTime::parse(settled_at, &Rfc3339),
+        ) else {
+            return false;
+        };
+        expires_at
+            .checked_add(grace)
+            .is_some_and(|last| settled_at <= last)
+    }
+}
+
 /// A line as the client sends it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

@@ -48,6 +48,10 @@ pub struct Orders {
     /// Per-user limit on placing orders (none unless configured); its
     /// token is taken inside the order's own transaction.
     rate_limit: Option<RateLimit>,
+    /// How long past its window an order waits before it is expired, so
+    /// that a success settled in that time still pays it (see
+    /// [`Order::takes_payment_settled_at`]).
+    late_payment_grace: time::Duration,
 }
 
 /// What `POST /orders` asked for, validated.
@@ -104,12 +108,22 @@ impl Orders {
             client,
             tables,
             rate_limit: None,
+            late_payment_grace: time::Duration::ZERO,
         }
     }
 
     pub fn with_rate_limit(mut self, limit: Option<RateLimit>) -> Self {
         self.rate_limit = limit;
         self
+    }
+
+    pub fn with_late_payment_grace(mut self, grace: time::Duration) -> Self {
+        self.late_payment_grace = grace;
+        self
+    }
+
+    pub fn late_payment_grace(&self) -> time::Duration {
+        self.late_payment_grace
     }
 
     /// Prices the lines from the catalog and, in one transaction, reserves
@@ -402,12 +416,13 @@ impl Orders {
         correlation_id: &str,
         context: &TransitionContext,
     ) -> Result<Transition, DbError> {
-        let Ok(target) = order.order_status.apply(transition) else {
-            return Ok(Transition::LostRace(Some(order.order_status)));
-        };
+        let mut order = order.clone();
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let Ok(target) = order.order_status.apply(transition) else {
+                return Ok(Transition::LostRace(Some(order.order_status)));
+            };
             let now = clock::now_rfc3339();
             let paid_payment_id = match transition {
                 OrderTransition::PaymentSucceeded => context.payment_id.clone(),
@@ -419,9 +434,15 @@ impl Orders {
                 paid_payment_id,
                 ..order.clone()
             };
+            // An order that stops being payable takes its pending payment
+            // with it, in the same transaction: no payment stays PENDING for
+            // an order that can no longer be paid.
+            let closes_payment = self
+                .pending_payment_to_close(&order, target, context)
+                .await?;
             let mut transaction = vec![
                 TransactWriteItem::builder()
-                    .update(self.status_update(&updated, transition, &now)?)
+                    .update(self.status_update(&order, &updated, transition, &now)?)
                     .build(),
             ];
             for line in &order.items {
@@ -431,12 +452,21 @@ impl Orders {
                     transaction.push(TransactWriteItem::builder().update(update).build());
                 }
             }
+            let counters = 1..transaction.len();
             let event = Envelope::new(event_type(transition), correlation_id, &now, &updated)?;
             transaction.push(
                 TransactWriteItem::builder()
                     .put(event.outbox_put(&self.tables.events)?)
                     .build(),
             );
+            let payment_index = transaction.len();
+            if let Some(payment_id) = &closes_payment {
+                transaction.push(
+                    TransactWriteItem::builder()
+                        .update(self.expire_payment(payment_id, &now)?)
+                        .build(),
+                );
+            }
             if let Some(marker) = &context.marker {
                 transaction.push(TransactWriteItem::builder().put(marker.put(&now)?).build());
             }
@@ -452,18 +482,27 @@ impl Orders {
             if let Some(reason) = reasons.first()
                 && condition_failed(reason)
             {
-                let status = reason
+                let current = reason
                     .item()
-                    .and_then(|item| serde_dynamo::from_item::<_, Order>(item.clone()).ok())
-                    .map(|o| o.order_status);
-                return Ok(Transition::LostRace(status));
+                    .and_then(|item| serde_dynamo::from_item::<_, Order>(item.clone()).ok());
+                match current {
+                    // Still in a state this transition leaves, so only its
+                    // payment pointer moved (a payment started meanwhile):
+                    // go again with the order as it is now.
+                    Some(current)
+                        if current.order_status.apply(transition).is_ok()
+                            && current.active_payment_id != order.active_payment_id
+                            && attempt < MAX_ATTEMPTS =>
+                    {
+                        order = current;
+                        continue;
+                    }
+                    current => return Ok(Transition::LostRace(current.map(|o| o.order_status))),
+                }
             }
-            let markers = usize::from(context.marker.is_some());
             if reasons
-                .iter()
-                .skip(1)
-                .take(reasons.len().saturating_sub(1 + markers))
-                .any(condition_failed)
+                .get(counters)
+                .is_some_and(|r| r.iter().any(condition_failed))
             {
                 // A counter would go negative: the invariant is broken
                 // somewhere; refuse to make it worse and let an operator look.
@@ -473,8 +512,14 @@ impl Orders {
                     order.order_id
                 )));
             }
-            if conflicted(reasons) && attempt < MAX_ATTEMPTS {
-                backoff(attempt).await;
+            let payment_settled = closes_payment.is_some()
+                && reasons.get(payment_index).is_some_and(condition_failed);
+            if (payment_settled || conflicted(reasons)) && attempt < MAX_ATTEMPTS {
+                // The pending payment settled meanwhile (it is read again),
+                // or another transaction held the same items.
+                if !payment_settled {
+                    backoff(attempt).await;
+                }
                 continue;
             }
             return Err(DbError::Unavailable(format!(
@@ -483,8 +528,57 @@ impl Orders {
         }
     }
 
+    /// The order's payment to expire with `target`: its active payment if
+    /// the order leaves the payable states, the payment is still `PENDING`,
+    /// and it is not the payment that paid.
+    async fn pending_payment_to_close(
+        &self,
+        order: &Order,
+        target: OrderStatus,
+        context: &TransitionContext,
+    ) -> Result<Option<String>, DbError> {
+        let leaves_payable = order.order_status.holds_reservation() && !target.holds_reservation();
+        let Some(active) = order
+            .active_payment_id
+            .as_deref()
+            .filter(|_| leaves_payable)
+        else {
+            return Ok(None);
+        };
+        if context.payment_id.as_deref() == Some(active) {
+            return Ok(None);
+        }
+        let payment: Option<crate::payment::Payment> = crate::db::get_item(
+            &self.client,
+            &self.tables.payments,
+            "paymentId",
+            active,
+            crate::db::Read::Consistent,
+        )
+        .await?;
+        // A payment that left PENDING never returns to it: nothing to guard.
+        Ok(payment
+            .filter(|p| p.payment_status == crate::payment::PaymentStatus::Pending)
+            .map(|p| p.payment_id))
+    }
+
+    fn expire_payment(&self, payment_id: &str, now: &str) -> Result<Update, DbError> {
+        use crate::payment::PaymentStatus;
+        Update::builder()
+            .table_name(&self.tables.payments)
+            .key("paymentId", s(payment_id))
+            .update_expression("SET paymentStatus = :expired, updatedAt = :now")
+            .condition_expression("paymentStatus = :pending")
+            .expression_attribute_values(":expired", s(PaymentStatus::Expired.as_str()))
+            .expression_attribute_values(":pending", s(PaymentStatus::Pending.as_str()))
+            .expression_attribute_values(":now", s(now))
+            .build()
+            .map_err(build_err)
+    }
+
     fn status_update(
         &self,
+        order: &Order,
         updated: &Order,
         transition: OrderTransition,
         now: &str,
@@ -494,7 +588,16 @@ impl Orders {
         let placeholders: Vec<String> = (0..from.len()).map(|i| format!(":from{i}")).collect();
         let mut condition = format!("orderStatus IN ({})", placeholders.join(", "));
         if transition == OrderTransition::Expire {
-            condition.push_str(" AND expiresAt <= :now");
+            // Past its window and the grace in which a success still pays.
+            condition.push_str(" AND expiresAt <= :cutoff");
+        }
+        // The payment closed with the order is the one read: a payment
+        // started since then makes the transaction go again.
+        let leaves_payable = order.order_status.holds_reservation() && !target.holds_reservation();
+        match (&order.active_payment_id, leaves_payable) {
+            (Some(_), true) => condition.push_str(" AND activePaymentId = :active"),
+            (None, true) => condition.push_str(" AND attribute_not_exists(activePaymentId)"),
+            (_, false) => {}
         }
         // Leaving the reserving states takes the order out of the sparse
         // expiry index.
@@ -525,10 +628,21 @@ impl Orders {
         for (placeholder, status) in placeholders.iter().zip(from) {
             update = update.expression_attribute_values(placeholder, s(status.as_str()));
         }
+        if transition == OrderTransition::Expire {
+            update = update.expression_attribute_values(":cutoff", s(&self.expiry_cutoff()));
+        }
+        if let (Some(active), true) = (&order.active_payment_id, leaves_payable) {
+            update = update.expression_attribute_values(":active", s(active));
+        }
         if let Some(payment_id) = paid_payment_id {
             update = update.expression_attribute_values(":paid", s(payment_id));
         }
         update.build().map_err(build_err)
+    }
+
+    /// Orders whose window closed before this moment may be expired now.
+    fn expiry_cutoff(&self) -> String {
+        clock::rfc3339(clock::now() - self.late_payment_grace)
     }
 
     /// Moves `quantity` units of a product as `movement` says, conditional
@@ -562,11 +676,11 @@ impl Orders {
             .map_err(build_err)
     }
 
-    /// Orders still holding stock whose payment window closed by `now`
-    /// (read from a sparse, eventually consistent index: the release
+    /// Orders still holding stock whose payment window and its grace closed
+    /// by `now` (read from a sparse, eventually consistent index: the release
     /// transaction re-checks every condition).
     pub async fn find_expired(&self, now: OffsetDateTime) -> Result<Vec<Order>, DbError> {
-        let now = clock::rfc3339(now);
+        let now = clock::rfc3339(now - self.late_payment_grace);
         let mut found = Vec::new();
         for shard in 0..RESERVATION_SHARDS {
             let mut start = None;

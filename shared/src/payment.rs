@@ -78,6 +78,18 @@ impl PaymentStatus {
         }
     }
 
+    /// Whether a callback reporting `transition` says what this status
+    /// already records (a provider's resend, not news).
+    pub fn reports(self, transition: PaymentTransition) -> bool {
+        matches!(
+            (self, transition),
+            (
+                PaymentStatus::Succeeded | PaymentStatus::Refunded,
+                PaymentTransition::Succeed
+            ) | (PaymentStatus::Failed, PaymentTransition::Fail)
+        )
+    }
+
     pub fn apply(
         self,
         transition: PaymentTransition,
@@ -88,6 +100,11 @@ impl PaymentStatus {
             (Pending, T::Succeed) => Ok(Succeeded),
             (Pending, T::Fail) => Ok(Failed),
             (Pending, T::Expire) => Ok(Expired),
+            // A provider's success is the truth about money: a buyer may pay
+            // after a failed attempt within the same trade, or after the
+            // payment was replaced or its order expired. It is recorded, and
+            // the order-status consumer pays the order or refunds it.
+            (Failed | Expired, T::Succeed) => Ok(Succeeded),
             (Succeeded, T::Refund) => Ok(Refunded),
             (from, transition) => Err(ForbiddenPaymentTransition { from, transition }),
         }
@@ -362,6 +379,8 @@ mod tests {
             (Pending, T::Succeed, Succeeded),
             (Pending, T::Fail, Failed),
             (Pending, T::Expire, Expired),
+            (Failed, T::Succeed, Succeeded),
+            (Expired, T::Succeed, Succeeded),
             (Succeeded, T::Refund, Refunded),
         ];
         for from in PaymentStatus::ALL {

@@ -320,27 +320,14 @@ impl Payments {
             return Ok(CallbackOutcome::AmountMismatch);
         }
         let transition = notification.transition();
-        // A success for a payment replaced by another is still money received:
-        // it is settled like any success, and the order-status consumer
-        // refunds it if the order cannot take it.
-        let late_success = payment.payment_status == PaymentStatus::Expired
-            && transition == PaymentTransition::Succeed;
-        let target = if late_success {
-            Ok(PaymentStatus::Succeeded)
-        } else {
-            payment.payment_status.apply(transition)
-        };
-        let Ok(target) = target else {
-            let same = matches!(
-                (payment.payment_status, transition),
-                (
-                    PaymentStatus::Succeeded | PaymentStatus::Refunded,
-                    PaymentTransition::Succeed
-                ) | (PaymentStatus::Failed, PaymentTransition::Fail)
-            );
-            let outcome = if same {
+        let Ok(target) = payment.payment_status.apply(transition) else {
+            // Only the same result again is a duplicate. A failure reported
+            // after the money arrived changes nothing (the success is the
+            // truth about money), but it is counted and kept for review.
+            let outcome = if payment.payment_status.reports(transition) {
                 CallbackOutcome::Duplicate
             } else {
+                crate::metrics::increment(Metric::PaymentResultsIgnored);
                 CallbackOutcome::Conflicting
             };
             self.audit(payment, notification, outcome, &now).await?;

@@ -7,24 +7,21 @@
 //! A backlog larger than one run can take (60 s) is left, order by whole
 //! order, to the next run instead of the invocation timing out.
 //!
-//! An order whose payment has already succeeded is left alone for a grace
-//! period: the customer paid in time, and the order becomes `PAID` as soon
-//! as the order-status consumer takes the payment's event (a redelivery can
-//! delay it by a visibility timeout). Expiring it meanwhile would release its
-//! units and refund a customer for our own lag.
+//! The late-payment rule ([`Order::takes_payment_settled_at`]) decides, not
+//! this sweep's timing: an order is expired only once its window and the
+//! grace (`LATE_PAYMENT_GRACE_SECONDS`) have passed, and its pending payment
+//! becomes `EXPIRED` in the same transaction. An order whose payment
+//! succeeded in time is left alone: the order becomes `PAID` as soon as the
+//! order-status consumer takes the payment's event (a redelivery, or a
+//! redrive from its DLQ, can delay it). Expiring it meanwhile would release
+//! its units and refund a customer for our own lag.
 
 use serde::Serialize;
 use shared::clock;
-use shared::order::OrderTransition;
+use shared::order::{Order, OrderTransition};
 use shared::orders::{Orders, Transition};
 use shared::payment::PaymentStatus;
 use shared::payments::Payments;
-
-/// How long past its window an order with a succeeded payment waits for
-/// that payment's event before it is expired anyway (and the payment then
-/// refunded): far longer than any redelivery, short enough that stock
-/// held by a lost cause comes back.
-pub const PAID_GRACE: time::Duration = time::Duration::minutes(15);
 
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -34,8 +31,8 @@ pub struct SweepReport {
     /// Orders found due that something else settled first (paid, cancelled,
     /// or expired by a concurrent run).
     pub already_settled: usize,
-    /// Due orders left alone: their payment succeeded and its event is on
-    /// its way (see [`PAID_GRACE`]).
+    /// Due orders left alone: their payment succeeded in time and its event
+    /// is on its way.
     pub awaiting_payment_event: usize,
     /// Due orders not tried because the invocation was about to time out
     /// (a backlog); the next run takes them.
@@ -63,7 +60,7 @@ pub async fn sweep(
             report.left_for_next_run = due.len() - tried;
             break;
         }
-        match paid_in_time(payments, order, now).await {
+        match paid_in_time(orders, payments, order).await {
             Ok(true) => {
                 report.awaiting_payment_event += 1;
                 continue;
@@ -107,25 +104,17 @@ pub async fn sweep(
     Ok(report)
 }
 
-/// Whether the order's payment succeeded and the grace period still runs.
+/// Whether the order's payment succeeded in time to pay it.
 async fn paid_in_time(
+    orders: &Orders,
     payments: &Payments,
-    order: &shared::order::Order,
-    now: time::OffsetDateTime,
+    order: &Order,
 ) -> Result<bool, shared::db::DbError> {
     let Some(payment_id) = &order.active_payment_id else {
         return Ok(false);
     };
-    let in_grace = time::OffsetDateTime::parse(
-        &order.expires_at,
-        &time::format_description::well_known::Rfc3339,
-    )
-    .is_ok_and(|expires_at| now < expires_at + PAID_GRACE);
-    if !in_grace {
-        return Ok(false);
-    }
-    Ok(payments
-        .get(payment_id)
-        .await?
-        .is_some_and(|p| p.payment_status == PaymentStatus::Succeeded))
+    Ok(payments.get(payment_id).await?.is_some_and(|p| {
+        p.payment_status == PaymentStatus::Succeeded
+            && order.takes_payment_settled_at(&p.updated_at, orders.late_payment_grace())
+    }))
 }

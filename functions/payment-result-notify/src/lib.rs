@@ -63,9 +63,15 @@ pub async fn handle(
             "ORDER_MISMATCH",
             format!("payment {} belongs to another order", payment.payment_id),
         )),
+        // Acknowledged either way, or the provider resends a result that
+        // will never apply; `applied` says whether this one changed anything.
         outcome => Ok(json(
             StatusCode::OK,
-            &json!({"received": true, "duplicate": outcome != CallbackOutcome::Applied}),
+            &json!({
+                "received": true,
+                "applied": outcome == CallbackOutcome::Applied,
+                "duplicate": outcome == CallbackOutcome::Duplicate,
+            }),
         )),
     }
 }

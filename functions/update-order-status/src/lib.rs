@@ -2,7 +2,8 @@
 //!
 //! - `PaymentSucceeded`: the order becomes `PAID` and each line's units move
 //!   from `reserved` to `sold`. If the order can no longer take a payment
-//!   (cancelled, expired, or paid by another payment) the money goes back:
+//!   (cancelled, expired, or paid by another payment), or the success was
+//!   settled after the payment window and its grace, the money goes back:
 //!   the payment is refunded.
 //! - `PaymentFailed`: an unpaid order becomes `PAYMENT_FAILED`; its units
 //!   stay reserved for a retry until cancel or expiry.
@@ -127,15 +128,23 @@ impl<P: PaymentProvider> OrderStatusConsumer<P> {
         context: &TransitionContext,
         correlation: &str,
     ) -> Result<(), ConsumeError> {
-        let outcome = self
-            .orders
-            .apply_transition_with(
-                order,
-                OrderTransition::PaymentSucceeded,
-                correlation,
-                context,
-            )
-            .await?;
+        // The event's payment is as it was settled: its updatedAt is when
+        // the success reached us, which the late-payment rule judges.
+        let in_time =
+            order.takes_payment_settled_at(&payment.updated_at, self.orders.late_payment_grace());
+        let outcome = if in_time {
+            self.orders
+                .apply_transition_with(
+                    order,
+                    OrderTransition::PaymentSucceeded,
+                    correlation,
+                    context,
+                )
+                .await?
+        } else {
+            tracing::warn!(order_id = %order.order_id, payment_id = %payment.payment_id, settled_at = %payment.updated_at, expires_at = %order.expires_at, "success settled after the payment window and its grace");
+            Transition::LostRace(Some(order.order_status))
+        };
         match outcome {
             Transition::Applied(_) | Transition::AlreadyProcessed => Ok(()),
             Transition::LostRace(_) => {
