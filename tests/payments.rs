@@ -625,3 +625,48 @@ async fn the_sweeper_leaves_a_paid_order_for_its_payment_event() {
         assert_eq!(order.order_status, status);
     }
 }
+
+/// Issue 27.2: payment starts racing inside the burst all succeed; beyond it
+/// they are 429 with Retry-After; contention on the bucket is never a 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_payment_starts_within_the_burst_all_succeed() {
+    let f = fixture().await;
+    let limited = Arc::new(
+        Payments::new(f.db.client.clone(), f.db.tables.clone()).with_rate_limit(
+            shared::ratelimit::RateLimit::new(&f.db.tables.rate_limits, "initiatePayment", 1, 10),
+        ),
+    );
+    let mut order_ids = Vec::new();
+    for _ in 0..16 {
+        order_ids.push(f.order("burst", 1).await);
+    }
+    let tasks: Vec<_> = order_ids
+        .into_iter()
+        .map(|order_id| {
+            let (f, limited) = (f.clone(), limited.clone());
+            tokio::spawn(async move {
+                let req = ApiRequest::post("/payments")
+                    .as_user("burst")
+                    .json(json!({"orderId": order_id, "paymentMethod": "ALIPAY"}))
+                    .build();
+                let response = shared::http::into_response(
+                    initiate_payment::handle(&f.orders, &limited, &f.provider, req).await,
+                );
+                let retry_after = response.headers().get("retry-after").is_some();
+                let (status, _) = parts(&response);
+                (status, retry_after)
+            })
+        })
+        .collect();
+    let mut statuses = std::collections::BTreeMap::new();
+    for task in tasks {
+        let (status, retry_after) = task.await.unwrap();
+        assert_eq!(retry_after, status == 429, "Retry-After only on 429");
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    assert_eq!(
+        statuses,
+        [(201, 10), (429, 6)].into(),
+        "the burst of 10 all succeed, the rest are limited"
+    );
+}

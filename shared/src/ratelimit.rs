@@ -5,11 +5,14 @@
 //!
 //! A request at `now` is allowed when `max(tat, now) - now <= (burst - 1) ×
 //! interval`, and moves `tat` to `max(tat, now) + interval`. DynamoDB has no
-//! `max()`, so the write guesses: an idle bucket (`tat <= now`, the common
-//! case) is one conditional write setting `tat = now + interval`; when the
-//! guess is wrong the condition fails, returns the stored `tat`, and the
-//! second write is conditional on exactly that value. Racing requests can
-//! only make a write fail and retry, never let one too many through.
+//! `max()`, so the write guesses which side of `now` the bucket is on: an
+//! idle bucket (`tat <= now`, the common case) is one conditional write
+//! setting `tat = now + interval`; a busy one is an increment `tat = tat +
+//! interval` conditional on `now < tat <= now + tolerance`. Neither names
+//! the exact stored value, so any number of racing requests inside the
+//! burst all succeed (DynamoDB serialises the increments); a write fails
+//! only when the bucket changed sides (at most once per burst: idle to busy)
+//! or ran out, and never lets one too many through.
 //!
 //! createOrder puts the bucket's write into its own transaction (no extra
 //! round trip); other operations call [`RateLimit::acquire`].
@@ -26,8 +29,8 @@ use crate::error::ApiError;
 pub enum Guess {
     /// Full (or new): `tat <= now`.
     Idle,
-    /// `tat` was this (epoch milliseconds).
-    Known(i64),
+    /// Partly used, with a token left: `now < tat <= now + tolerance`.
+    Busy,
 }
 
 /// After a failed write: try again with a better guess, or refuse.
@@ -46,6 +49,9 @@ pub struct RateLimit {
     pub burst: i64,
 }
 
+/// Each failed write moves the guess one way for good within a burst (idle
+/// to busy, busy to limited), so a few rounds always settle it; more only
+/// if the clock moves the bucket back and forth at its edge.
 const MAX_ATTEMPTS: u32 = 6;
 
 impl RateLimit {
@@ -85,24 +91,27 @@ impl RateLimit {
 
     /// The conditional write that takes one token, under `guess`.
     pub fn take(&self, user_id: &str, guess: Guess, now_ms: i64) -> Result<Update, DbError> {
-        let (new_tat, condition, seen) = match guess {
-            Guess::Idle => (
-                now_ms + self.interval_ms,
-                "attribute_not_exists(tat) OR tat <= :seen",
-                now_ms,
-            ),
-            Guess::Known(tat) => (tat + self.interval_ms, "tat = :seen", tat),
-        };
-        // The item is useless once the bucket is full again.
-        let expires = (new_tat + self.tolerance_ms()) / 1000 + 60;
-        Update::builder()
+        let update = Update::builder()
             .table_name(&self.table)
             .key("bucketId", s(&self.key(user_id)))
-            .update_expression("SET tat = :tat, expiresAtEpoch = :exp")
-            .condition_expression(condition)
-            .expression_attribute_values(":tat", n(new_tat))
-            .expression_attribute_values(":exp", n(expires))
-            .expression_attribute_values(":seen", n(seen))
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":interval", n(self.interval_ms))
+            // The item is useless once the bucket is full again: kept for
+            // the longest the bucket can be busy, plus a minute.
+            .expression_attribute_values(
+                ":exp",
+                n((now_ms + self.tolerance_ms() + self.interval_ms) / 1000 + 60),
+            );
+        let update = match guess {
+            Guess::Idle => update
+                .update_expression("SET tat = :now + :interval, expiresAtEpoch = :exp")
+                .condition_expression("attribute_not_exists(tat) OR tat <= :now"),
+            Guess::Busy => update
+                .update_expression("SET tat = tat + :interval, expiresAtEpoch = :exp")
+                .condition_expression("tat > :now AND tat <= :last")
+                .expression_attribute_values(":last", n(now_ms + self.tolerance_ms())),
+        };
+        update
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(build_err)
@@ -124,7 +133,7 @@ impl RateLimit {
                 retry_after_ms: over,
             }
         } else {
-            Next::Retry(Guess::Known(tat))
+            Next::Retry(Guess::Busy)
         }
     }
 
@@ -211,7 +220,7 @@ mod tests {
         // Two taken (tat = now + 2 s): a third fits the burst of 3.
         assert_eq!(
             l.after_failure(Some(&stored(now + 2000)), now),
-            Next::Retry(Guess::Known(now + 2000))
+            Next::Retry(Guess::Busy)
         );
         // Three taken: the fourth waits one interval.
         assert_eq!(
