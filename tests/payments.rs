@@ -295,6 +295,47 @@ async fn idempotent_initiation() {
     );
 }
 
+/// Issue 27.3: a retry with the same key and body gets the original 201
+/// whatever the order became since: paid, or cancelled.
+#[tokio::test]
+async fn an_idempotent_retry_replays_after_the_order_moved_on() {
+    let f = fixture().await;
+    for (label, ends) in [("paid", "SUCCESS"), ("cancelled", "")] {
+        let order_id = f.order("u1", 1).await;
+        let req = || {
+            ApiRequest::post("/payments")
+                .as_user("u1")
+                .header("Idempotency-Key", &format!("replay-{label}"))
+                .json(json!({"orderId": order_id, "paymentMethod": "ALIPAY"}))
+        };
+        let (status, first) = f.initiate(req()).await;
+        assert_eq!(status, 201, "{first}");
+        let order = f.orders.get(&order_id).await.unwrap().unwrap();
+        if ends == "SUCCESS" {
+            f.notify(&first, "SUCCESS").await;
+            f.orders
+                .apply_transition_with(
+                    &order,
+                    shared::order::OrderTransition::PaymentSucceeded,
+                    "c",
+                    &shared::orders::TransitionContext {
+                        payment_id: first["paymentId"].as_str().map(str::to_owned),
+                        marker: None,
+                    },
+                )
+                .await
+                .unwrap();
+        } else {
+            f.orders
+                .apply_transition(&order, shared::order::OrderTransition::Cancel, "c")
+                .await
+                .unwrap();
+        }
+        let (status, replayed) = f.initiate(req()).await;
+        assert_eq!((status, &replayed), (201, &first), "{label}");
+    }
+}
+
 #[tokio::test]
 async fn a_valid_callback_settles_the_payment_once() {
     let f = fixture().await;

@@ -107,6 +107,35 @@ pub fn replay_from(
     Some(replay(reason.item()?, fingerprint))
 }
 
+/// The answer recorded for `key`, read before anything else is checked: a
+/// retry gets the original answer whatever happened to the resource since
+/// (for a payment, the order may have been paid or cancelled meanwhile).
+/// `None` when the key is new or past its retention.
+pub async fn recorded(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    key: &IdempotencyKey,
+    fingerprint: &str,
+    now_epoch: i64,
+) -> Result<Option<StoredResponse>, ApiError> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .key("idempotencyKey", AttributeValue::S(key.scoped.clone()))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(DbError::from)?;
+    let Some(record) = out.item else {
+        return Ok(None);
+    };
+    let live = crate::db::number(&record, "expiresAtEpoch").is_some_and(|t| t >= now_epoch);
+    if !live {
+        return Ok(None);
+    }
+    replay(&record, fingerprint).map(Some)
+}
+
 /// The answer for a retry that met `record`: the original response if the
 /// request is the same, else 409 `IDEMPOTENCY_KEY_REUSED`.
 pub fn replay(record: &Item, fingerprint: &str) -> Result<StoredResponse, ApiError> {

@@ -106,6 +106,22 @@ impl Payments {
         }
     }
 
+    /// The answer already given to this Idempotency-Key, if any.
+    pub async fn recorded_answer(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+    ) -> Result<Option<StoredResponse>, ApiError> {
+        idempotency::recorded(
+            &self.client,
+            &self.tables.idempotency,
+            key,
+            fingerprint,
+            clock::now().unix_timestamp(),
+        )
+        .await
+    }
+
     pub async fn get(&self, payment_id: &str) -> Result<Option<Payment>, DbError> {
         crate::db::get_item(
             &self.client,

@@ -24,6 +24,14 @@ pub async fn handle(
     let key = IdempotencyKey::from_request(&req, &caller.user_id, "initiatePayment")?;
     let body: InitiatePaymentRequest = json_body(&req)?;
     caller.check_claimed_user(body.user_id.as_deref())?;
+    let idempotency = key.map(|key| (key, fingerprint(&body)));
+    // A retry is answered as the original was, before any check of the
+    // order's state: the order may have been paid or cancelled since.
+    if let Some((key, fingerprint)) = &idempotency
+        && let Some(original) = payments.recorded_answer(key, fingerprint).await?
+    {
+        return Ok(stored_json(original.status, original.body));
+    }
     payments.take_rate_token(&caller.user_id).await?;
     if !plausible_order_id(&body.order_id) {
         return Err(order_not_found(&body.order_id));
@@ -32,7 +40,6 @@ pub async fn handle(
         .get_owned(&body.order_id, &caller.user_id)
         .await?
         .ok_or_else(|| order_not_found(&body.order_id))?;
-    let idempotency = key.map(|key| (key, fingerprint(&body)));
 
     Ok(
         match payments
