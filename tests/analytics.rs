@@ -121,14 +121,9 @@ async fn paid_and_refunded_orders_add_up_once_per_event_and_roll_up() {
 
     // The rollup gives the same figures, from one item, twice over.
     let day = parse_date("2026-11-20").unwrap();
-    let first = roll_up_sales::roll_up(
-        &sales,
-        roll_up_sales::RollupRequest {
-            date: Some("2026-11-20".into()),
-        },
-    )
-    .await
-    .unwrap();
+    let first = roll_up_sales::roll_up(&sales, roll_up_sales::RollupRequest { date: Some(day) })
+        .await
+        .unwrap();
     let second = sales.roll_up(day, "CNY").await.unwrap();
     assert_eq!(first.reports, vec![second]);
     let (_, rolled) = stats(
@@ -209,4 +204,19 @@ async fn the_stats_route_is_admin_only_and_checks_its_range() {
     assert_eq!(status, 200, "366 days are allowed: {year}");
     assert_eq!(year["days"].as_array().unwrap().len(), 366);
     assert_eq!(year["revenue"], 0);
+
+    // The calendar's edges (issue 27.4): the last day there is answers, it
+    // does not panic stepping past it; years outside 1970..=9999 are 400.
+    let (status, last) = stats(
+        &sales,
+        &[("from", "9999-12-30"), ("to", "9999-12-31")],
+        true,
+    )
+    .await;
+    assert_eq!(status, 200, "{last}");
+    assert_eq!(last["days"].as_array().unwrap().len(), 2);
+    for bad in ["10000-01-01", "-0001-01-01", "1969-12-31"] {
+        let (status, error) = stats(&sales, &[("from", bad), ("to", "2026-01-01")], true).await;
+        assert_eq!(status, 400, "{bad}: {error}");
+    }
 }

@@ -21,7 +21,7 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Delete, KeysAndAttributes, Put, TransactWriteItem, Update,
 };
 use serde::{Deserialize, Serialize};
-use time::{Date, Duration};
+use time::Date;
 
 use crate::clock;
 use crate::config::Tables;
@@ -42,10 +42,13 @@ pub struct Figures {
 }
 
 impl Figures {
+    /// Sums saturate: a figure past i64 (never reached by real sales, but
+    /// reachable by hostile prices) stays at the maximum instead of
+    /// wrapping or panicking.
     fn add(&mut self, other: Figures) {
-        self.orders += other.orders;
-        self.units += other.units;
-        self.revenue += other.revenue;
+        self.orders = self.orders.saturating_add(other.orders);
+        self.units = self.units.saturating_add(other.units);
+        self.revenue = self.revenue.saturating_add(other.revenue);
     }
 }
 
@@ -133,9 +136,14 @@ pub fn date_text(date: Date) -> String {
 }
 
 /// Parses `YYYY-MM-DD`.
+/// A calendar date as `YYYY-MM-DD`, four-digit years from 1970 (nothing
+/// was sold before the epoch; no sign, no five-digit years).
 pub fn parse_date(text: &str) -> Option<Date> {
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    Date::parse(text, &format).ok()
+    let format = time::macros::format_description!("[year repr:full sign:automatic]-[month]-[day]");
+    let well_formed = text.len() == 10 && text.as_bytes()[0].is_ascii_digit();
+    Date::parse(text, &format)
+        .ok()
+        .filter(|d| well_formed && d.year() >= 1970)
 }
 
 fn number(item: &Item, name: &str) -> i64 {
@@ -369,10 +377,11 @@ impl Sales {
     /// in batches of 100 keys), its aggregates where not; no scans.
     pub async fn stats(&self, from: Date, to: Date, currency: &str) -> Result<SalesStats, DbError> {
         let mut dates = Vec::new();
-        let mut day = from;
-        while day <= to {
-            dates.push(date_text(day));
-            day += Duration::days(1);
+        let mut day = Some(from);
+        // next_day is None after 9999-12-31: the range ends there.
+        while let Some(current) = day.filter(|d| *d <= to) {
+            dates.push(date_text(current));
+            day = current.next_day();
         }
         let mut reports: HashMap<String, DayReport> = HashMap::new();
         for chunk in dates.chunks(100) {
@@ -459,9 +468,13 @@ mod tests {
     #[test]
     fn dates_round_trip() {
         let d = parse_date("2026-02-28").unwrap();
-        assert_eq!(date_text(d + Duration::days(1)), "2026-03-01");
+        assert_eq!(date_text(d + time::Duration::days(1)), "2026-03-01");
         assert!(parse_date("2026-02-30").is_none());
         assert!(parse_date("26-1-1").is_none());
         assert!(parse_date("2026-01-01T00:00:00Z").is_none());
+        for bad in ["-0001-01-01", "+2026-01-01", "1969-12-31", "20261-01-01"] {
+            assert!(parse_date(bad).is_none(), "{bad}");
+        }
+        assert!(parse_date("9999-12-31").is_some());
     }
 }

@@ -9,8 +9,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     shared::runtime::serve_events(|event: LambdaEvent<serde_json::Value>| {
         let sales = &sales;
         async move {
-            // A scheduled event has no `date`; anything else unknown is ignored.
-            let request: RollupRequest = serde_json::from_value(event.payload).unwrap_or_default();
+            let request = RollupRequest::from_payload(&event.payload)?;
             roll_up_sales::roll_up(sales, request).await
         }
     })
