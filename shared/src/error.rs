@@ -84,6 +84,15 @@ impl ApiError {
         )
     }
 
+    /// 415 for a body sent without any `Content-Type`.
+    pub fn missing_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "Content-Type is missing: send the body as application/json",
+        )
+    }
+
     /// 503: a dependency is slow or unavailable; the client may retry.
     pub fn unavailable(message: impl Into<String>) -> Self {
         let mut e = Self::new(

@@ -181,21 +181,29 @@ pub fn correlation_id(req: &Request) -> String {
 
 /// Parses the JSON body into `T`, naming the offending field on failure.
 ///
-/// Rejects bodies over [`MAX_BODY_BYTES`] (413), a non-JSON `Content-Type`
-/// (415), an empty or syntactically broken body (400 `MALFORMED_JSON`) and
-/// wrong, missing or unknown fields (400 `INVALID_FIELD`).
+/// Rejects bodies over [`MAX_BODY_BYTES`] (413), a body with a missing or
+/// non-JSON `Content-Type` (415), an empty or syntactically broken body (400
+/// `MALFORMED_JSON`) and wrong, missing or unknown fields (400
+/// `INVALID_FIELD`).
 pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
-    if let Some(content_type) = req.headers().get(header::CONTENT_TYPE) {
-        let value = content_type.to_str().unwrap_or("");
-        if !is_json_media_type(value) {
-            return Err(ApiError::unsupported_media_type(value));
-        }
-    }
     let bytes: &[u8] = req.body().as_ref();
+    let empty = bytes.iter().all(u8::is_ascii_whitespace);
+    match req.headers().get(header::CONTENT_TYPE) {
+        Some(content_type) => {
+            let value = content_type.to_str().unwrap_or("");
+            if !is_json_media_type(value) {
+                return Err(ApiError::unsupported_media_type(value));
+            }
+        }
+        // A body of unstated type is not assumed to be JSON; no body at
+        // all is better told as the missing object below.
+        None if !empty => return Err(ApiError::missing_media_type()),
+        None => {}
+    }
     if bytes.len() > MAX_BODY_BYTES {
         return Err(ApiError::payload_too_large(MAX_BODY_BYTES));
     }
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    if empty {
         return Err(ApiError::malformed_json(
             "request body is empty; a JSON object is required",
         ));
@@ -226,6 +234,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let syntax_ok = serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
         match inner.classify() {
             Category::Data if syntax_ok => field_error(&path, &inner),
+            // serde_json reports a non-string where an enum is expected
+            // (`{"locale": null}`, `{"paymentMethod": 5}`) as a syntax
+            // error, though the JSON is valid: it is the field's value that
+            // is wrong.
+            Category::Syntax if syntax_ok => ApiError::invalid_field(
+                field_name(&path),
+                "has a value of the wrong type: expected one of its allowed strings",
+            ),
             Category::Data => ApiError::malformed_json("request body is not valid JSON"),
             Category::Syntax | Category::Eof | Category::Io => {
                 ApiError::malformed_json(format!("request body is not valid JSON: {inner}"))
@@ -235,6 +251,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     de.end()
         .map_err(|e| ApiError::malformed_json(format!("request body is not valid JSON: {e}")))?;
     Ok(value)
+}
+
+fn field_name(path: &str) -> &str {
+    if path == "." || path.is_empty() {
+        "body"
+    } else {
+        path
+    }
 }
 
 /// Builds the 400 for a data error at `path`, naming the field.
@@ -380,5 +404,61 @@ mod tests {
         assert!(is_json_media_type("application/merge-patch+json"));
         assert!(!is_json_media_type("text/plain"));
         assert!(!is_json_media_type("application/x-www-form-urlencoded"));
+    }
+
+    fn request(content_type: Option<&str>, body: &str) -> Request {
+        let mut builder = lambda_http::http::Request::builder();
+        if let Some(value) = content_type {
+            builder = builder.header(header::CONTENT_TYPE, value);
+        }
+        builder.body(Body::Text(body.to_owned())).unwrap()
+    }
+
+    /// Issue 27.6: a body without a Content-Type is 415, like any non-JSON one.
+    #[test]
+    fn a_body_needs_a_json_content_type() {
+        let ok: Stock =
+            json_body(&request(Some("application/json"), r#"{"newStock": 1}"#)).unwrap();
+        assert_eq!(ok.new_stock, 1);
+        for content_type in [None, Some("text/plain")] {
+            let err = json_body::<Stock>(&request(content_type, r#"{"newStock": 1}"#)).unwrap_err();
+            assert_eq!(
+                (err.status.as_u16(), err.code),
+                (415, "UNSUPPORTED_MEDIA_TYPE")
+            );
+        }
+        // No body and no type: the missing object is the clearer answer.
+        let err = json_body::<Stock>(&request(None, "")).unwrap_err();
+        assert_eq!(err.code, "MALFORMED_JSON");
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct WithEnum {
+        locale: Option<Locale>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    enum Locale {
+        #[serde(rename = "en")]
+        En,
+    }
+
+    /// Issues 27.8 and 28.7: valid JSON with a non-string where an enum is
+    /// expected names the field; it is not "not valid JSON".
+    #[test]
+    fn a_non_string_enum_value_names_the_field() {
+        for body in [
+            r#"{"locale": 5}"#,
+            r#"{"locale": true}"#,
+            r#"{"locale": []}"#,
+        ] {
+            let err = parse_json::<WithEnum>(body.as_bytes()).unwrap_err();
+            assert_eq!(err.code, "INVALID_FIELD", "{body}");
+            assert_eq!(err.details["field"], "locale", "{body}");
+        }
+        assert!(parse_json::<WithEnum>(br#"{"locale": "en"}"#).is_ok());
+        let broken = parse_json::<WithEnum>(br#"{"locale": 5"#).unwrap_err();
+        assert_eq!(broken.code, "MALFORMED_JSON");
     }
 }

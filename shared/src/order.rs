@@ -10,6 +10,11 @@ use crate::product::{MAX_AMOUNT, Product, validate_product_id};
 
 pub const MAX_LINES: usize = 20;
 pub const MAX_QUANTITY: i64 = 1000;
+/// The largest amount a client can see, 2^53 − 1: beyond it a JavaScript
+/// number is no longer exact.
+pub const MAX_EXACT_IN_JSON: i64 = (1 << 53) - 1;
+// Every order amount (and so every payment, refund and rebate base) fits.
+const _: () = assert!(MAX_AMOUNT * MAX_QUANTITY * (MAX_LINES as i64) <= MAX_EXACT_IN_JSON);
 
 /// Where an order is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

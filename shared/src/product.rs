@@ -4,11 +4,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 
-/// Largest price or amount in minor units (10 billion in major units):
-/// far above any real price, far below where sums of lines could overflow.
-pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
+/// Largest price or amount in minor units (1 billion in major units): far
+/// above any real price, and low enough that the largest order (20 lines of
+/// 1,000 units, 2 × 10^15) stays below 2^53, the largest integer a
+/// JavaScript client reads exactly.
+pub const MAX_AMOUNT: i64 = 100_000_000_000;
 /// Largest stock level an admin may set.
 pub const MAX_STOCK: i64 = 1_000_000_000;
+/// Text limits of a product, in characters (openapi.yaml states the same;
+/// tests/template.rs compares them).
+pub const MAX_NAME_CHARS: usize = 200;
+pub const MAX_DESCRIPTION_CHARS: usize = 2000;
+pub const MAX_CATEGORY_CHARS: usize = 64;
 pub const DEFAULT_CURRENCY: &str = "CNY";
 
 /// A product as stored and as returned by the API.
@@ -136,9 +143,9 @@ impl ProductDraft {
                 "must match the productId in the path",
             ));
         }
-        validate_text("name", &self.name, 1, 200)?;
-        validate_text("description", &self.description, 0, 4000)?;
-        validate_text("category", &self.category, 1, 64)?;
+        validate_text("name", &self.name, 1, MAX_NAME_CHARS)?;
+        validate_text("description", &self.description, 0, MAX_DESCRIPTION_CHARS)?;
+        validate_text("category", &self.category, 1, MAX_CATEGORY_CHARS)?;
         validate_range("price", self.price, MAX_AMOUNT)?;
         validate_currency(&self.currency)?;
         validate_range("stock", self.stock, MAX_STOCK)
