@@ -337,7 +337,7 @@ def foreign_pool(cognito):
     return pool, client
 
 
-def mint_token(outputs, user, admin, foreign=False, kind="api"):
+def mint_token(outputs, user, admin, foreign=False, kind="api", which="AccessToken"):
     """Creates (or resets) `<user>@example.com` in the local user pool and
     returns a Cognito access token for it (from another app client with
     `foreign`; `kind` "expired" from a client whose tokens live a second,
@@ -375,7 +375,7 @@ def mint_token(outputs, user, admin, foreign=False, kind="api"):
         AuthFlow="ADMIN_USER_PASSWORD_AUTH",
         AuthParameters={"USERNAME": username, "PASSWORD": password},
     )
-    return result["AuthenticationResult"]["AccessToken"]
+    return result["AuthenticationResult"][which]
 
 
 def token(args):
@@ -384,8 +384,10 @@ def token(args):
     # --count N: users USER1..USERN, one token per line (tests that need
     # many independent buyers mint them in one process).
     users = [f"{args.user}{i}" for i in range(1, args.count + 1)] if args.count else [args.user]
+    # The API takes access tokens only; the other two exist to prove it.
+    which = "IdToken" if args.id_token else "RefreshToken" if args.refresh_token else "AccessToken"
     for user in users:
-        print(mint_token(outputs, user, args.admin, args.foreign_client, kind))
+        print(mint_token(outputs, user, args.admin, args.foreign_client, kind, which))
 
 
 # -------------------------------------------------------------------- seed
@@ -630,6 +632,8 @@ def main():
     p.add_argument("--foreign-client", action="store_true", help="a token from another app client (wrong audience)")
     p.add_argument("--expired", action="store_true", help="a token that expires a second after it is issued")
     p.add_argument("--foreign-pool", action="store_true", help="a token from another user pool (wrong issuer)")
+    p.add_argument("--id-token", action="store_true", help="the ID token instead (which the API refuses)")
+    p.add_argument("--refresh-token", action="store_true", help="the refresh token instead (which the API refuses)")
     p.set_defaults(run=token)
     p = sub.add_parser("seed")
     p.add_argument("file")

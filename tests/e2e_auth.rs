@@ -40,6 +40,12 @@ async fn no_route_accepts_a_bad_token() {
     let foreign = system_tests::required_env("E2E_FOREIGN_TOKEN");
     let foreign_pool = system_tests::required_env("E2E_FOREIGN_POOL_TOKEN");
     let expired = system_tests::required_env("E2E_EXPIRED_TOKEN");
+    // An admin's ID token (its claims carry the group and user attributes)
+    // and a refresh token: the authorizer lets both through (issue 29.1),
+    // the functions take access tokens only.
+    let id_token = system_tests::required_env("E2E_ID_TOKEN");
+    let refresh_token = system_tests::required_env("E2E_REFRESH_TOKEN");
+    assert_eq!(claims(&id_token)["token_use"], "id");
     assert_expired(&expired);
     assert_ne!(
         claims(&foreign_pool)["iss"],
@@ -54,6 +60,8 @@ async fn no_route_accepts_a_bad_token() {
         ("wrong audience", Some(foreign)),
         ("wrong issuer", Some(foreign_pool)),
         ("expired", Some(expired)),
+        ("ID token", Some(id_token)),
+        ("refresh token", Some(refresh_token)),
     ];
     for route in &routes {
         let path = route
@@ -289,4 +297,29 @@ async fn other_users_get_404_shoppers_get_403_and_nothing_leaks() {
         )
         .await;
     assert_eq!(mine["orderStatus"], "PENDING_PAYMENT", "{mine}");
+}
+
+/// Issue 29.8 through the stack: every answer says nosniff; private answers
+/// are no-store, the catalog keeps its ETag caching.
+#[tokio::test]
+async fn answers_carry_the_security_headers() {
+    let stack = Stack::from_env();
+    let client = reqwest::Client::new();
+    for (path, cache_control) in [
+        ("/me/preferences", "no-store"),
+        ("/orders", "no-store"),
+        ("/me/rebates", "no-store"),
+        ("/orders/01JDQ3Z8G6W9Y4XKQ2T7V5N1AB", "no-store"),
+        ("/products", shared::http::CATALOG_CACHE_CONTROL),
+    ] {
+        let response = client
+            .get(format!("{}{path}", stack.api_url))
+            .bearer_auth(&stack.user_token)
+            .send()
+            .await
+            .unwrap();
+        let headers = response.headers();
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["cache-control"], cache_control, "{path}");
+    }
 }

@@ -730,3 +730,23 @@ fn the_specs_limits_are_the_codes() {
     let days = shared::sales::MAX_RANGE_DAYS;
     assert!(stats.contains(&format!("at most {days} days")), "{stats}");
 }
+
+/// Page tokens carry string key values only (shared::db::decode_page_token
+/// refuses any other type before it reaches DynamoDB): that holds while
+/// every key attribute of every table and index is a string.
+#[test]
+fn every_key_attribute_is_a_string() {
+    let template = Template::load();
+    for (id, table) in template.resources_of_type("AWS::DynamoDB::Table") {
+        for definition in table["Properties"]["AttributeDefinitions"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{id} has AttributeDefinitions"))
+        {
+            assert_eq!(
+                definition["AttributeType"].as_str(),
+                Some("S"),
+                "{id}: {definition:?}"
+            );
+        }
+    }
+}

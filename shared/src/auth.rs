@@ -1,8 +1,12 @@
 //! Who is calling, as established by the API Gateway JWT authorizer.
 //!
 //! The authorizer has already verified the token's signature, issuer,
-//! audience and expiry before the function runs; functions only read the
-//! claims it passes along. Identity is never taken from a request body.
+//! audience (an access token's `client_id`, an ID token's `aud`) and expiry
+//! before the function runs; functions read the claims it passes along.
+//! The authorizer accepts ID tokens too, whose claims can carry user
+//! attributes: only access tokens (`token_use` = `access`, with a
+//! `client_id`) are accepted here, and groups come only from their
+//! `cognito:groups`. Identity is never taken from a request body.
 
 use std::collections::HashMap;
 
@@ -30,6 +34,14 @@ impl Caller {
     }
 
     pub fn from_claims(claims: &HashMap<String, String>) -> Result<Self, ApiError> {
+        if claims.get("token_use").map(String::as_str) != Some("access") {
+            return Err(ApiError::unauthorized(
+                "only access tokens are accepted (send the access token, not the ID or refresh token)",
+            ));
+        }
+        if claims.get("client_id").is_none_or(|c| c.is_empty()) {
+            return Err(ApiError::unauthorized("the token names no app client"));
+        }
         let user_id = claims
             .get("sub")
             .filter(|s| !s.is_empty())
@@ -73,14 +85,16 @@ fn jwt_claims(req: &Request) -> Option<&HashMap<String, String>> {
     }
 }
 
-/// HTTP APIs flatten the `cognito:groups` array into a string such as
-/// `[admin]` or `[admin staff]`; a JSON array string is accepted too.
+/// HTTP APIs flatten the `cognito:groups` array into one string, the names
+/// space-separated inside one pair of brackets: `[admin]`, `[admin staff]`.
+/// Only that form is read, and names are compared whole: Cognito allows
+/// punctuation in group names, so `support,admin`, `"admin"` or `[admin]`
+/// are other groups, not admin. Anything not in that form holds no group.
 fn parse_groups(raw: &str) -> impl Iterator<Item = &str> {
-    raw.trim()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .split([' ', ','])
-        .map(|g| g.trim().trim_matches('"'))
+    raw.strip_prefix('[')
+        .and_then(|inner| inner.strip_suffix(']'))
+        .unwrap_or("")
+        .split(' ')
         .filter(|g| !g.is_empty())
 }
 
@@ -95,9 +109,17 @@ mod tests {
             .collect()
     }
 
+    const ACCESS: [(&str, &str); 2] = [("token_use", "access"), ("client_id", "app")];
+
+    fn access(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut all = claims(&ACCESS);
+        all.extend(claims(pairs));
+        all
+    }
+
     #[test]
     fn plain_user() {
-        let c = Caller::from_claims(&claims(&[("sub", "u1")])).unwrap();
+        let c = Caller::from_claims(&access(&[("sub", "u1")])).unwrap();
         assert_eq!(
             c,
             Caller {
@@ -109,27 +131,61 @@ mod tests {
     }
 
     #[test]
-    fn admin_group_in_every_flattened_form() {
-        for groups in ["[admin]", "[staff admin]", "[\"staff\",\"admin\"]", "admin"] {
+    fn admin_group_as_api_gateway_flattens_it() {
+        for groups in ["[admin]", "[staff admin]", "[admin staff]"] {
             let c =
-                Caller::from_claims(&claims(&[("sub", "u1"), ("cognito:groups", groups)])).unwrap();
+                Caller::from_claims(&access(&[("sub", "u1"), ("cognito:groups", groups)])).unwrap();
             assert!(c.is_admin, "{groups}");
         }
     }
 
+    /// Issue 29.5: group names are whole, and only the flattened form counts.
     #[test]
     fn lookalike_groups_are_not_admin() {
-        for groups in ["[administrators]", "[staff]", "", "[]"] {
+        for groups in [
+            "[administrators]",
+            "[staff]",
+            "",
+            "[]",
+            "[support,admin]",
+            "[\"admin\"]",
+            "[[admin]]",
+            "admin",
+            "[\"staff\",\"admin\"]",
+        ] {
             let c =
-                Caller::from_claims(&claims(&[("sub", "u1"), ("cognito:groups", groups)])).unwrap();
+                Caller::from_claims(&access(&[("sub", "u1"), ("cognito:groups", groups)])).unwrap();
             assert!(!c.is_admin, "{groups}");
         }
     }
 
     #[test]
     fn missing_sub_is_unauthorized() {
-        let e = Caller::from_claims(&claims(&[("cognito:groups", "[admin]")])).unwrap_err();
+        let e = Caller::from_claims(&access(&[("cognito:groups", "[admin]")])).unwrap_err();
         assert_eq!(e.status.as_u16(), 401);
+    }
+
+    /// Issue 29.1: ID and refresh tokens pass the JWT authorizer (their
+    /// audience is the app client) but are not access tokens.
+    #[test]
+    fn only_access_tokens_are_accepted() {
+        for token_use in [None, Some("id"), Some("refresh"), Some("Access")] {
+            let mut c = claims(&[
+                ("sub", "u1"),
+                ("client_id", "app"),
+                ("cognito:groups", "[admin]"),
+            ]);
+            if let Some(t) = token_use {
+                c.insert("token_use".into(), t.into());
+            }
+            let e = Caller::from_claims(&c).unwrap_err();
+            assert_eq!(e.status.as_u16(), 401, "{token_use:?}");
+        }
+        let no_client = claims(&[("sub", "u1"), ("token_use", "access")]);
+        assert_eq!(
+            Caller::from_claims(&no_client).unwrap_err().status.as_u16(),
+            401
+        );
     }
 
     #[test]

@@ -353,6 +353,9 @@ pub fn conflicted(reasons: &[CancellationReason]) -> bool {
 }
 
 /// 400 for a `nextToken` the API did not issue (to this caller).
+/// DynamoDB's limit on a sort key's size (a partition key may take 2048).
+const MAX_KEY_BYTES: usize = 1024;
+
 pub fn invalid_page_token() -> ApiError {
     ApiError::new(
         lambda_http::http::StatusCode::BAD_REQUEST,
@@ -395,6 +398,11 @@ pub fn encode_page_token(key: &Item) -> String {
 
 /// Reads a token made by [`encode_page_token`]; anything else, including a
 /// token whose key attributes differ from `expected_names`, is a 400.
+///
+/// Every key attribute of every table and index is a string (the template
+/// declares no other; tests/template.rs checks it), so a token holding any
+/// other type is refused here rather than reaching DynamoDB, whose
+/// ValidationException would be a 500 (`{"N": "NaN"}`, `{"N": "inf"}`).
 pub fn decode_page_token(token: &str, expected_names: &[&str]) -> Result<Item, ApiError> {
     let invalid = invalid_page_token;
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
@@ -408,10 +416,11 @@ pub fn decode_page_token(token: &str, expected_names: &[&str]) -> Result<Item, A
     object
         .iter()
         .map(|(name, encoded)| {
-            let attr = match (encoded.get("S"), encoded.get("N")) {
-                (Some(serde_json::Value::String(s)), None) => AttributeValue::S(s.clone()),
-                (None, Some(serde_json::Value::String(n))) if n.parse::<f64>().is_ok() => {
-                    AttributeValue::N(n.clone())
+            let attr = match encoded.as_object().map(|o| (o.len(), o.get("S"))) {
+                (Some((1, Some(serde_json::Value::String(s)))))
+                    if !s.is_empty() && s.len() <= MAX_KEY_BYTES =>
+                {
+                    AttributeValue::S(s.clone())
                 }
                 _ => return Err(invalid()),
             };
@@ -479,12 +488,18 @@ mod tests {
     fn page_token_round_trips() {
         let key: Item = [
             ("productId".to_owned(), AttributeValue::S("p-1".into())),
-            ("n".to_owned(), AttributeValue::N("42".into())),
+            (
+                "createdAt".to_owned(),
+                AttributeValue::S("2026-11-22T00:00:00.000Z".into()),
+            ),
         ]
         .into();
         let token = encode_page_token(&key);
         assert!(!token.contains('='), "url-safe, unpadded");
-        assert_eq!(decode_page_token(&token, &["productId", "n"]).unwrap(), key);
+        assert_eq!(
+            decode_page_token(&token, &["productId", "createdAt"]).unwrap(),
+            key
+        );
     }
 
     #[test]
@@ -498,7 +513,22 @@ mod tests {
             let err = decode_page_token(token, &["productId"]).unwrap_err();
             assert_eq!(err.code, "INVALID_NEXT_TOKEN", "{token}");
         }
-        let wrong_type = URL_SAFE_NO_PAD.encode(r#"{"productId":{"B":"x"}}"#);
-        assert!(decode_page_token(&wrong_type, &["productId"]).is_err());
+        // Issue 29.4: anything but a non-empty string is refused before it
+        // can reach DynamoDB (which answers NaN or inf with a 500).
+        for forged in [
+            r#"{"productId":{"B":"x"}}"#,
+            r#"{"productId":{"N":"NaN"}}"#,
+            r#"{"productId":{"N":"inf"}}"#,
+            r#"{"productId":{"N":"1"}}"#,
+            r#"{"productId":{"S":""}}"#,
+            r#"{"productId":{"S":"x","N":"1"}}"#,
+            r#"{"productId":{"S":5}}"#,
+        ] {
+            let token = URL_SAFE_NO_PAD.encode(forged);
+            let err = decode_page_token(&token, &["productId"]).unwrap_err();
+            assert_eq!(err.code, "INVALID_NEXT_TOKEN", "{forged}");
+        }
+        let long = format!(r#"{{"productId":{{"S":"{}"}}}}"#, "x".repeat(1025));
+        assert!(decode_page_token(&URL_SAFE_NO_PAD.encode(long), &["productId"]).is_err());
     }
 }

@@ -62,9 +62,13 @@ fn request_span(req: &Request) -> tracing::Span {
     )
 }
 
-/// The response for a handler's outcome.
+/// The response for a handler's outcome, with the headers every answer
+/// carries: `X-Content-Type-Options: nosniff`, and `Cache-Control:
+/// no-store` unless the handler chose its caching (only the catalog's
+/// answers do): orders, payments, preferences, rebates, notifications and
+/// every error are private and must not be kept by any cache.
 pub fn into_response(result: ApiResult) -> Response<Body> {
-    match result {
+    let mut response = match result {
         Ok(response) => response,
         Err(err) => {
             if err.status.is_server_error() {
@@ -84,7 +88,16 @@ pub fn into_response(result: ApiResult) -> Response<Body> {
             }
             response
         }
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
+    response
 }
 
 /// A JSON response with the given status.
@@ -404,6 +417,24 @@ mod tests {
         assert!(is_json_media_type("application/merge-patch+json"));
         assert!(!is_json_media_type("text/plain"));
         assert!(!is_json_media_type("application/x-www-form-urlencoded"));
+    }
+
+    /// Issue 29.8: every answer says nosniff; private ones are no-store,
+    /// the catalog's keep their own caching.
+    #[test]
+    fn every_answer_carries_the_security_headers() {
+        let private = into_response(Ok(json(StatusCode::OK, &serde_json::json!({}))));
+        let error = into_response(Err(ApiError::forbidden("no")));
+        for response in [&private, &error] {
+            assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+            assert_eq!(response.headers()["cache-control"], "no-store");
+        }
+        let req = lambda_http::http::Request::builder()
+            .body(Body::Empty)
+            .unwrap();
+        let catalog = into_response(Ok(cacheable_json(&req, &1, CATALOG_CACHE_CONTROL)));
+        assert_eq!(catalog.headers()["x-content-type-options"], "nosniff");
+        assert_eq!(catalog.headers()["cache-control"], CATALOG_CACHE_CONTROL);
     }
 
     fn request(content_type: Option<&str>, body: &str) -> Request {

@@ -74,6 +74,7 @@ impl ApiRequest {
         let mut claims = Map::new();
         claims.insert("sub".into(), sub.into());
         claims.insert("token_use".into(), "access".into());
+        claims.insert("client_id".into(), "test-app-client".into());
         self.claims = Some(claims);
         self
     }
