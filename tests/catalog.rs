@@ -38,7 +38,7 @@ impl Fixture {
     async fn get(&self, id: &str) -> (u16, Value) {
         let req = ApiRequest::get("/products/{productId}")
             .path_param("productId", id)
-            .as_user("user-1");
+            .as_admin("admin-1");
         parts(&shared::http::into_response(
             get_product_info::handle(&self.catalog, req.build()).await,
         ))
@@ -446,13 +446,35 @@ async fn catalog_reads_carry_etags_and_answer_304() {
         304
     );
 
-    // Stock moved: the representation changed, so must the tag.
+    // Stock moved: a shopper's representation (availability only, issue
+    // 29.6) did not change, so the tag holds; an admin's, with the
+    // counters, did.
+    let admin_get = || {
+        ApiRequest::get("/products/{productId}")
+            .path_param("productId", "p1")
+            .as_admin("a")
+    };
+    let admin_tag = shared::http::into_response(
+        get_product_info::handle(&f.catalog, admin_get().build()).await,
+    )
+    .headers()["etag"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     f.reserve("p1", 1).await;
-    let changed = shared::http::into_response(
+    let shopper = shared::http::into_response(
         get_product_info::handle(&f.catalog, get(Some(&etag)).build()).await,
     );
+    assert_eq!(shopper.status(), 304);
+    let changed = shared::http::into_response(
+        get_product_info::handle(
+            &f.catalog,
+            admin_get().header("if-none-match", &admin_tag).build(),
+        )
+        .await,
+    );
     assert_eq!(changed.status(), 200);
-    assert_ne!(changed.headers()["etag"], etag.as_str());
+    assert_ne!(changed.headers()["etag"], admin_tag.as_str());
 
     let list = shared::http::into_response(
         list_products::handle(

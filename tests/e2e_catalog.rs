@@ -69,10 +69,21 @@ async fn admin_manages_the_catalog_and_shoppers_read_it() {
     assert_eq!(created["productId"], id.as_str());
 
     let (status, read) = stack
-        .call(Method::GET, &path, Some(&stack.user_token), None)
+        .call(Method::GET, &path, Some(&stack.admin_token), None)
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(read, created);
+    // A shopper sees whether it can be ordered, not the counters (29.6).
+    let (status, shown) = stack
+        .call(Method::GET, &path, Some(&stack.user_token), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(shown["availability"], "LOW_STOCK", "{shown}");
+    assert!(
+        shown.get("stock").is_none() && shown.get("reserved").is_none(),
+        "{shown}"
+    );
+    assert_eq!(shown["price"], created["price"]);
 
     let (status, updated) = stack
         .call(
@@ -212,7 +223,7 @@ async fn bad_requests_get_clear_json_errors() {
     assert_eq!(body["error"]["field"], "limit");
 
     let (_, after) = stack
-        .call(Method::GET, &path, Some(&stack.user_token), None)
+        .call(Method::GET, &path, Some(&stack.admin_token), None)
         .await;
     assert_eq!(
         (after["stock"].as_i64(), after["version"].as_i64()),

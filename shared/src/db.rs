@@ -417,7 +417,7 @@ pub fn decode_page_token(token: &str, expected_names: &[&str]) -> Result<Item, A
         .iter()
         .map(|(name, encoded)| {
             let attr = match encoded.as_object().map(|o| (o.len(), o.get("S"))) {
-                (Some((1, Some(serde_json::Value::String(s)))))
+                Some((1, Some(serde_json::Value::String(s))))
                     if !s.is_empty() && s.len() <= MAX_KEY_BYTES =>
                 {
                     AttributeValue::S(s.clone())

@@ -18,6 +18,67 @@ pub const MAX_DESCRIPTION_CHARS: usize = 2000;
 pub const MAX_CATEGORY_CHARS: usize = 64;
 pub const DEFAULT_CURRENCY: &str = "CNY";
 
+/// What a shopper sees of a product's stock: whether it can be ordered,
+/// not how many units move as others order (issue 29.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Availability {
+    InStock,
+    /// At most [`LOW_STOCK_AT`] units left.
+    LowStock,
+    SoldOut,
+}
+
+/// Below or at this many orderable units a product shows `LOW_STOCK`.
+pub const LOW_STOCK_AT: i64 = 10;
+
+/// A product as the API answers it: admins see the counters (`stock`,
+/// `reserved`), shoppers only its availability.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductView {
+    pub product_id: String,
+    pub name: String,
+    pub description: String,
+    pub category: String,
+    pub price: i64,
+    pub currency: String,
+    pub availability: Availability,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stock: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reserved: Option<i64>,
+    pub version: i64,
+    pub updated_at: String,
+}
+
+impl Product {
+    pub fn availability(&self) -> Availability {
+        match self.stock {
+            s if s <= 0 => Availability::SoldOut,
+            s if s <= LOW_STOCK_AT => Availability::LowStock,
+            _ => Availability::InStock,
+        }
+    }
+
+    /// The answer for a caller: the counters only for admins.
+    pub fn view(self, is_admin: bool) -> ProductView {
+        ProductView {
+            availability: self.availability(),
+            stock: is_admin.then_some(self.stock),
+            reserved: is_admin.then_some(self.reserved),
+            product_id: self.product_id,
+            name: self.name,
+            description: self.description,
+            category: self.category,
+            price: self.price,
+            currency: self.currency,
+            version: self.version,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
 /// A product as stored and as returned by the API.
 ///
 /// `stock` is what can still be ordered; `reserved` is held by unpaid
@@ -161,6 +222,41 @@ impl StockUpdate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shoppers_see_availability_admins_the_counters() {
+        let product = |stock| Product {
+            product_id: "p".into(),
+            name: "P".into(),
+            description: String::new(),
+            category: "c".into(),
+            price: 1,
+            currency: "CNY".into(),
+            stock,
+            reserved: 3,
+            sold: 0,
+            version: 1,
+            updated_at: "2026-12-01T00:00:00.000Z".into(),
+        };
+        for (stock, availability) in [
+            (0, Availability::SoldOut),
+            (1, Availability::LowStock),
+            (LOW_STOCK_AT, Availability::LowStock),
+            (LOW_STOCK_AT + 1, Availability::InStock),
+        ] {
+            let shopper = serde_json::to_value(product(stock).view(false)).unwrap();
+            assert_eq!(
+                shopper["availability"],
+                serde_json::to_value(availability).unwrap()
+            );
+            assert!(shopper.get("stock").is_none() && shopper.get("reserved").is_none());
+            let admin = serde_json::to_value(product(stock).view(true)).unwrap();
+            assert_eq!(
+                (admin["stock"].as_i64(), admin["reserved"].as_i64()),
+                (Some(stock), Some(3))
+            );
+        }
+    }
     use crate::http::parse_json;
 
     fn draft() -> ProductDraft {

@@ -151,13 +151,13 @@ impl Stack {
         }
     }
 
-    /// A product's (stock, reserved) as the API shows them.
+    /// A product's (stock, reserved) as the API shows them to an admin.
     pub async fn counters(&self, product_id: &str) -> (i64, i64) {
         let (_, p) = self
             .call(
                 Method::GET,
                 &format!("/products/{product_id}"),
-                Some(&self.user_token),
+                Some(&self.admin_token),
                 None,
             )
             .await;

@@ -1,4 +1,5 @@
-//! `GET /products/{productId}`: one product, for any signed-in user.
+//! `GET /products/{productId}`: one product, for any signed-in user; its
+//! stock counters for admins, its availability for everyone.
 
 use lambda_http::Request;
 use shared::catalog::{Catalog, product_not_found};
@@ -7,12 +8,16 @@ use shared::product::validate_product_id;
 use shared::{ApiResult, Caller};
 
 pub async fn handle(catalog: &Catalog, req: Request) -> ApiResult {
-    Caller::from_request(&req)?;
+    let caller = Caller::from_request(&req)?;
     let product_id = path_param(&req, "productId")?;
     validate_product_id(&product_id)?;
     let product = catalog
         .get(&product_id)
         .await?
         .ok_or_else(|| product_not_found(&product_id))?;
-    Ok(cacheable_json(&req, &product, CATALOG_CACHE_CONTROL))
+    Ok(cacheable_json(
+        &req,
+        &product.view(caller.is_admin),
+        CATALOG_CACHE_CONTROL,
+    ))
 }

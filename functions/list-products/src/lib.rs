@@ -5,7 +5,7 @@ use serde::Serialize;
 use shared::catalog::{Catalog, PRODUCT_KEY};
 use shared::db::{decode_page_token, encode_page_token};
 use shared::http::{CATALOG_CACHE_CONTROL, cacheable_json, limit_param, query_param};
-use shared::product::Product;
+use shared::product::ProductView;
 use shared::{ApiResult, Caller};
 
 pub const DEFAULT_LIMIT: i32 = 20;
@@ -14,20 +14,24 @@ pub const MAX_LIMIT: i32 = 100;
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ProductList {
-    items: Vec<Product>,
+    items: Vec<ProductView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     next_token: Option<String>,
 }
 
 pub async fn handle(catalog: &Catalog, req: Request) -> ApiResult {
-    Caller::from_request(&req)?;
+    let caller = Caller::from_request(&req)?;
     let limit = limit_param(&req, DEFAULT_LIMIT, MAX_LIMIT)?;
     let start = query_param(&req, "nextToken")
         .map(|token| decode_page_token(&token, PRODUCT_KEY))
         .transpose()?;
     let page = catalog.list(limit, start).await?;
     let list = ProductList {
-        items: page.items,
+        items: page
+            .items
+            .into_iter()
+            .map(|p| p.view(caller.is_admin))
+            .collect(),
         next_token: page.last_key.as_ref().map(encode_page_token),
     };
     Ok(cacheable_json(&req, &list, CATALOG_CACHE_CONTROL))

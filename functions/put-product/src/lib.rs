@@ -20,9 +20,11 @@ pub async fn handle(catalog: &Catalog, req: Request) -> ApiResult {
         .put(&product_id, &draft, &clock::now_rfc3339())
         .await?;
 
+    // Only admins get here: the view with the counters.
+    let view = product.view(true);
     if created {
-        Ok(http::created(&product, &format!("/products/{product_id}")))
+        Ok(http::created(&view, &format!("/products/{product_id}")))
     } else {
-        Ok(json(StatusCode::OK, &product))
+        Ok(json(StatusCode::OK, &view))
     }
 }

@@ -19,5 +19,6 @@ pub async fn handle(catalog: &Catalog, req: Request) -> ApiResult {
         .set_stock(&product_id, update.new_stock, &clock::now_rfc3339())
         .await?
         .ok_or_else(|| product_not_found(&product_id))?;
-    Ok(json(StatusCode::OK, &product))
+    // Only admins get here: the view with the counters.
+    Ok(json(StatusCode::OK, &product.view(true)))
 }
