@@ -411,3 +411,43 @@ async fn refund_of_the_paying_payment_refunds_the_order_and_restocks() {
     assert_eq!(f.counters().await, (10, 0, 0), "restocked once");
     assert_eq!(f.order_events(&payment.order_id, "OrderRefunded").await, 1);
 }
+
+/// Issue 28.1: a record SNS can never take is set aside, and the batch
+/// (and so the stream behind it) goes on. The SNS client points nowhere: a
+/// record that reached it would fail the batch as retryable.
+#[tokio::test]
+async fn an_oversized_outbox_record_is_set_aside_not_retried_forever() {
+    use aws_lambda_events::event::dynamodb::{Event, EventRecord};
+    let config = system_tests::dynamo::local_config("http://127.0.0.1:1").await;
+    let publisher = publish_events::Publisher {
+        sns: aws_sdk_sns::Client::new(&config),
+        topic_arn: "arn:aws:sns:us-east-1:000000000000:events".into(),
+        faults: publish_events::FaultHook::from_env("NO_SUCH_SETTING"),
+    };
+    let record = |envelope: String| {
+        let mut record = EventRecord::default();
+        record.event_name = "INSERT".into();
+        record.change.new_image = serde_dynamo::to_item(json!({
+            "eventId": "e1", "type": "RebateCredited", "envelope": envelope,
+        }))
+        .unwrap();
+        record
+    };
+    let oversized = "x".repeat(publish_events::SNS_MAX_MESSAGE_BYTES + 1);
+    let mut event = Event::default();
+    event.records = vec![
+        record(oversized.clone()),
+        record("not json, but small".into()),
+    ];
+    let outcome = publish_events::publish_batch(&publisher, event).await;
+    // The small record reached the (absent) topic and failed as retryable;
+    // the oversized one did not make the batch fail by itself:
+    assert!(
+        matches!(outcome, Err(publish_events::PublishError::Retryable(_))),
+        "{outcome:?}"
+    );
+    let mut alone = Event::default();
+    alone.records = vec![record(oversized)];
+    let outcome = publish_events::publish_batch(&publisher, alone).await;
+    assert!(matches!(outcome, Ok(0)), "{outcome:?}");
+}

@@ -718,6 +718,15 @@ fn the_specs_limits_are_the_codes() {
     for field in ["minOrderAmount", "maxPerOrder", "maxPerUserPerMonth"] {
         assert_eq!(number(&rules[field]["maximum"]), MAX_AMOUNT, "{field}");
     }
+    let campaigns = &rules["campaigns"];
+    assert_eq!(
+        number(&campaigns["maxItems"]),
+        shared::rebate::MAX_CAMPAIGNS as i64
+    );
+    assert_eq!(
+        number(&campaigns["items"]["properties"]["campaignId"]["maxLength"]),
+        64
+    );
     let create = &spec["paths"]["/orders"]["post"]["requestBody"]["content"]["application/json"]["schema"]
         ["oneOf"][0]["properties"]["items"];
     assert_eq!(number(&create["maxItems"]), MAX_LINES as i64);

@@ -13,6 +13,13 @@ use crate::db::DbError;
 /// Version of the envelope and data shapes below; bumped on breaking change.
 pub const EVENT_VERSION: u32 = 1;
 
+/// The largest envelope the outbox takes: SNS takes 256 KiB with the
+/// message attributes, and the events table's item must fit too. What goes
+/// into events is bounded (20 lines, 50 campaigns a rule set) far below;
+/// this refuses, at the write, anything that would still exceed it, rather
+/// than commit an event that can never be delivered.
+pub const MAX_EVENT_BYTES: usize = 240 * 1024;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventType {
     OrderCreated,
@@ -67,6 +74,13 @@ impl Envelope {
     /// The outbox record, for the same transaction as the change.
     pub fn outbox_put(&self, table: &str) -> Result<Put, DbError> {
         let json = serde_json::to_string(self).map_err(|e| DbError::Corrupt(e.to_string()))?;
+        if json.len() > MAX_EVENT_BYTES {
+            return Err(DbError::Corrupt(format!(
+                "a {:?} event of {} bytes exceeds the {MAX_EVENT_BYTES} an event may take",
+                self.event_type,
+                json.len()
+            )));
+        }
         let event_type = serde_json::to_value(self.event_type)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
@@ -104,6 +118,14 @@ mod tests {
         assert_eq!(v["eventId"].as_str().unwrap().len(), 26);
         let put = e.outbox_put("events").unwrap();
         assert_eq!(put.item()["type"], AttributeValue::S("OrderCreated".into()));
+    }
+
+    /// Issue 28.1: an event SNS could never take is refused at the write.
+    #[test]
+    fn an_oversized_event_is_refused_at_the_write() {
+        let big = "x".repeat(MAX_EVENT_BYTES);
+        let e = Envelope::new(EventType::RebateCredited, "c", "t", &big).unwrap();
+        assert!(matches!(e.outbox_put("events"), Err(DbError::Corrupt(_))));
     }
 }
 

@@ -34,6 +34,9 @@ pub enum Metric {
     RebatesCredited,
     /// An event left the outbox for the topic.
     EventsPublished,
+    /// An outbox record no retry can publish was set aside (it stays in
+    /// the events table; an alarm tells an operator).
+    EventsSetAside,
     /// A consumer gave a message back to SQS for redelivery.
     ConsumerFailures,
     /// The first invocation of a new execution environment.
@@ -41,7 +44,7 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 10] = [
+    pub const ALL: [Metric; 11] = [
         Metric::OrdersCreated,
         Metric::StockConflicts,
         Metric::PaymentsSucceeded,
@@ -50,6 +53,7 @@ impl Metric {
         Metric::InvalidSignatures,
         Metric::RebatesCredited,
         Metric::EventsPublished,
+        Metric::EventsSetAside,
         Metric::ConsumerFailures,
         Metric::ColdStart,
     ];
@@ -64,6 +68,7 @@ impl Metric {
             Metric::InvalidSignatures => "InvalidSignatures",
             Metric::RebatesCredited => "RebatesCredited",
             Metric::EventsPublished => "EventsPublished",
+            Metric::EventsSetAside => "EventsSetAside",
             Metric::ConsumerFailures => "ConsumerFailures",
             Metric::ColdStart => "ColdStart",
         }

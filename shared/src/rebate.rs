@@ -30,6 +30,11 @@ use crate::error::ApiError;
 use crate::product::MAX_AMOUNT;
 
 pub const MAX_RATE_BPS: u32 = 10_000;
+/// Campaigns a rule set may hold. Each credit lists, per line, the
+/// campaigns that shaped it: 20 lines × 50 campaigns × 64-character ids
+/// keeps a `RebateCredited` event near 70 KB, far inside what SNS takes
+/// (issue 28.1: 370 campaigns made one of 274 KB).
+pub const MAX_CAMPAIGNS: usize = 50;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -182,6 +187,15 @@ impl RebateRules {
         }
         if let Some(cap) = self.max_per_user_per_month {
             check_amount("maxPerUserPerMonth", cap)?;
+        }
+        if self.campaigns.len() > MAX_CAMPAIGNS {
+            return Err(ApiError::invalid_field(
+                "campaigns",
+                format!(
+                    "holds {} campaigns; at most {MAX_CAMPAIGNS} are allowed",
+                    self.campaigns.len()
+                ),
+            ));
         }
         let mut ids = std::collections::HashSet::new();
         for (i, campaign) in self.campaigns.iter().enumerate() {
@@ -764,11 +778,23 @@ mod tests {
         );
         assert_eq!(
             field(RebateRules {
-                campaigns: vec![ok.clone(), ok],
+                campaigns: vec![ok.clone(), ok.clone()],
                 ..rules()
             }),
             "campaigns[1].campaignId"
         );
+        // Issue 28.1: the rule set is bounded, so its credits' events are.
+        let many = |n: usize| RebateRules {
+            campaigns: (0..n)
+                .map(|i| Campaign {
+                    campaign_id: format!("c{i}"),
+                    ..ok.clone()
+                })
+                .collect(),
+            ..rules()
+        };
+        assert!(many(MAX_CAMPAIGNS).validate().is_ok());
+        assert_eq!(field(many(MAX_CAMPAIGNS + 1)), "campaigns");
     }
 
     #[test]

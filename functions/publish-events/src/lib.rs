@@ -10,6 +10,12 @@
 //! failed record; a function error behaves the same on AWS and in the
 //! emulator.) Retries publish some records twice;
 //! consumers drop duplicates by `eventId`.
+//!
+//! A record no retry can fix (malformed, larger than SNS takes, or refused
+//! by SNS as an invalid parameter) is set aside instead: logged with its
+//! event id at ERROR, counted (`EventsSetAside`, which raises an alarm),
+//! and left in the events table for an operator, while the stream goes on.
+//! Retrying it would block every event behind it on its shard.
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_sdk_sns::types::MessageAttributeValue;
@@ -30,9 +36,12 @@ pub enum PublishError {
     #[error("publish failed, the batch will be retried: {0}")]
     Retryable(String),
     /// The stored record cannot be published as it is; retrying cannot help.
-    #[error("malformed outbox record: {0}")]
-    Malformed(String),
+    #[error("the outbox record cannot be published: {0}")]
+    Unpublishable(String),
 }
+
+/// What SNS takes: 256 KiB for the message and its attributes together.
+pub const SNS_MAX_MESSAGE_BYTES: usize = 262_144;
 
 /// Publishes a stream batch; the number of events published.
 ///
@@ -52,11 +61,12 @@ pub async fn publish_batch(publisher: &Publisher, event: Event) -> Result<usize,
         }
         match publish(publisher, &record).await {
             Ok(()) => published += 1,
-            Err(PublishError::Malformed(cause)) => {
+            Err(PublishError::Unpublishable(cause)) => {
                 // Retrying would block the stream behind a record no retry
                 // can fix; the item stays in the events table, so log it
                 // loudly (with its key) for an operator and go on.
-                tracing::error!(%cause, keys = ?record.change.keys, "malformed outbox record skipped");
+                tracing::error!(%cause, keys = ?record.change.keys, "outbox record set aside");
+                shared::metrics::increment(shared::metrics::Metric::EventsSetAside);
             }
             Err(retryable) => {
                 tracing::warn!(error = %retryable, "publish failed; the stream retries the batch");
@@ -73,7 +83,14 @@ pub async fn publish_batch(publisher: &Publisher, event: Event) -> Result<usize,
 
 async fn publish(publisher: &Publisher, record: &EventRecord) -> Result<(), PublishError> {
     let outbox: OutboxRecord = serde_dynamo::from_item(record.change.new_image.clone())
-        .map_err(|e| PublishError::Malformed(e.to_string()))?;
+        .map_err(|e| PublishError::Unpublishable(format!("malformed: {e}")))?;
+    let size = outbox.envelope.len() + "type".len() + "String".len() + outbox.event_type.len();
+    if size > SNS_MAX_MESSAGE_BYTES {
+        return Err(PublishError::Unpublishable(format!(
+            "event {} is {size} bytes; SNS takes at most {SNS_MAX_MESSAGE_BYTES}",
+            outbox.event_id
+        )));
+    }
     if publisher.faults.should_fail(&outbox.event_id) {
         return Err(PublishError::Retryable(format!(
             "injected fault publishing {}",
@@ -84,7 +101,7 @@ async fn publish(publisher: &Publisher, record: &EventRecord) -> Result<(), Publ
         .data_type("String")
         .string_value(&outbox.event_type)
         .build()
-        .map_err(|e| PublishError::Malformed(e.to_string()))?;
+        .map_err(|e| PublishError::Unpublishable(e.to_string()))?;
     publisher
         .sns
         .publish()
@@ -93,7 +110,19 @@ async fn publish(publisher: &Publisher, record: &EventRecord) -> Result<(), Publ
         .message_attributes("type", event_type)
         .send()
         .await
-        .map_err(|e| PublishError::Retryable(format!("{e:?}")))?;
+        .map_err(|e| {
+            // SNS refusing the message itself is final; anything else
+            // (throttling, an outage, a missing permission being fixed)
+            // may pass on a retry.
+            let invalid = e.as_service_error().is_some_and(|e| {
+                e.is_invalid_parameter_exception() || e.is_invalid_parameter_value_exception()
+            });
+            if invalid {
+                PublishError::Unpublishable(format!("SNS refused event {}: {e:?}", outbox.event_id))
+            } else {
+                PublishError::Retryable(format!("{e:?}"))
+            }
+        })?;
     tracing::info!(event_id = %outbox.event_id, event_type = %outbox.event_type, "event published");
     Ok(())
 }
