@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use calculate_rebate::RebateConsumer;
 use serde_json::{Value, json};
 use shared::events::{Envelope, EventType};
@@ -35,15 +36,13 @@ fn rules(month_cap: Option<i64>) -> RebateRules {
 async fn fixture(holding: Duration, month_cap: Option<i64>) -> Fixture {
     let db = TestDb::new().await;
     let rebates = Rebates::new(db.client.clone(), db.tables.clone(), holding);
-    rebates
-        .replace_rules(rules(month_cap), "admin")
-        .await
-        .unwrap();
     let consumer = RebateConsumer {
         rebates,
         markers_table: db.tables.processed_events.clone(),
     };
-    Fixture { db, consumer }
+    let f = Fixture { db, consumer };
+    f.set_rules(rules(month_cap)).await;
+    f
 }
 
 /// A paid order of `user` with one line per (category, amount).
@@ -89,6 +88,45 @@ fn event(event_type: EventType, order: &Order) -> String {
 }
 
 impl Fixture {
+    /// Replaces the rules as an admin would, as if long before [`PAID_AT`]:
+    /// credits use the rules in force when the order was paid, so every
+    /// version is dated (version N at minute N of 2026-01-01).
+    async fn set_rules(&self, rules: RebateRules) {
+        self.consumer
+            .rebates
+            .replace_rules(rules, "admin")
+            .await
+            .unwrap();
+        self.date_rules(|version| format!("2026-01-01T00:{version:02}:00.000Z"))
+            .await;
+    }
+
+    /// Sets every stored rules version's `updatedAt` to `when(version)`.
+    async fn date_rules(&self, when: impl Fn(i64) -> String) {
+        let table = &self.db.tables.rebate_rules;
+        let items = self
+            .db
+            .client
+            .scan()
+            .table_name(table)
+            .send()
+            .await
+            .unwrap();
+        for item in items.items() {
+            let version: i64 = item["version"].as_n().unwrap().parse().unwrap();
+            self.db
+                .client
+                .update_item()
+                .table_name(table)
+                .key("rulesId", item["rulesId"].clone())
+                .update_expression("SET updatedAt = :t")
+                .expression_attribute_values(":t", AttributeValue::S(when(version)))
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+
     async fn deliver(&self, body: &str) {
         let response = self
             .consumer
@@ -128,7 +166,8 @@ impl Fixture {
                 .map(|e| e.amount)
                 .sum::<i64>()
         };
-        let balance = self.consumer.rebates.balance(user).await.unwrap();
+        let balances = self.consumer.rebates.balances(user).await.unwrap();
+        let balance = balances.iter().find(|b| b.currency == "CNY").unwrap();
         assert_eq!(
             (balance.pending, balance.available),
             (sum(EntryStatus::Pending), sum(EntryStatus::Available)),
@@ -445,14 +484,10 @@ async fn release_and_refund_racing_leave_the_balance_equal_to_the_ledger() {
 #[tokio::test]
 async fn orders_below_the_minimum_or_in_another_currency_earn_nothing() {
     let f = fixture(Duration::from_secs(3600), None).await;
-    f.consumer
-        .rebates
-        .replace_rules(
-            serde_json::from_value(json!({"defaultRateBps": 100, "minOrderAmount": 1000})).unwrap(),
-            "admin",
-        )
-        .await
-        .unwrap();
+    f.set_rules(
+        serde_json::from_value(json!({"defaultRateBps": 100, "minOrderAmount": 1000})).unwrap(),
+    )
+    .await;
     f.deliver(&event(
         EventType::OrderPaid,
         &paid_order("u5", &[("toys", 999)]),
@@ -537,7 +572,85 @@ async fn the_statement_shows_only_the_callers_own_ledger_page_by_page() {
     let (_, nobody) = f.statement("carol", &[]).await;
     assert_eq!(
         nobody,
-        json!({"balance": {"pending": 0, "available": 0, "currency": "CNY"}, "entries": []})
+        json!({
+            "balance": {"pending": 0, "available": 0, "currency": "CNY"},
+            "balances": [{"pending": 0, "available": 0, "currency": "CNY"}],
+            "entries": [],
+        })
     );
     assert_eq!(f.statement("alice", &[("limit", "0")]).await.0, 400);
+}
+
+/// Issue 28.3: a late or redriven OrderPaid is credited under the rules in
+/// force when the order was paid, not the ones in force when it arrives.
+#[tokio::test]
+async fn a_late_event_is_credited_under_the_rules_in_force_when_paid() {
+    let f = fixture(Duration::from_secs(3600), None).await;
+    // Version 2, set after the payment: 50% on everything.
+    f.consumer
+        .rebates
+        .replace_rules(
+            serde_json::from_value(json!({"defaultRateBps": 5000})).unwrap(),
+            "admin",
+        )
+        .await
+        .unwrap();
+    f.date_rules(|version| match version {
+        1 => "2026-01-01T00:00:00.000Z".into(),
+        _ => "2026-11-25T00:00:00.000Z".into(),
+    })
+    .await;
+    f.deliver(&event(
+        EventType::OrderPaid,
+        &paid_order("late", &[("food", 1000)]),
+    ))
+    .await;
+    let entries = f.entries("late").await;
+    assert_eq!(
+        (entries[0].rules_version, entries[0].amount),
+        (1, 100),
+        "10% on food under version 1, not 50% under version 2"
+    );
+    // Paid before any rules existed: nothing.
+    f.date_rules(|_| "2026-11-25T00:00:00.000Z".into()).await;
+    f.deliver(&event(
+        EventType::OrderPaid,
+        &paid_order("early", &[("food", 1000)]),
+    ))
+    .await;
+    assert!(f.entries("early").await.is_empty());
+}
+
+/// Issue 28.2: a credit in another currency has a balance (and a monthly
+/// cap total) of its own; amounts in two currencies are never added.
+#[tokio::test]
+async fn balances_and_caps_are_kept_per_currency() {
+    let f = fixture(Duration::from_secs(3600), Some(150)).await;
+    f.deliver(&event(
+        EventType::OrderPaid,
+        &paid_order("mixed", &[("food", 1000)]),
+    ))
+    .await;
+    f.set_rules(
+        serde_json::from_value(
+            json!({"currency": "USD", "defaultRateBps": 1000, "maxPerUserPerMonth": 150}),
+        )
+        .unwrap(),
+    )
+    .await;
+    let mut dollars = paid_order("mixed", &[("toys", 1000)]);
+    dollars.currency = "USD".into();
+    f.deliver(&event(EventType::OrderPaid, &dollars)).await;
+    let (status, statement) = f.statement("mixed", &[]).await;
+    assert_eq!(status, 200, "{statement}");
+    assert_eq!(
+        statement["balances"],
+        json!([
+            {"currency": "CNY", "pending": 100, "available": 0},
+            {"currency": "USD", "pending": 100, "available": 0},
+        ]),
+        "the USD cap (150) did not count the CNY credit"
+    );
+    assert_eq!(statement["balance"]["currency"], "CNY");
+    assert_eq!(statement["balance"]["pending"], 100);
 }

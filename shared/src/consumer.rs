@@ -58,9 +58,23 @@ impl Envelope {
     }
 }
 
+/// The message's envelope, if it is one of the version this code reads: an
+/// event of another version may mean anything (events/README: the version
+/// is bumped on a breaking change), so it is never applied as if it were
+/// ours; it fails, is counted, and ends in the DLQ for an operator.
 pub fn envelope(message: &SqsMessage) -> Result<Envelope, NotAnEnvelope> {
     let body = message.body.as_deref().unwrap_or("");
-    serde_json::from_str(body).map_err(|e| NotAnEnvelope(e.to_string()))
+    let envelope: Envelope =
+        serde_json::from_str(body).map_err(|e| NotAnEnvelope(e.to_string()))?;
+    if envelope.version != crate::events::EVENT_VERSION {
+        return Err(NotAnEnvelope(format!(
+            "event {} has version {}; this consumer reads version {}",
+            envelope.event_id,
+            envelope.version,
+            crate::events::EVENT_VERSION
+        )));
+    }
+    Ok(envelope)
 }
 
 /// A failure that took this long was a timeout: a dependency is stalled
@@ -220,6 +234,24 @@ mod tests {
             .iter()
             .map(|f| f.item_identifier.clone())
             .collect()
+    }
+
+    /// Issue 28.5: an event of an unknown version is not handled at all.
+    #[tokio::test]
+    async fn an_unknown_event_version_is_never_applied() {
+        let handled = std::sync::Mutex::new(0);
+        let handle = |_: Envelope| {
+            *handled.lock().unwrap() += 1;
+            async { Ok::<(), ConsumeError>(()) }
+        };
+        let mut event = batch(&["v1", "v99"]);
+        let mut future: serde_json::Value =
+            serde_json::from_str(event.records[1].body.as_deref().unwrap()).unwrap();
+        future["version"] = 99.into();
+        event.records[1].body = Some(future.to_string());
+        let response = handle_batch_crashing("test", event, handle, &FaultHook::every(0)).await;
+        assert_eq!(failed(&response), ["m-v99"]);
+        assert_eq!(*handled.lock().unwrap(), 1);
     }
 
     #[tokio::test]

@@ -4,10 +4,13 @@
 //! - ledger entries, `sk = ENTRY#<orderId>#1` (the credit) and
 //!   `ENTRY#<orderId>#2` (its clawback), so each order has at most one of
 //!   each, and a user's entries read newest order first;
-//! - `sk = BALANCE`: `pending` and `available`, changed only in the same
-//!   transaction as the entries they sum;
-//! - `sk = MONTH#YYYY-MM`: what the user earned that calendar month, for the
-//!   monthly cap;
+//! - `sk = BALANCE#<currency>`: `pending` and `available` in that currency,
+//!   changed only in the same transaction as the entries they sum (a
+//!   `BALANCE` item without a currency suffix, written before balances were
+//!   kept per currency, is read as one more item of its `currency`);
+//! - `sk = MONTH#YYYY-MM#<currency>`: what the user earned that calendar
+//!   month in that currency, for the monthly cap (the rules' caps are in
+//!   the rules' currency);
 //! - `sk = VOID#<orderId>`: the order was refunded before its rebate was
 //!   credited (events can arrive out of order), so it never will be.
 //!
@@ -118,6 +121,16 @@ pub struct Balance {
     pub currency: String,
 }
 
+impl Balance {
+    fn zero(currency: &str) -> Self {
+        Self {
+            pending: 0,
+            available: 0,
+            currency: currency.to_owned(),
+        }
+    }
+}
+
 fn default_currency() -> String {
     crate::product::DEFAULT_CURRENCY.to_owned()
 }
@@ -176,8 +189,12 @@ fn clawback_sk(order_id: &str) -> String {
     format!("ENTRY#{order_id}#2")
 }
 
-fn month_sk(month: &str) -> String {
-    format!("MONTH#{month}")
+fn month_sk(month: &str, currency: &str) -> String {
+    format!("MONTH#{month}#{currency}")
+}
+
+fn balance_sk(currency: &str) -> String {
+    format!("BALANCE#{currency}")
 }
 
 fn void_sk(order_id: &str) -> String {
@@ -310,9 +327,16 @@ impl Rebates {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (rules, month_total) = self.rules_and_month_total(&pk, &month).await?;
+            let (rules, month_total) = self
+                .rules_and_month_total(&pk, &month, &order.currency)
+                .await?;
             let Some(rules) = rules else {
                 return Ok(Credit::Nothing("no rebate rules are set"));
+            };
+            // A late or redriven event is credited under the rules that were
+            // in force when the order was paid, not today's.
+            let Some(rules) = self.rules_in_force_at(rules, paid_at).await? else {
+                return Ok(Credit::Nothing("no rebate rules were set when it was paid"));
             };
             let evaluation = evaluate(&lines, &order.currency, paid_at, month_total, &rules);
             if evaluation.amount <= 0 {
@@ -353,7 +377,7 @@ impl Rebates {
                 .build()
                 .map_err(build_err)?;
             let month_update = self
-                .update(&pk, &month_sk(&month))
+                .update(&pk, &month_sk(&month, &rules.currency))
                 .update_expression("ADD earned :a")
                 // The cap was computed from `month_total`; if another
                 // credit moved it since, evaluate again.
@@ -406,12 +430,14 @@ impl Rebates {
         }
     }
 
-    /// The rules and the user's total this month, in one round trip.
+    /// The rules and the user's total this month in `currency`, in one
+    /// round trip.
     async fn rules_and_month_total(
         &self,
         pk: &str,
         month: &str,
-    ) -> Result<(Option<RebateRules>, i64), DbError> {
+        currency: &str,
+    ) -> Result<(Option<(RebateRules, String)>, i64), DbError> {
         let rules_key = KeysAndAttributes::builder()
             .keys([("rulesId".to_owned(), s(CURRENT_RULES))].into())
             .consistent_read(true)
@@ -421,7 +447,7 @@ impl Rebates {
             .keys(
                 [
                     ("pk".to_owned(), s(pk)),
-                    ("sk".to_owned(), s(&month_sk(month))),
+                    ("sk".to_owned(), s(&month_sk(month, currency))),
                 ]
                 .into(),
             )
@@ -441,7 +467,7 @@ impl Rebates {
             .remove(&self.tables.rebate_rules)
             .unwrap_or_default()
             .first()
-            .map(parse_rules)
+            .map(|item| Ok::<_, DbError>((parse_rules(item)?, updated_at(item))))
             .transpose()?;
         let total = found
             .remove(&self.tables.rebates)
@@ -449,6 +475,47 @@ impl Rebates {
             .first()
             .map_or(0, |item| number(item, "earned").unwrap_or(0));
         Ok((rules, total))
+    }
+
+    /// The version of the rules that was in force at `at`: the current one
+    /// if it was set by then (the common case, no read), else the newest
+    /// earlier version set by then, read back through the kept history.
+    /// `None` when no rules were set yet at `at`.
+    async fn rules_in_force_at(
+        &self,
+        (current, updated): (RebateRules, String),
+        at: OffsetDateTime,
+    ) -> Result<Option<RebateRules>, DbError> {
+        let set_by = |updated: &str| {
+            OffsetDateTime::parse(updated, &time::format_description::well_known::Rfc3339)
+                .is_ok_and(|t| t <= at)
+        };
+        if set_by(&updated) {
+            return Ok(Some(current));
+        }
+        let mut version = current.version;
+        while version > 1 {
+            version -= 1;
+            let Some(item) = self.rules_item(&format!("v#{version:010}")).await? else {
+                continue;
+            };
+            if set_by(&updated_at(&item)) {
+                return Ok(Some(parse_rules(&item)?));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn rules_item(&self, rules_id: &str) -> Result<Option<Item>, DbError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.rebate_rules)
+            .key("rulesId", s(rules_id))
+            .consistent_read(true)
+            .send()
+            .await?;
+        Ok(out.item)
     }
 
     // ----------------------------------------------------------- reversal
@@ -715,24 +782,30 @@ impl Rebates {
 
     // -------------------------------------------------------------- reads
 
-    pub async fn balance(&self, user_id: &str) -> Result<Balance, DbError> {
+    /// The user's balances, one per currency they ever earned in (sorted by
+    /// currency); the shop's default currency is always there, if only at 0.
+    pub async fn balances(&self, user_id: &str) -> Result<Vec<Balance>, DbError> {
         let out = self
             .client
-            .get_item()
+            .query()
             .table_name(&self.tables.rebates)
-            .key("pk", s(&user_pk(user_id)))
-            .key("sk", s("BALANCE"))
+            .key_condition_expression("pk = :pk AND begins_with(sk, :balance)")
+            .expression_attribute_values(":pk", s(&user_pk(user_id)))
+            .expression_attribute_values(":balance", s("BALANCE"))
             .consistent_read(true)
             .send()
             .await?;
-        Ok(match out.item {
-            Some(item) => serde_dynamo::from_item(item)?,
-            None => Balance {
-                pending: 0,
-                available: 0,
-                currency: default_currency(),
-            },
-        })
+        let mut by_currency: std::collections::BTreeMap<String, Balance> =
+            [(default_currency(), Balance::zero(&default_currency()))].into();
+        for item in out.items.unwrap_or_default() {
+            let found: Balance = serde_dynamo::from_item(item)?;
+            let total = by_currency
+                .entry(found.currency.clone())
+                .or_insert_with(|| Balance::zero(&found.currency));
+            total.pending += found.pending;
+            total.available += found.available;
+        }
+        Ok(by_currency.into_values().collect())
     }
 
     /// A user's ledger, newest order first, from `next_token` (a token
@@ -803,7 +876,7 @@ impl Rebates {
             .map(|(name, _)| format!("{name} :{name}"))
             .collect();
         let mut update = self
-            .update(pk, "BALANCE")
+            .update(pk, &balance_sk(currency))
             .update_expression(format!(
                 "SET currency = if_not_exists(currency, :c) ADD {}",
                 adds.join(", ")
@@ -816,11 +889,19 @@ impl Rebates {
     }
 
     fn month_decrement(&self, pk: &str, entry: &LedgerEntry) -> Result<Update, DbError> {
-        self.update(pk, &month_sk(&entry.month))
+        self.update(pk, &month_sk(&entry.month, &entry.currency))
             .update_expression("ADD earned :a")
             .expression_attribute_values(":a", n(-entry.amount))
             .build()
             .map_err(build_err)
+    }
+}
+
+/// When a rules item was set (its `updatedAt`; empty if it has none).
+fn updated_at(item: &Item) -> String {
+    match item.get("updatedAt") {
+        Some(AttributeValue::S(t)) => t.clone(),
+        _ => String::new(),
     }
 }
 

@@ -6,6 +6,7 @@ use lambda_http::http::StatusCode;
 use serde::Serialize;
 use shared::db::encode_page_token;
 use shared::http::{json, limit_param, query_param};
+use shared::product::DEFAULT_CURRENCY;
 use shared::rebates::{Balance, LedgerEntry, Rebates};
 use shared::{ApiResult, Caller};
 
@@ -15,7 +16,12 @@ pub const MAX_LIMIT: i32 = 100;
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct RebateStatement {
+    /// The balance in the shop's default currency (as before balances were
+    /// kept per currency).
     balance: Balance,
+    /// Every currency's balance: amounts in different currencies are
+    /// never added up.
+    balances: Vec<Balance>,
     entries: Vec<LedgerEntry>,
     #[serde(skip_serializing_if = "Option::is_none")]
     next_token: Option<String>,
@@ -28,11 +34,17 @@ pub async fn handle(rebates: &Rebates, req: Request) -> ApiResult {
     let (entries, last_key) = rebates
         .entries(&caller.user_id, limit, next_token.as_deref())
         .await?;
-    let balance = rebates.balance(&caller.user_id).await?;
+    let balances = rebates.balances(&caller.user_id).await?;
+    let balance = balances
+        .iter()
+        .find(|b| b.currency == DEFAULT_CURRENCY)
+        .cloned()
+        .unwrap_or_else(|| balances[0].clone());
     Ok(json(
         StatusCode::OK,
         &RebateStatement {
             balance,
+            balances,
             entries,
             next_token: last_key.as_ref().map(encode_page_token),
         },
