@@ -277,3 +277,38 @@ async fn preferences_are_validated_through_the_api() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["locale"], "zh-CN");
 }
+
+/// Issue 28.9: a success that arrives after a cancel is refunded, and the
+/// buyer is told of that refund (it has no OrderRefunded: the order stays
+/// cancelled), once.
+#[tokio::test]
+async fn a_refund_after_a_cancel_reaches_the_inbox() {
+    let stack = Stack::from_env();
+    let token = &stack.user_token;
+    let product = stack.new_product("e2e-refund-told", 1500, 5).await;
+    let flow = stack.order_with_payment(&product, 1, token).await;
+    let (status, _) = stack
+        .call(
+            Method::POST,
+            &format!("/orders/{}/cancel", flow.order_id),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    flow.notify("SUCCESS").await;
+    flow.wait_for_payment("REFUNDED", Duration::from_secs(30))
+        .await;
+    let told = |inbox: &Value| {
+        let titles = titles_for(inbox, &flow.order_id);
+        titles.get("退款成功").or(titles.get("Refund issued")) == Some(&1)
+    };
+    stack
+        .wait_for(
+            "/me/notifications?limit=100",
+            token,
+            Duration::from_secs(30),
+            told,
+        )
+        .await;
+}

@@ -78,6 +78,20 @@ fn event(event_type: EventType, user: &str, order_id: &str) -> String {
     serde_json::to_string(&envelope).unwrap()
 }
 
+/// A `PaymentRefunded` as the payments store writes it.
+fn refund_event(user: &str, order_id: &str) -> String {
+    let data = json!({"payment": {"orderId": order_id, "userId": user, "amount": 35590,
+        "currency": "CNY"}, "providerRefundId": "r-1", "reason": "cancelled by the customer"});
+    let envelope = Envelope::new(
+        EventType::PaymentRefunded,
+        "corr",
+        &shared::clock::now_rfc3339(),
+        &data,
+    )
+    .unwrap();
+    serde_json::to_string(&envelope).unwrap()
+}
+
 impl Fixture {
     async fn deliver(&self, body: &str) -> Vec<String> {
         failed_ids(
@@ -132,11 +146,7 @@ async fn each_event_reaches_the_inbox_once_in_the_users_locale() {
 
     let (status, _) = f.set_preferences("u1", json!({"locale": "en"})).await;
     assert_eq!(status, 200);
-    assert!(
-        f.deliver(&event(EventType::OrderRefunded, "u1", "o1"))
-            .await
-            .is_empty()
-    );
+    assert!(f.deliver(&refund_event("u1", "o1")).await.is_empty());
     let inbox = f.inbox("u1").await;
     assert_eq!(inbox.len(), 2);
     assert_eq!(

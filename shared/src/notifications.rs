@@ -164,9 +164,25 @@ pub fn format_amount(amount: i64, currency: &str) -> String {
     }
 }
 
+/// The part of an event's data that names the user and the order: the
+/// data itself, or for `PaymentRefunded` (`{payment, providerRefundId,
+/// reason}`) its payment.
+pub fn subject(event_type: EventType, data: &Value) -> &Value {
+    match (event_type, data.get("payment")) {
+        (EventType::PaymentRefunded, Some(payment)) => payment,
+        _ => data,
+    }
+}
+
 /// The title and body for a user-facing event, or None for events users
 /// are not told about.
+///
+/// Refunds are told from `PaymentRefunded`, not `OrderRefunded`: every
+/// refund has the first (including a success refunded because its order
+/// was cancelled or expired meanwhile, which has no `OrderRefunded`), and
+/// telling both would say one refund twice.
 pub fn render(event_type: EventType, data: &Value, locale: Locale) -> Option<(String, String)> {
+    let data = subject(event_type, data);
     let text = |name: &str| data[name].as_str().unwrap_or("").to_owned();
     let order = text("orderId");
     let currency = data["currency"].as_str().unwrap_or("CNY");
@@ -212,13 +228,12 @@ pub fn render(event_type: EventType, data: &Value, locale: Locale) -> Option<(St
         ),
         EventType::OrderCancelled if zh => ("订单已取消", format!("订单 {order} 已取消。")),
         EventType::OrderCancelled => ("Order cancelled", format!("Order {order} is cancelled.")),
-        EventType::OrderRefunded if zh => (
-            "退款成功",
-            format!("订单 {order} 的 {order_amount} 已原路退回。"),
-        ),
-        EventType::OrderRefunded => (
+        EventType::PaymentRefunded if zh => {
+            ("退款成功", format!("订单 {order} 的 {amount} 已原路退回。"))
+        }
+        EventType::PaymentRefunded => (
             "Refund issued",
-            format!("{order_amount} for order {order} is on its way back to you."),
+            format!("{amount} for order {order} is on its way back to you."),
         ),
         EventType::RebateCredited if zh => (
             "返利已入账",
@@ -236,7 +251,7 @@ pub fn render(event_type: EventType, data: &Value, locale: Locale) -> Option<(St
             "Rebate reversed",
             format!("Order {order} was refunded, so its {amount} rebate is reversed."),
         ),
-        EventType::PaymentSucceeded | EventType::PaymentFailed | EventType::PaymentRefunded => {
+        EventType::PaymentSucceeded | EventType::PaymentFailed | EventType::OrderRefunded => {
             return None;
         }
     };
@@ -531,7 +546,6 @@ mod tests {
             EventType::OrderPaymentFailed,
             EventType::OrderExpired,
             EventType::OrderCancelled,
-            EventType::OrderRefunded,
             EventType::RebateCredited,
             EventType::RebateReversed,
         ] {
@@ -546,6 +560,15 @@ mod tests {
         let (_, rebate) = render(EventType::RebateCredited, &data, Locale::En).unwrap();
         assert!(rebate.contains("¥3.00"), "{rebate}");
         assert!(render(EventType::PaymentSucceeded, &data, Locale::En).is_none());
+        // Issue 28.9: every refund is told, once, from its PaymentRefunded.
+        let refund = json!({"payment": {"orderId": "o1", "userId": "u1", "amount": 35590,
+            "currency": "CNY"}, "providerRefundId": "r1", "reason": "cancelled"});
+        for locale in [Locale::ZhCn, Locale::En] {
+            let (_, told) = render(EventType::PaymentRefunded, &refund, locale).unwrap();
+            assert!(told.contains("o1") && told.contains("¥355.90"), "{told}");
+        }
+        assert_eq!(subject(EventType::PaymentRefunded, &refund)["userId"], "u1");
+        assert!(render(EventType::OrderRefunded, &data, Locale::En).is_none());
     }
 
     #[test]

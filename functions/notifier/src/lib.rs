@@ -12,6 +12,7 @@ use shared::consumer::{NotAnEnvelope, handle_batch};
 use shared::events::{Envelope, ProcessedMarker};
 use shared::notifications::{
     Channel, ChannelError, Email, Inbox, Notification, Notifications, Preferences, Sms, render,
+    subject,
 };
 
 pub const CONSUMER: &str = "notifier";
@@ -44,7 +45,8 @@ impl<S: Channel, E: Channel> Notifier<S, E> {
     }
 
     pub async fn handle(&self, envelope: Envelope) -> Result<(), NotifyError> {
-        let user_id = envelope.data["userId"]
+        let subject = subject(envelope.event_type, &envelope.data);
+        let user_id = subject["userId"]
             .as_str()
             .ok_or(NotifyError::NoUser)?
             .to_owned();
@@ -60,7 +62,7 @@ impl<S: Channel, E: Channel> Notifier<S, E> {
             user_id,
             event_id: envelope.event_id.clone(),
             event_type: envelope.event_type,
-            order_id: envelope.data["orderId"].as_str().map(str::to_owned),
+            order_id: subject["orderId"].as_str().map(str::to_owned),
             locale: preferences.locale,
             title,
             body,
