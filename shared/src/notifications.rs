@@ -94,22 +94,14 @@ impl Preferences {
                 ));
             }
         }
-        if let Some(email) = &self.email {
-            let valid = email.len() <= 254
-                && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-                && email.split_once('@').is_some_and(|(local, domain)| {
-                    !local.is_empty()
-                        && domain.contains('.')
-                        && !domain.starts_with('.')
-                        && !domain.ends_with('.')
-                        && !domain.contains('@')
-                });
-            if !valid {
-                return Err(ApiError::invalid_field(
-                    "email",
-                    "must be an email address such as name@example.com",
-                ));
-            }
+        if let Some(email) = &self.email
+            && !is_deliverable_email(email)
+        {
+            return Err(ApiError::invalid_field(
+                "email",
+                "must be an email address such as name@example.com (ASCII letters, digits and \
+                 .!#$%&'*+/=?^_`{|}~- before the @, a domain name of dot-separated labels after it)",
+            ));
         }
         if self.channels.sms && self.phone_number.is_none() {
             return Err(ApiError::invalid_field(
@@ -125,6 +117,36 @@ impl Preferences {
         }
         Ok(())
     }
+}
+
+/// The addresses we send to: a documented subset of RFC 5321/5322 that every
+/// mail system delivers. The local part is 1–64 of the "atext" characters
+/// and dots (no dot first, last or twice); the domain is at most 253
+/// characters of dot-separated labels of letters, digits and inner hyphens
+/// (1–63 each, internationalised domains in their `xn--` form), with an
+/// alphabetic top level of 2 or more letters. ASCII only: no quoted local
+/// parts, IP literals, comments, display names (`<a@b.c>`), spaces, control,
+/// zero-width or bidi characters.
+pub fn is_deliverable_email(address: &str) -> bool {
+    let Some((local, domain)) = address.split_once('@') else {
+        return false;
+    };
+    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c);
+    let local_ok = (1..=64).contains(&local.len())
+        && local
+            .split('.')
+            .all(|part| !part.is_empty() && part.chars().all(atext));
+    let labels: Vec<&str> = domain.split('.').collect();
+    let label_ok = |label: &&str| {
+        (1..=63).contains(&label.len())
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    let top_ok = labels
+        .last()
+        .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()));
+    local_ok && domain.len() <= 253 && labels.len() >= 2 && labels.iter().all(label_ok) && top_ok
 }
 
 /// One inbox message, as stored and as `GET /me/notifications` returns it.
@@ -585,6 +607,32 @@ mod tests {
         assert!(field_of(json!({"channels": {"inbox": false}})).contains("channels.inbox"));
         assert!(field_of(json!({"phoneNumber": "13800138000"})).contains("phoneNumber"));
         assert!(field_of(json!({"email": "a@b"})).contains("email"));
+        // Issue 28.8: what the old check let through.
+        for bad in [
+            "a@b..c",
+            "a@-.-",
+            "<a@b.c>",
+            "a\u{200b}@b.com",
+            "a@b\u{202e}.com",
+            "a b@c.com",
+            ".a@b.com",
+            "a..b@c.com",
+            "a@b.c",
+            "a@b.123",
+            "a@@b.com",
+            "a@-b.com",
+            "\"q\"@b.com",
+        ] {
+            assert!(!is_deliverable_email(bad), "{bad:?}");
+        }
+        for good in [
+            "li@example.com",
+            "first.last+tag@mail.example.co.uk",
+            "o'brien@xn--bcher-kva.de",
+            "x_y-z@a-b.io",
+        ] {
+            assert!(is_deliverable_email(good), "{good:?}");
+        }
         assert!(field_of(json!({"emails": "a@b.c"})).contains("emails"));
         let ok = parse(
             json!({"locale": "zh-CN", "channels": {"sms": true, "email": true},
