@@ -111,10 +111,13 @@ start_ministack() { # dir port auth(0|1)
   mkdir -p "$dir/tmp"
   # AWS_ENDPOINT_URL is copied into every Lambda process ministack starts,
   # so the functions' SDK clients talk to the emulator, never to AWS.
-  # So is AWS_LAMBDA_LOG_FORMAT: ministack does not derive it from the
-  # template's LoggingConfig (JSON for every function) as Lambda does.
+  # So are AWS_LAMBDA_LOG_FORMAT and AWS_LAMBDA_LOG_LEVEL: ministack does
+  # not derive them from the template's LoggingConfig (JSON for every
+  # function, the LogLevel parameter) as Lambda does; LOG_LEVEL sets both
+  # the level here and the parameter (scripts/local).
   start_daemon "$dir/ministack.pid" "$dir/ministack.log" \
-    env BIND_HOST=127.0.0.1 AWS_LAMBDA_LOG_FORMAT=JSON GATEWAY_PORT="$port" AWS_ENDPOINT_URL="http://127.0.0.1:$port" \
+    env BIND_HOST=127.0.0.1 AWS_LAMBDA_LOG_FORMAT=JSON AWS_LAMBDA_LOG_LEVEL="${LOG_LEVEL:-INFO}" \
+    GATEWAY_PORT="$port" AWS_ENDPOINT_URL="http://127.0.0.1:$port" \
     IOT_MTLS_ENABLED=0 SFTP_ENABLED=0 AUTH="$( [ "$auth" = 1 ] && echo true || echo false )" \
     TMPDIR="$dir/tmp" MINISTACK_REGION=$REGION "$VENV/bin/ministack"
   wait_for "ministack" 60 ministack_healthy "$port"

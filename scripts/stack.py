@@ -285,6 +285,7 @@ def deploy(args):
         "apiUrl": f"{endpoint}/_aws/execute-api/{api_id}",
         "userPoolId": out["UserPoolId"],
         "userPoolClientId": out["UserPoolClientId"],
+        "adminConsoleClientId": out["AdminConsoleClientId"],
         "outputs": out,
         "routes": apis.get("HttpApi", {}).get("routes", []),
     }
@@ -337,13 +338,17 @@ def foreign_pool(cognito):
     return pool, client
 
 
-def mint_token(outputs, user, admin, foreign=False, kind="api", which="AccessToken"):
+def mint_token(outputs, user, admin, foreign=False, kind="api", which="AccessToken", shop_client=False):
     """Creates (or resets) `<user>@example.com` in the local user pool and
     returns a Cognito access token for it (from another app client with
     `foreign`; `kind` "expired" from a client whose tokens live a second,
     "foreign-pool" from another user pool)."""
     cognito = clients(outputs["endpoint"], "cognito-idp")
     pool, client = outputs["userPoolId"], outputs["userPoolClientId"]
+    # Admins sign in through the admin console's client: admin routes take
+    # only its tokens (--shop-client: an admin's token from the shop app).
+    if admin and not shop_client:
+        client = outputs["adminConsoleClientId"]
     if foreign:
         client = foreign_client(cognito, pool)
     if kind == "expired":
@@ -387,7 +392,7 @@ def token(args):
     # The API takes access tokens only; the other two exist to prove it.
     which = "IdToken" if args.id_token else "RefreshToken" if args.refresh_token else "AccessToken"
     for user in users:
-        print(mint_token(outputs, user, args.admin, args.foreign_client, kind, which))
+        print(mint_token(outputs, user, args.admin, args.foreign_client, kind, which, args.shop_client))
 
 
 # -------------------------------------------------------------------- seed
@@ -501,52 +506,130 @@ def dead_letter_queues(outputs):
     return found
 
 
+def function_logs(outputs, function):
+    """A function's log lines as Lambda writes them to CloudWatch Logs
+    (the emulator keeps them there too), oldest first."""
+    logs = clients(outputs["endpoint"], "logs")
+    lines, token = [], None
+    while True:
+        kwargs = {"logGroupName": f"/aws/lambda/{function}"}
+        if token:
+            kwargs["nextToken"] = token
+        try:
+            page = logs.filter_log_events(**kwargs)
+        except Exception:  # no log group yet: the function never ran
+            return lines
+        lines += [e["message"].rstrip("\n") for e in page.get("events", [])]
+        token = page.get("nextToken")
+        if not token or not page.get("events"):
+            return lines
+
+
+def error_of(line):
+    """Why a log line says a message failed: the `error` field of a JSON
+    line (the functions log JSON), else the text after `error=`."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        record = None
+    if isinstance(record, dict):
+        fields = record.get("fields") if isinstance(record.get("fields"), dict) else record
+        if fields.get("error"):
+            return str(fields["error"])[:300]
+    return line[line.index("error="):][:300] if "error=" in line else line[-300:]
+
+
 def last_error(outputs, function, message_id):
     """The consumer's last log line about a message: why it failed."""
     if not function:
         return None
-    logs = clients(outputs["endpoint"], "logs")
-    try:
-        events = logs.filter_log_events(logGroupName=f"/aws/lambda/{function}").get("events", [])
-    except Exception:  # no log group yet
-        return None
-    lines = [e["message"] for e in events if message_id in e["message"]]
-    if not lines:
-        return None
-    line = lines[-1].strip()
-    # The consumer logs `... error=<why>`; the rest is tracing context.
-    return line[line.index("error="):][:300] if "error=" in line else line[-300:]
+    lines = [line for line in function_logs(outputs, function) if message_id in line]
+    return error_of(lines[-1]) if lines else None
+
+
+def delivery_failures_queue(outputs):
+    """The queue where failed asynchronous invocations (the schedules) and
+    undeliverable SNS messages are recorded; it has no source to redrive to."""
+    cfn = clients(outputs["endpoint"], "cloudformation")
+    for r in cfn.describe_stack_resources(StackName=outputs["stackName"])["StackResources"]:
+        if r["LogicalResourceId"] == "DeliveryFailuresQueue":
+            return r["PhysicalResourceId"]
+    return None
+
+
+def drain(sqs, queue_url):
+    """Every message visible in a queue now, each once. They are hidden
+    while the listing runs and made visible again at its end (see
+    `release`), so a listing never hides them from the next command."""
+    seen, found = set(), []
+    while True:
+        out = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=30, WaitTimeSeconds=0,
+            AttributeNames=["All"], MessageAttributeNames=["All"],
+        )
+        messages = [m for m in out.get("Messages", []) if m["MessageId"] not in seen]
+        if not messages:
+            return found
+        for m in messages:
+            seen.add(m["MessageId"])
+            found.append(m)
+
+
+def release(sqs, queue_url, messages):
+    for m in messages:
+        sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
 
 
 def dlq(args):
     """Lists the messages in the stack's dead-letter queues with the reason
-    their consumer gave, and with --redrive moves them back to their queue."""
+    their consumer gave, and with --redrive moves them back to their queue;
+    then lists the delivery-failures queue (its alarm points here)."""
     outputs = load_outputs(args.dir)
     sqs = clients(outputs["endpoint"], "sqs")
     total = 0
     for dlq_url, source_url, function in dead_letter_queues(outputs):
-        seen = set()
-        while True:
-            # A short visibility timeout: listing must not hide messages for long.
-            out = sqs.receive_message(
-                QueueUrl=dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=5, WaitTimeSeconds=0,
-                AttributeNames=["All"], MessageAttributeNames=["All"],
-            )
-            messages = [m for m in out.get("Messages", []) if m["MessageId"] not in seen]
-            if not messages:
-                break
-            for m in messages:
-                seen.add(m["MessageId"])
-                total += 1
-                print(f"{dlq_url.rsplit('/', 1)[-1]}  {m['MessageId']}  received {m['Attributes'].get('ApproximateReceiveCount')}x")
-                print(f"  body:   {m['Body'][:200]}")
-                print(f"  reason: {last_error(outputs, function, m['MessageId']) or 'not found in the consumer log'}")
-                if args.redrive:
-                    attributes = m.get("MessageAttributes") or {}
-                    sqs.send_message(QueueUrl=source_url, MessageBody=m["Body"], MessageAttributes=attributes)
-                    sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=m["ReceiptHandle"])
-                    print(f"  redriven to {source_url.rsplit('/', 1)[-1]}")
+        messages = drain(sqs, dlq_url)
+        for m in messages:
+            total += 1
+            print(f"{dlq_url.rsplit('/', 1)[-1]}  {m['MessageId']}  received {m['Attributes'].get('ApproximateReceiveCount')}x")
+            print(f"  body:   {m['Body'][:200]}")
+            print(f"  reason: {last_error(outputs, function, m['MessageId']) or 'not found in the consumer log'}")
+            if args.redrive:
+                attributes = m.get("MessageAttributes") or {}
+                sqs.send_message(QueueUrl=source_url, MessageBody=m["Body"], MessageAttributes=attributes)
+                sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=m["ReceiptHandle"])
+                print(f"  redriven to {source_url.rsplit('/', 1)[-1]}")
+        if not args.redrive:
+            release(sqs, dlq_url, messages)
     print(f"{total} message(s) in dead-letter queues" + (" redriven" if args.redrive and total else ""))
+    failures_url = delivery_failures_queue(outputs)
+    if failures_url:
+        failures = drain(sqs, failures_url)
+        for m in failures:
+            print(f"{failures_url.rsplit('/', 1)[-1]}  {m['MessageId']}  (a failed invocation or delivery; fix the cause, then invoke again)")
+            print(f"  body:   {m['Body'][:300]}")
+        release(sqs, failures_url, failures)
+        print(f"{len(failures)} message(s) in the delivery-failures queue")
+
+
+def logs(args):
+    """One function's log lines from CloudWatch Logs (every function's
+    output is there, API and schedules included); NAME is its crate name
+    (create-order) or any part of its deployed name."""
+    outputs = load_outputs(args.dir)
+    lambda_ = clients(outputs["endpoint"], "lambda")
+    wanted = args.name.replace("-", "").lower()
+    names = [
+        f["FunctionName"]
+        for page in lambda_.get_paginator("list_functions").paginate()
+        for f in page["Functions"]
+        if wanted in f["FunctionName"].replace("-", "").lower()
+    ]
+    if not names:
+        sys.exit(f"no function of the stack matches {args.name!r}")
+    for name in names:
+        for line in function_logs(outputs, name)[-args.lines:]:
+            print(f"{name}  {line}" if len(names) > 1 else line)
 
 
 def secret(args):
@@ -633,6 +716,7 @@ def main():
     p.add_argument("--expired", action="store_true", help="a token that expires a second after it is issued")
     p.add_argument("--foreign-pool", action="store_true", help="a token from another user pool (wrong issuer)")
     p.add_argument("--id-token", action="store_true", help="the ID token instead (which the API refuses)")
+    p.add_argument("--shop-client", action="store_true", help="with --admin: from the shop app's client (admin routes refuse it)")
     p.add_argument("--refresh-token", action="store_true", help="the refresh token instead (which the API refuses)")
     p.set_defaults(run=token)
     p = sub.add_parser("seed")
@@ -649,6 +733,10 @@ def main():
     p = sub.add_parser("dlq")
     p.add_argument("--redrive", action="store_true", help="move the messages back to their source queue")
     p.set_defaults(run=dlq)
+    p = sub.add_parser("logs", help="one function's log lines from CloudWatch Logs")
+    p.add_argument("name")
+    p.add_argument("--lines", type=int, default=200)
+    p.set_defaults(run=logs)
     p = sub.add_parser("secret")
     p.set_defaults(run=secret)
     p = sub.add_parser("info")

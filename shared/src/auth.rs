@@ -21,7 +21,23 @@ pub const ADMIN_GROUP: &str = "admin";
 pub struct Caller {
     /// The token's `sub`: the stable user id.
     pub user_id: String,
+    /// A member of the admin group, signed in through the admin console's
+    /// app client (see [`admin_app_client`]).
     pub is_admin: bool,
+}
+
+/// The app client whose tokens may use admin routes (`ADMIN_APP_CLIENT_ID`,
+/// the template's AdminConsoleClient, whose tokens live minutes). Unset
+/// only outside Lambda (tests, `cargo run`): then any client's admin counts.
+fn admin_app_client() -> Option<&'static str> {
+    static CLIENT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            std::env::var("ADMIN_APP_CLIENT_ID")
+                .ok()
+                .filter(|c| !c.is_empty())
+        })
+        .as_deref()
 }
 
 impl Caller {
@@ -34,26 +50,35 @@ impl Caller {
     }
 
     pub fn from_claims(claims: &HashMap<String, String>) -> Result<Self, ApiError> {
+        Self::from_claims_with(claims, admin_app_client())
+    }
+
+    fn from_claims_with(
+        claims: &HashMap<String, String>,
+        admin_client: Option<&str>,
+    ) -> Result<Self, ApiError> {
         if claims.get("token_use").map(String::as_str) != Some("access") {
             return Err(ApiError::unauthorized(
                 "only access tokens are accepted (send the access token, not the ID or refresh token)",
             ));
         }
-        if claims.get("client_id").is_none_or(|c| c.is_empty()) {
-            return Err(ApiError::unauthorized("the token names no app client"));
-        }
+        let client_id = claims
+            .get("client_id")
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| ApiError::unauthorized("the token names no app client"))?;
         let user_id = claims
             .get("sub")
             .filter(|s| !s.is_empty())
             .ok_or_else(|| ApiError::unauthorized("the token has no subject"))?
             .clone();
-        let is_admin = claims
+        let in_group = claims
             .get("cognito:groups")
             .is_some_and(|groups| parse_groups(groups).any(|g| g == ADMIN_GROUP));
+        let is_admin = in_group && admin_client.is_none_or(|admin| admin == client_id);
         Ok(Self { user_id, is_admin })
     }
 
-    /// 403 unless the caller is an administrator.
+    /// 403 unless the caller is an administrator (through the admin console).
     pub fn require_admin(&self) -> Result<(), ApiError> {
         if self.is_admin {
             Ok(())
@@ -203,5 +228,19 @@ mod tests {
                 .as_u16(),
             403
         );
+    }
+
+    /// Issue 29.2: admin routes take only the admin console's short-lived
+    /// tokens; an admin's token from the shop app is a shopper's.
+    #[test]
+    fn admins_only_through_the_admin_console_client() {
+        let admin = |client: &str| {
+            let mut c = access(&[("sub", "u1"), ("cognito:groups", "[admin]")]);
+            c.insert("client_id".into(), client.into());
+            Caller::from_claims_with(&c, Some("console")).unwrap()
+        };
+        assert!(admin("console").is_admin);
+        assert!(!admin("shop").is_admin);
+        assert_eq!(admin("shop").user_id, "u1", "still a signed-in shopper");
     }
 }
