@@ -711,3 +711,28 @@ async fn racing_payment_starts_within_the_burst_all_succeed() {
         "the burst of 10 all succeed, the rest are limited"
     );
 }
+
+/// Issue 27 ("also seen"): racing same-method starts without a key all get
+/// the one pending payment (one 201, the rest 200), never 409.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_same_method_starts_share_one_pending_payment() {
+    let f = fixture().await;
+    for _trial in 0..3 {
+        let order_id = f.order("racer", 1).await;
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (f, order_id) = (f.clone(), order_id.clone());
+                tokio::spawn(async move { f.pay("racer", &order_id, "ALIPAY").await })
+            })
+            .collect();
+        let mut created = 0;
+        let mut ids = std::collections::BTreeSet::new();
+        for task in tasks {
+            let (status, body) = task.await.unwrap();
+            assert!(status == 200 || status == 201, "{status} {body}");
+            created += usize::from(status == 201);
+            ids.insert(body["paymentId"].as_str().unwrap().to_owned());
+        }
+        assert_eq!((created, ids.len()), (1, 1), "{ids:?}");
+    }
+}

@@ -266,6 +266,15 @@ impl Payments {
             return answer.map(Initiation::Replayed);
         }
         if reasons.iter().any(condition_failed) {
+            // A racing request without a key started a payment with this
+            // same method first: that is the pending payment the README
+            // promises (200), not a conflict.
+            if idempotency.is_none()
+                && let Some(theirs) = self.pending_payment_of(&order.order_id).await?
+                && theirs.payment_method == method
+            {
+                return Ok(Initiation::Existing(theirs));
+            }
             // The order stopped being payable, or another payment started
             // first: the client may look again and retry.
             return Err(ApiError::conflict(
@@ -277,6 +286,25 @@ impl Payments {
         Err(ApiError::unavailable(
             "too many concurrent changes to this order; retry shortly",
         ))
+    }
+
+    /// The order's active payment as it is now, if it is pending.
+    async fn pending_payment_of(&self, order_id: &str) -> Result<Option<Payment>, DbError> {
+        let order: Option<Order> = crate::db::get_item(
+            &self.client,
+            &self.tables.orders,
+            "orderId",
+            order_id,
+            crate::db::Read::Consistent,
+        )
+        .await?;
+        let Some(active) = order.and_then(|o| o.active_payment_id) else {
+            return Ok(None);
+        };
+        Ok(self
+            .get(&active)
+            .await?
+            .filter(|p| p.payment_status == PaymentStatus::Pending))
     }
 
     /// Points the order at its new payment, if the order is still payable
