@@ -30,6 +30,14 @@ impl RebateConsumer {
     }
 
     pub async fn handle(&self, envelope: Envelope) -> Result<(), ConsumeError> {
+        // The type first: an event not for this consumer is not parsed.
+        if !matches!(
+            envelope.event_type,
+            EventType::OrderPaid | EventType::OrderRefunded | EventType::OrderCancelled
+        ) {
+            tracing::warn!(event_type = ?envelope.event_type, "event type not for this consumer (check the subscription's filter policy)");
+            return Ok(());
+        }
         let order: Order = envelope.data_as("an order")?;
         let marker = ProcessedMarker::new(&self.markers_table, CONSUMER, &envelope.event_id);
         let correlation = envelope.correlation_id.as_str();
@@ -68,12 +76,8 @@ impl RebateConsumer {
                 };
                 tracing::info!(order_id = %order.order_id, outcome, "rebate reversal");
             }
-            other => {
-                tracing::warn!(
-                    ?other,
-                    "event type not for this consumer (check the subscription's filter policy)"
-                );
-            }
+            // Returned above.
+            _ => {}
         }
         Ok(())
     }
