@@ -94,6 +94,16 @@ impl Fixture {
         .unwrap()
     }
 
+    /// Applies `transition` to the order as it is now.
+    async fn transition(&self, order_id: &str, transition: OrderTransition) {
+        let orders = &self.consumer.orders;
+        let order = orders.get(order_id).await.unwrap().unwrap();
+        orders
+            .apply_transition(&order, transition, "test")
+            .await
+            .unwrap();
+    }
+
     async fn order_status(&self, order_id: &str) -> OrderStatus {
         self.consumer
             .orders
@@ -187,18 +197,8 @@ async fn one_bad_message_fails_only_itself() {
 async fn success_for_an_order_that_cannot_take_it_is_refunded() {
     let f = fixture().await;
     let payment = f.paying_order().await;
-    let order = f
-        .consumer
-        .orders
-        .get(&payment.order_id)
-        .await
-        .unwrap()
-        .unwrap();
-    f.consumer
-        .orders
-        .apply_transition(&order, OrderTransition::Cancel, "c")
-        .await
-        .unwrap();
+    f.transition(&payment.order_id, OrderTransition::Cancel)
+        .await;
     let body = f.settle(&payment, PaymentStatus::Succeeded).await;
     let response = f
         .consumer
@@ -251,32 +251,12 @@ async fn success_for_an_order_that_cannot_take_it_is_refunded() {
 async fn cancelling_or_expiring_an_order_expires_its_pending_payment() {
     let f = fixture().await;
     let cancelled = f.paying_order().await;
-    let order = f
-        .consumer
-        .orders
-        .get(&cancelled.order_id)
-        .await
-        .unwrap()
-        .unwrap();
-    f.consumer
-        .orders
-        .apply_transition(&order, OrderTransition::Cancel, "c")
-        .await
-        .unwrap();
+    f.transition(&cancelled.order_id, OrderTransition::Cancel)
+        .await;
     let expired = f.paying_order_within(Duration::from_secs(1)).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let order = f
-        .consumer
-        .orders
-        .get(&expired.order_id)
-        .await
-        .unwrap()
-        .unwrap();
-    f.consumer
-        .orders
-        .apply_transition(&order, OrderTransition::Expire, "e")
-        .await
-        .unwrap();
+    f.transition(&expired.order_id, OrderTransition::Expire)
+        .await;
     for payment in [cancelled, expired] {
         let now = f
             .consumer

@@ -463,7 +463,11 @@ impl Orders {
             if let Some(payment_id) = &closes_payment {
                 transaction.push(
                     TransactWriteItem::builder()
-                        .update(self.expire_payment(payment_id, &now)?)
+                        .update(crate::payments::expire_pending(
+                            &self.tables.payments,
+                            payment_id,
+                            &now,
+                        )?)
                         .build(),
                 );
             }
@@ -562,20 +566,6 @@ impl Orders {
             .map(|p| p.payment_id))
     }
 
-    fn expire_payment(&self, payment_id: &str, now: &str) -> Result<Update, DbError> {
-        use crate::payment::PaymentStatus;
-        Update::builder()
-            .table_name(&self.tables.payments)
-            .key("paymentId", s(payment_id))
-            .update_expression("SET paymentStatus = :expired, updatedAt = :now")
-            .condition_expression("paymentStatus = :pending")
-            .expression_attribute_values(":expired", s(PaymentStatus::Expired.as_str()))
-            .expression_attribute_values(":pending", s(PaymentStatus::Pending.as_str()))
-            .expression_attribute_values(":now", s(now))
-            .build()
-            .map_err(build_err)
-    }
-
     fn status_update(
         &self,
         order: &Order,
@@ -585,8 +575,7 @@ impl Orders {
     ) -> Result<Update, DbError> {
         let (order_id, target) = (updated.order_id.as_str(), updated.order_status);
         let from = transition.allowed_from();
-        let placeholders: Vec<String> = (0..from.len()).map(|i| format!(":from{i}")).collect();
-        let mut condition = format!("orderStatus IN ({})", placeholders.join(", "));
+        let (mut condition, statuses) = status_among(&from);
         if transition == OrderTransition::Expire {
             // Past its window and the grace in which a success still pays.
             condition.push_str(" AND expiresAt <= :cutoff");
@@ -625,8 +614,8 @@ impl Orders {
             .expression_attribute_values(":to", s(target.as_str()))
             .expression_attribute_values(":now", s(now))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        for (placeholder, status) in placeholders.iter().zip(from) {
-            update = update.expression_attribute_values(placeholder, s(status.as_str()));
+        for (placeholder, status) in statuses {
+            update = update.expression_attribute_values(placeholder, status);
         }
         if transition == OrderTransition::Expire {
             update = update.expression_attribute_values(":cutoff", s(&self.expiry_cutoff()));
@@ -707,6 +696,24 @@ impl Orders {
         }
         Ok(found)
     }
+}
+
+/// The condition "the order's status is one of `statuses`" and its values,
+/// built from the state machine (never retyped by hand): every conditional
+/// write on an order's status uses it.
+pub(crate) fn status_among(
+    statuses: &[OrderStatus],
+) -> (
+    String,
+    Vec<(String, aws_sdk_dynamodb::types::AttributeValue)>,
+) {
+    let values: Vec<(String, aws_sdk_dynamodb::types::AttributeValue)> = statuses
+        .iter()
+        .enumerate()
+        .map(|(i, status)| (format!(":status{i}"), s(status.as_str())))
+        .collect();
+    let names: Vec<&str> = values.iter().map(|(name, _)| name.as_str()).collect();
+    (format!("orderStatus IN ({})", names.join(", ")), values)
 }
 
 fn insufficient_stock(shortages: Vec<serde_json::Value>) -> ApiError {

@@ -71,6 +71,22 @@ impl CallbackOutcome {
     }
 }
 
+/// The update that takes a `PENDING` payment to `EXPIRED` (conditional on
+/// it still being pending), for the transaction that replaces it or that
+/// ends its order.
+pub(crate) fn expire_pending(table: &str, payment_id: &str, now: &str) -> Result<Update, DbError> {
+    Update::builder()
+        .table_name(table)
+        .key("paymentId", s(payment_id))
+        .update_expression("SET paymentStatus = :expired, updatedAt = :now")
+        .condition_expression("paymentStatus = :pending")
+        .expression_attribute_values(":expired", s(PaymentStatus::Expired.as_str()))
+        .expression_attribute_values(":pending", s(PaymentStatus::Pending.as_str()))
+        .expression_attribute_values(":now", s(now))
+        .build()
+        .map_err(build_err)
+}
+
 pub fn order_not_payable(order: &Order, why: &str) -> ApiError {
     ApiError::conflict(
         "ORDER_NOT_PAYABLE",
@@ -235,7 +251,11 @@ impl Payments {
             if let Some(replaced) = &active {
                 transaction.push(
                     TransactWriteItem::builder()
-                        .update(self.expire_replaced(replaced, &created_at)?)
+                        .update(expire_pending(
+                            &self.tables.payments,
+                            &replaced.payment_id,
+                            &created_at,
+                        )?)
                         .build(),
                 );
             }
@@ -310,15 +330,21 @@ impl Payments {
     /// Points the order at its new payment, if the order is still payable
     /// and still points where we read it.
     fn claim_order(&self, order: &Order, payment: &Payment, now: &str) -> Result<Update, DbError> {
+        // Payable: the states that hold the order's reservation.
+        let payable: Vec<OrderStatus> = OrderStatus::ALL
+            .into_iter()
+            .filter(|status| status.holds_reservation())
+            .collect();
+        let (payable, values) = crate::orders::status_among(&payable);
         let mut update = Update::builder()
             .table_name(&self.tables.orders)
             .key("orderId", s(&order.order_id))
             .update_expression("SET activePaymentId = :new")
+            // First: `set_` replaces the whole map, the calls below add to it.
+            .set_expression_attribute_values(Some(values.into_iter().collect()))
             .expression_attribute_values(":new", s(&payment.payment_id))
-            .expression_attribute_values(":pending", s(OrderStatus::PendingPayment.as_str()))
-            .expression_attribute_values(":failed", s(OrderStatus::PaymentFailed.as_str()))
             .expression_attribute_values(":now", s(now));
-        let condition = "orderStatus IN (:pending, :failed) AND expiresAt > :now";
+        let condition = format!("{payable} AND expiresAt > :now");
         update = match &order.active_payment_id {
             Some(previous) => update
                 .condition_expression(format!("{condition} AND activePaymentId = :previous"))
@@ -328,19 +354,6 @@ impl Payments {
             )),
         };
         update.build().map_err(build_err)
-    }
-
-    fn expire_replaced(&self, replaced: &Payment, now: &str) -> Result<Update, DbError> {
-        Update::builder()
-            .table_name(&self.tables.payments)
-            .key("paymentId", s(&replaced.payment_id))
-            .update_expression("SET paymentStatus = :expired, updatedAt = :now")
-            .condition_expression("paymentStatus = :pending")
-            .expression_attribute_values(":expired", s(PaymentStatus::Expired.as_str()))
-            .expression_attribute_values(":pending", s(PaymentStatus::Pending.as_str()))
-            .expression_attribute_values(":now", s(now))
-            .build()
-            .map_err(build_err)
     }
 
     /// Applies a verified provider callback to `payment` (read by the caller).
