@@ -612,6 +612,35 @@ def dlq(args):
         print(f"{len(failures)} message(s) in the delivery-failures queue")
 
 
+def invoke(args):
+    """Invokes one deployed function with an event file, as a developer
+    would with `sam local invoke` (which needs Docker): `sam remote invoke`
+    from the project's SAM CLI, pointed at the emulator, prints the
+    function's answer (and its logs where the emulator returns them)."""
+    outputs = load_outputs(args.dir)
+    template = yaml_parse((ROOT / "template.yaml").read_text())
+    logical = [
+        rid for rid, r in template["Resources"].items()
+        if r.get("Type") == "AWS::Serverless::Function"
+        and (r.get("Metadata") or {}).get("BuildProperties", {}).get("Binary") == args.name
+    ]
+    if not logical:
+        sys.exit(f"no function of template.yaml is built from {args.name!r} (a crate under functions/)")
+    event = Path(args.event) if args.event else ROOT / "events" / f"{args.name}.json"
+    if not event.exists():
+        sys.exit(f"no event file {event}; pass one as the second argument")
+    env = dict(os.environ, AWS_ENDPOINT_URL=outputs["endpoint"], AWS_REGION=REGION,
+               AWS_DEFAULT_REGION=REGION, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
+               SAM_CLI_TELEMETRY="0")
+    sam = Path(sys.executable).parent / "sam"
+    command = [str(sam), "remote", "invoke", logical[0], "--stack-name", outputs["stackName"],
+               "--event-file", str(event), "--region", REGION, "--output", "json"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr)
+    sys.exit(result.returncode)
+
+
 def logs(args):
     """One function's log lines from CloudWatch Logs (every function's
     output is there, API and schedules included); NAME is its crate name
@@ -733,6 +762,10 @@ def main():
     p = sub.add_parser("dlq")
     p.add_argument("--redrive", action="store_true", help="move the messages back to their source queue")
     p.set_defaults(run=dlq)
+    p = sub.add_parser("invoke", help="invoke one deployed function with an event file (sam remote invoke)")
+    p.add_argument("name", help="the function's crate name, e.g. get-product-info")
+    p.add_argument("event", nargs="?", help="the event file (default events/NAME.json)")
+    p.set_defaults(run=invoke)
     p = sub.add_parser("logs", help="one function's log lines from CloudWatch Logs")
     p.add_argument("name")
     p.add_argument("--lines", type=int, default=200)

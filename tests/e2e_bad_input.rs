@@ -5,7 +5,7 @@
 //! (`{"error": {"code", "message"}}`), never a 5xx, and nothing is written.
 
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
+use serde_json::{Value, json};
 use system_tests::e2e::Stack;
 use system_tests::template::Template;
 
@@ -115,4 +115,42 @@ async fn every_route_with_a_body_answers_bad_input_with_a_4xx_error_body() {
     );
     // None of it reserved or changed stock.
     assert_eq!(stack.counters(&product).await, before);
+}
+
+/// Issues 27.6 and 27.8 through the stack: a body with no Content-Type is
+/// 415 and creates nothing; valid JSON with a null or a number where a
+/// string enum is expected names the field.
+#[tokio::test]
+async fn untyped_bodies_are_415_and_wrong_enum_values_name_the_field() {
+    let stack = Stack::from_env();
+    for path in ["/orders", "/payments"] {
+        let response = reqwest::Client::new()
+            .post(format!("{}{path}", stack.api_url))
+            .bearer_auth(&stack.user_token)
+            .body(r#"{"productId": "tea-longjing", "quantity": 1}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{path}"
+        );
+    }
+    for (body, field) in [
+        (json!({"locale": null}), "locale"),
+        (json!({"locale": 5}), "locale"),
+    ] {
+        let (status, answer) = stack
+            .call(
+                Method::PUT,
+                "/me/preferences",
+                Some(&stack.user_token),
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(answer["error"]["code"], "INVALID_FIELD", "{answer}");
+        assert_eq!(answer["error"]["field"], field, "{answer}");
+    }
 }
