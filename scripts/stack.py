@@ -634,7 +634,7 @@ def invoke(args):
                SAM_CLI_TELEMETRY="0")
     sam = Path(sys.executable).parent / "sam"
     command = [str(sam), "remote", "invoke", logical[0], "--stack-name", outputs["stackName"],
-               "--event-file", str(event), "--region", REGION, "--output", "json"]
+               "--event-file", str(event), "--region", REGION]
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)

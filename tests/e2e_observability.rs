@@ -234,3 +234,34 @@ async fn a_forged_callback_is_counted_as_an_invalid_signature() {
     shared::metrics::check_emf(&emf).unwrap_or_else(|e| panic!("{e}: {emf}"));
     assert_eq!(emf["InvalidSignatures"], 1, "{emf}");
 }
+
+/// Issue 20.8: what a developer runs instead of `sam local invoke` (which
+/// needs Docker): `scripts/local invoke NAME` (here the same command on the
+/// test stack) invokes one deployed function of each kind with its sample
+/// event through `sam remote invoke`, and prints its answer and its logs.
+#[test]
+fn one_function_of_each_kind_is_invoked_through_sam_remote_invoke() {
+    let outputs = std::path::PathBuf::from(system_tests::required_env("E2E_OUTPUTS"));
+    let root = system_tests::repo_root();
+    for (function, answer) in [
+        ("get-product-info", "\"statusCode\": 404"),
+        ("update-order-status", "\"batchItemFailures\""),
+        ("expire-orders", "\"leftForNextRun\""),
+    ] {
+        let out = std::process::Command::new(root.join(".local/venv/bin/python"))
+            .arg(root.join("scripts/stack.py"))
+            .arg("--dir")
+            .arg(outputs.parent().unwrap())
+            .args(["invoke", function])
+            .output()
+            .expect("the project's Python runs scripts/stack.py");
+        let (answered, logged) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{function}: {answered} {logged}");
+        assert!(answered.contains(answer), "{function}: {answered}");
+        // Its log lines come with the answer (JSON, with the request id).
+        assert!(logged.contains("\"requestId\""), "{function}: {logged}");
+    }
+}
