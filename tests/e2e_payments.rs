@@ -115,3 +115,45 @@ async fn pay_an_order_through_the_provider_callback() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// Issue 27.3 through the stack: the same Idempotency-Key and body after
+/// the order was paid give the original 201, not 409 ORDER_NOT_PAYABLE.
+#[tokio::test]
+async fn an_idempotent_payment_retry_replays_after_the_order_was_paid() {
+    let stack = Stack::from_env();
+    let product = stack.new_product("e2e-pay-replay", 900, 5).await;
+    let order = stack.new_order(&product, 1).await;
+    let order_id = order["orderId"].as_str().unwrap().to_owned();
+    let key = unique_id("pay-key");
+    let start = || async {
+        let response = reqwest::Client::new()
+            .post(format!("{}/payments", stack.api_url))
+            .bearer_auth(&stack.user_token)
+            .header("Idempotency-Key", &key)
+            .json(&json!({"orderId": order_id, "paymentMethod": "ALIPAY"}))
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.json::<Value>().await.unwrap())
+    };
+    let (status, payment) = start().await;
+    assert_eq!(status, StatusCode::CREATED, "{payment}");
+    let callback = json!({
+        "paymentId": payment["paymentId"], "orderId": order_id, "paymentStatus": "SUCCESS",
+        "amount": payment["amount"], "currency": payment["currency"],
+        "providerTransactionId": unique_id("tx"),
+    });
+    let (status, _) = notify(&stack, &callback, Some(sign(&callback, 0))).await;
+    assert_eq!(status, StatusCode::OK);
+    let path = format!("/orders/{order_id}");
+    stack
+        .wait_for(
+            &path,
+            &stack.user_token,
+            std::time::Duration::from_secs(30),
+            |o| o["orderStatus"] == "PAID",
+        )
+        .await;
+    let (status, replayed) = start().await;
+    assert_eq!((status, &replayed), (StatusCode::CREATED, &payment));
+}
