@@ -2,11 +2,12 @@
 //! once per event, refunds subtracting, the rollup report agreeing with the
 //! aggregates (and idempotent), and the stats route's checks.
 
+use adapters::sales::Sales;
 use analytics::AnalyticsConsumer;
+use domain::events::{Envelope, EventType};
+use domain::orders::{Order, OrderLine, OrderStatus};
+use domain::sales::parse_date;
 use serde_json::{Value, json};
-use shared::events::{Envelope, EventType};
-use shared::order::{Order, OrderLine, OrderStatus};
-use shared::sales::{Sales, parse_date};
 use system_tests::api::{ApiRequest, parts};
 use system_tests::dynamo::TestDb;
 use system_tests::sqs::{batch, failed_ids, message};
@@ -24,7 +25,7 @@ fn order(lines: &[(&str, i64, i64)]) -> Order {
         })
         .collect();
     Order {
-        order_id: shared::ids::new_id(),
+        order_id: domain::ids::new_id(),
         user_id: "u".into(),
         order_amount: items.iter().map(|l| l.line_amount).sum(),
         items,
@@ -52,7 +53,7 @@ async fn stats(sales: &Sales, query: &[(&str, &str)], admin: bool) -> (u16, Valu
     } else {
         req.as_user("u")
     };
-    parts(&shared::http::into_response(
+    parts(&http_edge::http::into_response(
         get_sales_stats::handle(sales, req.build()).await,
     ))
 }

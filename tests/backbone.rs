@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use time::format_description::well_known::Rfc3339;
 
+use adapters::orders::Orders;
+use adapters::payments::Payments;
+use adapters::payments::sandbox::SandboxProvider;
 use aws_sdk_dynamodb::types::AttributeValue;
+use domain::events::{Envelope, EventType};
+use domain::orders::{OrderStatus, OrderTransition};
+use domain::payments::{Payment, PaymentStatus};
 use serde_json::json;
-use shared::events::{Envelope, EventType};
-use shared::order::{OrderStatus, OrderTransition};
-use shared::orders::Orders;
-use shared::payment::{Payment, PaymentStatus, SandboxProvider};
-use shared::payments::Payments;
 use system_tests::api::{ApiRequest, parts};
 use system_tests::dynamo::TestDb;
 use system_tests::sqs::{batch, failed_ids, message};
@@ -47,14 +48,14 @@ impl Fixture {
         let req = ApiRequest::post("/orders")
             .as_user("u1")
             .json(json!({"productId": "tea", "quantity": 3}));
-        let (status, order) = parts(&shared::http::into_response(
+        let (status, order) = parts(&http_edge::http::into_response(
             create_order::handle(orders, window, req.build()).await,
         ));
         assert_eq!(status, 201);
         let req = ApiRequest::post("/payments")
             .as_user("u1")
             .json(json!({"orderId": order["orderId"], "paymentMethod": "CARD"}));
-        let (status, payment) = parts(&shared::http::into_response(
+        let (status, payment) = parts(&http_edge::http::into_response(
             initiate_payment::handle(
                 orders,
                 &self.consumer.payments,
@@ -289,7 +290,7 @@ async fn a_success_settled_after_the_window_and_grace_is_refunded_before_any_swe
         |payment: &Payment| time::OffsetDateTime::parse(&payment.expires_at, &Rfc3339).unwrap();
     // Settled 1 s after the window (inside the grace): pays the order.
     let settled = Payment {
-        updated_at: shared::clock::rfc3339(expires_at(&in_time) + time::Duration::seconds(1)),
+        updated_at: domain::clock::rfc3339(expires_at(&in_time) + time::Duration::seconds(1)),
         ..in_time.clone()
     };
     let body = f.settle(&settled, PaymentStatus::Succeeded).await;
@@ -302,7 +303,7 @@ async fn a_success_settled_after_the_window_and_grace_is_refunded_before_any_swe
     // Settled 2 s after (past the grace), the order still unpaid because
     // no sweep ran: refunded all the same.
     let settled = Payment {
-        updated_at: shared::clock::rfc3339(expires_at(&late) + time::Duration::seconds(2)),
+        updated_at: domain::clock::rfc3339(expires_at(&late) + time::Duration::seconds(2)),
         ..late.clone()
     };
     let body = f.settle(&settled, PaymentStatus::Succeeded).await;
@@ -324,20 +325,20 @@ async fn a_success_settled_after_the_window_and_grace_is_refunded_before_any_swe
     assert_eq!(refunded.payment_status, PaymentStatus::Refunded);
 
     // The sweep waits out the grace, then expires it.
-    let now = shared::clock::now();
+    let now = domain::clock::now();
     if now < expires_at(&late) + grace {
         assert!(orders.find_expired(now).await.unwrap().is_empty());
     }
     let wait = expires_at(&late) + grace + time::Duration::milliseconds(100) - now;
     tokio::time::sleep(wait.try_into().unwrap_or_default()).await;
-    let due = orders.find_expired(shared::clock::now()).await.unwrap();
+    let due = orders.find_expired(domain::clock::now()).await.unwrap();
     assert_eq!(due.len(), 1);
     let outcome = orders
         .apply_transition(&due[0], OrderTransition::Expire, "s")
         .await
         .unwrap();
     assert!(
-        matches!(outcome, shared::orders::Transition::Applied(_)),
+        matches!(outcome, adapters::orders::Transition::Applied(_)),
         "{outcome:?}"
     );
     assert_eq!(f.counters().await, (7, 0, 3));

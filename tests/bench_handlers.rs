@@ -8,13 +8,13 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use adapters::catalog::Catalog;
+use adapters::orders::Orders;
+use adapters::payments::Payments;
+use adapters::payments::sandbox::SandboxProvider;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use domain::events::{Envelope, EventType};
 use serde_json::{Value, json};
-use shared::catalog::Catalog;
-use shared::events::{Envelope, EventType};
-use shared::orders::Orders;
-use shared::payment::SandboxProvider;
-use shared::payments::Payments;
 use system_tests::api::{ApiRequest, parts};
 use system_tests::dynamo::{RoundTrips, TestDb, counted_client};
 use system_tests::sqs::{batch, failed_ids, message};
@@ -28,8 +28,8 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0
 }
 
-fn respond(result: shared::ApiResult) -> (u16, Value) {
-    parts(&shared::http::into_response(result))
+fn respond(result: http_edge::ApiResult) -> (u16, Value) {
+    parts(&http_edge::http::into_response(result))
 }
 
 /// Everything an operation needs, on one client (plain or counted).
@@ -63,12 +63,12 @@ impl Services {
     /// is timed.
     async fn get_product(&self, req: lambda_http::Request) -> u16 {
         let result = get_product_info::handle(&self.catalog, req).await;
-        shared::http::into_response(result).status().as_u16()
+        http_edge::http::into_response(result).status().as_u16()
     }
 
     async fn list_products(&self, req: lambda_http::Request) -> u16 {
         let result = list_products::handle(&self.catalog, req).await;
-        shared::http::into_response(result).status().as_u16()
+        http_edge::http::into_response(result).status().as_u16()
     }
 
     async fn order(&self, user: &str) -> String {
@@ -102,7 +102,7 @@ impl Services {
         .to_string();
         let signature = self
             .provider
-            .sign(shared::clock::now().unix_timestamp(), body.as_bytes())
+            .sign(domain::clock::now().unix_timestamp(), body.as_bytes())
             .await
             .unwrap();
         let req = ApiRequest::post("/payments/notify")
@@ -120,7 +120,7 @@ impl Services {
             .await
             .unwrap()
             .unwrap();
-        let at = shared::clock::now_rfc3339();
+        let at = domain::clock::now_rfc3339();
         serde_json::to_string(
             &Envelope::new(EventType::PaymentSucceeded, "bench", &at, &settled).unwrap(),
         )
@@ -144,7 +144,7 @@ fn n(v: i64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-fn put(table: &str, item: shared::db::Item, condition: &str) -> TransactWriteItem {
+fn put(table: &str, item: adapters::db::Item, condition: &str) -> TransactWriteItem {
     TransactWriteItem::builder()
         .put(
             Put::builder()
@@ -160,10 +160,11 @@ fn put(table: &str, item: shared::db::Item, condition: &str) -> TransactWriteIte
 fn outbox(db: &TestDb, event_type: EventType, data: &Value) -> TransactWriteItem {
     TransactWriteItem::builder()
         .put(
-            Envelope::new(event_type, "bench", &shared::clock::now_rfc3339(), data)
-                .unwrap()
-                .outbox_put(&db.tables.events)
-                .unwrap(),
+            adapters::outbox::put(
+                &Envelope::new(event_type, "bench", &domain::clock::now_rfc3339(), data).unwrap(),
+                &db.tables.events,
+            )
+            .unwrap(),
         )
         .build()
 }
@@ -181,10 +182,10 @@ async fn bare_initiate(db: &TestDb, order_id: &str) {
         .unwrap()
         .item
         .unwrap();
-    let order: shared::order::Order = serde_dynamo::from_item(order).unwrap();
-    let payment_id = shared::ids::new_id();
-    let now = shared::clock::now_rfc3339();
-    let payment: shared::db::Item = [
+    let order: domain::orders::Order = serde_dynamo::from_item(order).unwrap();
+    let payment_id = domain::ids::new_id();
+    let now = domain::clock::now_rfc3339();
+    let payment: adapters::db::Item = [
         ("paymentId", s(&payment_id)),
         ("orderId", s(order_id)),
         ("userId", s(&order.user_id)),
@@ -239,8 +240,8 @@ async fn bare_notify(db: &TestDb, payment_id: &str) {
         .unwrap()
         .item
         .unwrap();
-    let payment: shared::payment::Payment = serde_dynamo::from_item(payment).unwrap();
-    let now = shared::clock::now_rfc3339();
+    let payment: domain::payments::Payment = serde_dynamo::from_item(payment).unwrap();
+    let now = domain::clock::now_rfc3339();
     let settle = Update::builder()
         .table_name(&db.tables.payments)
         .key("paymentId", s(payment_id))
@@ -252,9 +253,9 @@ async fn bare_notify(db: &TestDb, payment_id: &str) {
         .expression_attribute_values(":tx", s("tx"))
         .build()
         .unwrap();
-    let audit: shared::db::Item = [
+    let audit: adapters::db::Item = [
         ("paymentId", s(payment_id)),
-        ("receivedAt", s(&format!("{now}#{}", shared::ids::new_id()))),
+        ("receivedAt", s(&format!("{now}#{}", domain::ids::new_id()))),
         ("outcome", s("APPLIED")),
         ("paymentStatus", s("PENDING")),
         ("notification", s(&"n".repeat(200))),
@@ -294,8 +295,8 @@ async fn bare_consume(db: &TestDb, order_id: &str) {
         .unwrap()
         .item
         .unwrap();
-    let order: shared::order::Order = serde_dynamo::from_item(order).unwrap();
-    let now = shared::clock::now_rfc3339();
+    let order: domain::orders::Order = serde_dynamo::from_item(order).unwrap();
+    let now = domain::clock::now_rfc3339();
     let paid = Update::builder()
         .table_name(&db.tables.orders)
         .key("orderId", s(order_id))
@@ -320,12 +321,12 @@ async fn bare_consume(db: &TestDb, order_id: &str) {
             .unwrap();
         transaction = transaction.transact_items(TransactWriteItem::builder().update(sold).build());
     }
-    let marker: shared::db::Item = [
-        ("markerId", s(&format!("bench#{}", shared::ids::new_id()))),
+    let marker: adapters::db::Item = [
+        ("markerId", s(&format!("bench#{}", domain::ids::new_id()))),
         ("processedAt", s(&now)),
         (
             "expiresAtEpoch",
-            n(shared::clock::now().unix_timestamp() + 86_400),
+            n(domain::clock::now().unix_timestamp() + 86_400),
         ),
     ]
     .into_iter()

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use adapters::db::Transact;
+use adapters::orders::Orders;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 use serde_json::json;
-use shared::db::Transact;
-use shared::orders::Orders;
 use system_tests::api::ApiRequest;
 use system_tests::dynamo::{TestDb, counted_client};
 
@@ -31,7 +31,7 @@ fn s(v: &str) -> AttributeValue {
 }
 
 /// An order item of the size createOrder writes (one line).
-fn order_item(order_id: &str, product: &str) -> shared::db::Item {
+fn order_item(order_id: &str, product: &str) -> adapters::db::Item {
     [
         ("orderId".to_owned(), s(order_id)),
         ("userId".to_owned(), s("bench-user")),
@@ -79,9 +79,11 @@ impl Bench {
         let req = ApiRequest::post("/orders")
             .as_user(user)
             .json(json!({"productId": product, "quantity": 1}));
-        shared::http::into_response(create_order::handle(&self.orders, WINDOW, req.build()).await)
-            .status()
-            .as_u16()
+        http_edge::http::into_response(
+            create_order::handle(&self.orders, WINDOW, req.build()).await,
+        )
+        .status()
+        .as_u16()
     }
 
     /// The same DynamoDB work with none of our code: BatchGetItem of the
@@ -101,9 +103,9 @@ impl Bench {
             .unwrap();
         let item = &out.responses.unwrap()[&t.products][0];
         let version = item["version"].clone();
-        let order_id = format!("bare-{n}-{}", shared::ids::new_id());
+        let order_id = format!("bare-{n}-{}", domain::ids::new_id());
         let order = order_item(&order_id, product);
-        let event: shared::db::Item = [
+        let event: adapters::db::Item = [
             ("eventId".to_owned(), s(&order_id)),
             ("type".to_owned(), s("OrderCreated")),
             ("occurredAt".to_owned(), s("2026-11-22T00:00:00.000Z")),
@@ -183,7 +185,7 @@ impl Bench {
             .build()
             .unwrap();
         let item = TransactWriteItem::builder().update(update).build();
-        match shared::db::transact(&self.db.client, vec![item]).await {
+        match adapters::db::transact(&self.db.client, vec![item]).await {
             Ok(Transact::Committed) => true,
             Ok(Transact::Cancelled(_)) => false,
             Err(e) => panic!("DynamoDB Local failed a transaction: {e}"),

@@ -3,9 +3,9 @@
 
 use std::collections::HashSet;
 
+use adapters::catalog::Catalog;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{Value, json};
-use shared::catalog::Catalog;
 use system_tests::api::{ApiRequest, parts};
 use system_tests::dynamo::TestDb;
 
@@ -30,7 +30,7 @@ impl Fixture {
             .path_param("productId", id)
             .as_admin("admin-1")
             .json(body);
-        parts(&shared::http::into_response(
+        parts(&http_edge::http::into_response(
             put_product::handle(&self.catalog, req.build()).await,
         ))
     }
@@ -39,7 +39,7 @@ impl Fixture {
         let req = ApiRequest::get("/products/{productId}")
             .path_param("productId", id)
             .as_admin("admin-1");
-        parts(&shared::http::into_response(
+        parts(&http_edge::http::into_response(
             get_product_info::handle(&self.catalog, req.build()).await,
         ))
     }
@@ -55,13 +55,13 @@ impl Fixture {
     }
 
     async fn stock_request(&self, req: ApiRequest) -> (u16, Value) {
-        parts(&shared::http::into_response(
+        parts(&http_edge::http::into_response(
             update_product_stock::handle(&self.catalog, req.build()).await,
         ))
     }
 
     async fn list(&self, req: ApiRequest) -> (u16, Value) {
-        parts(&shared::http::into_response(
+        parts(&http_edge::http::into_response(
             list_products::handle(&self.catalog, req.build()).await,
         ))
     }
@@ -118,7 +118,8 @@ async fn put_location_header_on_create() {
         .path_param("productId", "loc-1")
         .as_admin("a")
         .json(tea(1));
-    let response = shared::http::into_response(put_product::handle(&f.catalog, req.build()).await);
+    let response =
+        http_edge::http::into_response(put_product::handle(&f.catalog, req.build()).await);
     assert_eq!(response.headers()["location"], "/products/loc-1");
     assert_eq!(response.headers()["content-type"], "application/json");
 }
@@ -177,7 +178,7 @@ async fn malformed_product_ids_are_400() {
 async fn identity_and_role_come_from_the_claims() {
     let f = fixture().await;
     let anonymous = ApiRequest::get("/products/{productId}").path_param("productId", "p");
-    let (status, body) = parts(&shared::http::into_response(
+    let (status, body) = parts(&http_edge::http::into_response(
         get_product_info::handle(&f.catalog, anonymous.build()).await,
     ));
     assert_eq!((status, error_code(&body)), (401, "UNAUTHORIZED"));
@@ -186,7 +187,7 @@ async fn identity_and_role_come_from_the_claims() {
         .path_param("productId", "p")
         .as_user("u1")
         .json(tea(1));
-    let (status, body) = parts(&shared::http::into_response(
+    let (status, body) = parts(&http_edge::http::into_response(
         put_product::handle(&f.catalog, shopper.build()).await,
     ));
     assert_eq!((status, error_code(&body)), (403, "FORBIDDEN"));
@@ -400,12 +401,12 @@ async fn product_reads_cost_one_round_trip() {
     let req = ApiRequest::get("/products/{productId}")
         .path_param("productId", "p1")
         .as_user("u1");
-    let (status, _) = parts(&shared::http::into_response(
+    let (status, _) = parts(&http_edge::http::into_response(
         get_product_info::handle(&catalog, req.build()).await,
     ));
     assert_eq!((status, round_trips.count()), (200, 1));
     round_trips.reset();
-    let (status, _) = parts(&shared::http::into_response(
+    let (status, _) = parts(&http_edge::http::into_response(
         list_products::handle(&catalog, ApiRequest::get("/products").as_user("u1").build()).await,
     ));
     assert_eq!((status, round_trips.count()), (200, 1));
@@ -424,14 +425,15 @@ async fn catalog_reads_carry_etags_and_answer_304() {
         }
         req
     };
-    let first =
-        shared::http::into_response(get_product_info::handle(&f.catalog, get(None).build()).await);
+    let first = http_edge::http::into_response(
+        get_product_info::handle(&f.catalog, get(None).build()).await,
+    );
     assert_eq!(first.status(), 200);
     assert_eq!(first.headers()["cache-control"], "private, max-age=5");
     let etag = first.headers()["etag"].to_str().unwrap().to_owned();
     assert!(etag.starts_with('"') && etag.len() > 10, "{etag}");
 
-    let again = shared::http::into_response(
+    let again = http_edge::http::into_response(
         get_product_info::handle(&f.catalog, get(Some(&etag)).build()).await,
     );
     assert_eq!(again.status(), 304);
@@ -439,7 +441,7 @@ async fn catalog_reads_carry_etags_and_answer_304() {
     assert_eq!(again.headers()["etag"], etag.as_str());
     let weak = format!("\"other\", W/{etag}");
     assert_eq!(
-        shared::http::into_response(
+        http_edge::http::into_response(
             get_product_info::handle(&f.catalog, get(Some(&weak)).build()).await
         )
         .status(),
@@ -454,7 +456,7 @@ async fn catalog_reads_carry_etags_and_answer_304() {
             .path_param("productId", "p1")
             .as_admin("a")
     };
-    let admin_tag = shared::http::into_response(
+    let admin_tag = http_edge::http::into_response(
         get_product_info::handle(&f.catalog, admin_get().build()).await,
     )
     .headers()["etag"]
@@ -462,11 +464,11 @@ async fn catalog_reads_carry_etags_and_answer_304() {
         .unwrap()
         .to_owned();
     f.reserve("p1", 1).await;
-    let shopper = shared::http::into_response(
+    let shopper = http_edge::http::into_response(
         get_product_info::handle(&f.catalog, get(Some(&etag)).build()).await,
     );
     assert_eq!(shopper.status(), 304);
-    let changed = shared::http::into_response(
+    let changed = http_edge::http::into_response(
         get_product_info::handle(
             &f.catalog,
             admin_get().header("if-none-match", &admin_tag).build(),
@@ -476,7 +478,7 @@ async fn catalog_reads_carry_etags_and_answer_304() {
     assert_eq!(changed.status(), 200);
     assert_ne!(changed.headers()["etag"], admin_tag.as_str());
 
-    let list = shared::http::into_response(
+    let list = http_edge::http::into_response(
         list_products::handle(
             &f.catalog,
             ApiRequest::get("/products").as_user("u1").build(),
@@ -488,7 +490,7 @@ async fn catalog_reads_carry_etags_and_answer_304() {
         .as_user("u1")
         .header("if-none-match", &list_tag);
     assert_eq!(
-        shared::http::into_response(list_products::handle(&f.catalog, cached.build()).await)
+        http_edge::http::into_response(list_products::handle(&f.catalog, cached.build()).await)
             .status(),
         304
     );

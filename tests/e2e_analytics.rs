@@ -28,8 +28,8 @@ async fn recompute(
             .await
             .unwrap();
         for item in out.items() {
-            let order: shared::order::Order = serde_dynamo::from_item(item.clone()).unwrap();
-            if order.order_status != shared::order::OrderStatus::Paid
+            let order: domain::orders::Order = serde_dynamo::from_item(item.clone()).unwrap();
+            if order.order_status != domain::orders::OrderStatus::Paid
                 || order.currency != "CNY"
                 || !order.updated_at.starts_with(today)
             {
@@ -104,7 +104,7 @@ async fn stats_equal_a_recomputation_from_the_orders_table_and_survive_the_rollu
     let (outputs, config) = stack_aws().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
     let orders_table = outputs["OrdersTableName"].as_str().unwrap();
-    let today = &shared::clock::now_rfc3339()[..10];
+    let today = &domain::clock::now_rfc3339()[..10];
     let path = format!("/admin/stats/sales?from={today}&to={today}");
 
     // The consumers settle asynchronously: poll until the stats agree.

@@ -27,7 +27,7 @@ fn claims(token: &str) -> serde_json::Value {
 /// The control for the expired case: the token is genuine and has expired.
 fn assert_expired(token: &str) {
     let claims = claims(token);
-    let now = shared::clock::now().unix_timestamp();
+    let now = domain::clock::now().unix_timestamp();
     assert!(
         claims["exp"].as_i64().unwrap() <= now,
         "not yet expired: {claims}"
@@ -131,7 +131,7 @@ async fn other_users_get_404_shoppers_get_403_and_nothing_leaks() {
     let secrets = [owner.as_str(), order.as_str(), payment.as_str()];
 
     // (method, route, path, body, expected status for another shopper)
-    let today = shared::clock::now().date().to_string();
+    let today = domain::clock::now().date().to_string();
     let cases: Vec<(&str, &str, String, Option<serde_json::Value>, StatusCode)> = vec![
         (
             "GET",
@@ -310,7 +310,7 @@ async fn answers_carry_the_security_headers() {
         ("/orders", "no-store"),
         ("/me/rebates", "no-store"),
         ("/orders/01JDQ3Z8G6W9Y4XKQ2T7V5N1AB", "no-store"),
-        ("/products", shared::http::CATALOG_CACHE_CONTROL),
+        ("/products", http_edge::http::CATALOG_CACHE_CONTROL),
     ] {
         let response = client
             .get(format!("{}{path}", stack.api_url))

@@ -105,13 +105,13 @@ async fn the_same_event_delivered_ten_times_acts_once() {
     let stack = Stack::from_env();
     let flow = order_with_payment(&stack).await;
     let (outputs, config) = system_tests::e2e::stack_aws().await;
-    let mut payment: shared::payment::Payment =
+    let mut payment: domain::payments::Payment =
         serde_json::from_value(flow.payment.clone()).unwrap();
-    payment.payment_status = shared::payment::PaymentStatus::Succeeded;
-    let envelope = shared::events::Envelope::new(
-        shared::events::EventType::PaymentSucceeded,
+    payment.payment_status = domain::payments::PaymentStatus::Succeeded;
+    let envelope = domain::events::Envelope::new(
+        domain::events::EventType::PaymentSucceeded,
         "redelivery-test",
-        &shared::clock::now_rfc3339(),
+        &domain::clock::now_rfc3339(),
         &payment,
     )
     .unwrap();

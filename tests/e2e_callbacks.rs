@@ -41,9 +41,9 @@ fn callbacks_for(payment: &Value, secret: &str) -> Vec<Callback> {
         "providerTransactionId": unique_id("tx"),
     });
     let raw = body.to_string();
-    let now = shared::clock::now().unix_timestamp();
+    let now = domain::clock::now().unix_timestamp();
     let sign = |secret: &str, at: i64, raw: &str| {
-        shared::signature::sign(secret.as_bytes(), at, raw.as_bytes())
+        adapters::payments::sandbox::sign(secret.as_bytes(), at, raw.as_bytes())
     };
     let mut tampered = body.clone();
     tampered["amount"] = json!(1);
@@ -78,7 +78,7 @@ fn seed() -> u64 {
     let seed = std::env::var("E2E_CHAOS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| shared::clock::now().unix_timestamp_nanos() as u64 | 1);
+        .unwrap_or_else(|| domain::clock::now().unix_timestamp_nanos() as u64 | 1);
     println!("shuffle seed {seed}");
     seed
 }

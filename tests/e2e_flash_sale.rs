@@ -276,7 +276,7 @@ async fn flash_sales_sell_exactly_the_stock_and_conserve_every_unit() {
         let bodies = system_tests::e2e::drain_visible(&sqs, url.as_str().unwrap()).await;
         let events = bodies
             .iter()
-            .filter(|b| serde_json::from_str::<shared::events::Envelope>(b).is_ok())
+            .filter(|b| serde_json::from_str::<domain::events::Envelope>(b).is_ok())
             .count();
         println!("{name}: {} messages, {events} of them events", bodies.len());
         assert_eq!(

@@ -49,7 +49,7 @@ async fn texts_to(phone: &str) -> Vec<String> {
 async fn a_paid_order_gives_one_message_per_event_in_the_chosen_locale_on_every_channel() {
     let stack = Stack::from_env();
     let token = &stack.notify_tokens[0];
-    let suffix = shared::clock::now().unix_timestamp_nanos() % 100_000_000;
+    let suffix = domain::clock::now().unix_timestamp_nanos() % 100_000_000;
     let phone = format!("+86139{suffix:08}");
     set_preferences(
         &stack,

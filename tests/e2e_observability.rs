@@ -145,7 +145,7 @@ async fn an_orders_logs_carry_its_ids_from_the_api_into_the_consumers_and_its_me
             .cloned()
     })
     .await;
-    shared::metrics::check_emf(&emf).unwrap_or_else(|e| panic!("{e}: {emf}"));
+    adapters::metrics::check_emf(&emf).unwrap_or_else(|e| panic!("{e}: {emf}"));
     assert_eq!(emf["OrdersCreated"], 1, "{emf}");
     assert_eq!(emf["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Shop");
     assert_eq!(emf["service"], "shop");
@@ -231,7 +231,7 @@ async fn a_forged_callback_is_counted_as_an_invalid_signature() {
             .cloned()
     })
     .await;
-    shared::metrics::check_emf(&emf).unwrap_or_else(|e| panic!("{e}: {emf}"));
+    adapters::metrics::check_emf(&emf).unwrap_or_else(|e| panic!("{e}: {emf}"));
     assert_eq!(emf["InvalidSignatures"], 1, "{emf}");
 }
 

@@ -30,8 +30,8 @@ async fn notify(stack: &Stack, body: &Value, signature: Option<String>) -> (Stat
 
 fn sign(body: &Value, age: i64) -> String {
     let secret = system_tests::required_env("E2E_PAYMENT_SECRET");
-    let now = shared::clock::now().unix_timestamp();
-    shared::signature::sign(secret.as_bytes(), now - age, body.to_string().as_bytes())
+    let now = domain::clock::now().unix_timestamp();
+    adapters::payments::sandbox::sign(secret.as_bytes(), now - age, body.to_string().as_bytes())
 }
 
 #[tokio::test]

@@ -98,10 +98,10 @@ async fn the_same_order_paid_event_ten_times_credits_once() {
         .await;
     let sqs = aws_sdk_sqs::Client::new(&config);
     for _ in 0..10 {
-        let envelope = shared::events::Envelope::new(
-            shared::events::EventType::OrderPaid,
+        let envelope = domain::events::Envelope::new(
+            domain::events::EventType::OrderPaid,
             "redelivery-test",
-            &shared::clock::now_rfc3339(),
+            &domain::clock::now_rfc3339(),
             &order,
         )
         .unwrap();

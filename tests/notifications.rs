@@ -5,12 +5,11 @@
 
 use std::sync::Mutex;
 
+use adapters::notifications::{Inbox, Notifications};
+use domain::events::{Envelope, EventType};
+use domain::notifications::{Channel, ChannelError, Notification, Preferences};
 use notifier::Notifier;
 use serde_json::{Value, json};
-use shared::events::{Envelope, EventType};
-use shared::notifications::{
-    Channel, ChannelError, Inbox, Notification, Notifications, Preferences,
-};
 use system_tests::api::{ApiRequest, parts};
 use system_tests::dynamo::TestDb;
 use system_tests::sqs::{batch, failed_ids, message};
@@ -74,7 +73,7 @@ async fn fixture() -> Fixture {
 fn event(event_type: EventType, user: &str, order_id: &str) -> String {
     let data = json!({"orderId": order_id, "userId": user, "orderAmount": 35590, "currency": "CNY",
         "expiresAt": "2026-11-22T08:15:00.000Z", "amount": 300, "availableAt": "2026-11-29T00:00:00.000Z"});
-    let envelope = Envelope::new(event_type, "corr", &shared::clock::now_rfc3339(), &data).unwrap();
+    let envelope = Envelope::new(event_type, "corr", &domain::clock::now_rfc3339(), &data).unwrap();
     serde_json::to_string(&envelope).unwrap()
 }
 
@@ -85,7 +84,7 @@ fn refund_event(user: &str, order_id: &str) -> String {
     let envelope = Envelope::new(
         EventType::PaymentRefunded,
         "corr",
-        &shared::clock::now_rfc3339(),
+        &domain::clock::now_rfc3339(),
         &data,
     )
     .unwrap();
@@ -109,7 +108,7 @@ impl Fixture {
             "GET /me/preferences" => get_preferences::handle(store, req).await,
             _ => put_preferences::handle(store, req).await,
         };
-        parts(&shared::http::into_response(response))
+        parts(&http_edge::http::into_response(response))
     }
 
     async fn inbox(&self, user: &str) -> Vec<Value> {

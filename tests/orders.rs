@@ -6,11 +6,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use adapters::orders::{Orders, Transition};
+use adapters::ratelimit::RateLimit;
 use aws_sdk_dynamodb::types::AttributeValue;
+use domain::orders::{OrderStatus, OrderTransition};
 use serde_json::{Value, json};
-use shared::order::{OrderStatus, OrderTransition};
-use shared::orders::{Orders, Transition};
-use shared::ratelimit::RateLimit;
 use system_tests::api::{ApiRequest, parts};
 use system_tests::dynamo::TestDb;
 
@@ -19,13 +19,13 @@ const WINDOW: Duration = Duration::from_secs(900);
 struct Fixture {
     db: TestDb,
     orders: Orders,
-    payments: shared::payments::Payments,
+    payments: adapters::payments::Payments,
 }
 
 async fn fixture() -> Arc<Fixture> {
     let db = TestDb::new().await;
     let orders = Orders::new(db.client.clone(), db.tables.clone());
-    let payments = shared::payments::Payments::new(db.client.clone(), db.tables.clone());
+    let payments = adapters::payments::Payments::new(db.client.clone(), db.tables.clone());
     Arc::new(Fixture {
         db,
         orders,
@@ -33,8 +33,8 @@ async fn fixture() -> Arc<Fixture> {
     })
 }
 
-fn respond(result: shared::ApiResult) -> (u16, Value) {
-    parts(&shared::http::into_response(result))
+fn respond(result: http_edge::ApiResult) -> (u16, Value) {
+    parts(&http_edge::http::into_response(result))
 }
 
 impl Fixture {
@@ -78,8 +78,9 @@ impl Fixture {
             .path_param("orderId", order_id)
             .as_user(user);
         let payments =
-            shared::payments::Payments::new(self.db.client.clone(), self.db.tables.clone());
-        let provider = shared::payment::SandboxProvider::new("s", "https://sandbox.test");
+            adapters::payments::Payments::new(self.db.client.clone(), self.db.tables.clone());
+        let provider =
+            adapters::payments::sandbox::SandboxProvider::new("s", "https://sandbox.test");
         respond(cancel_order::handle(&self.orders, &payments, &provider, req.build()).await)
     }
 
@@ -140,7 +141,7 @@ async fn an_order_reserves_stock_at_catalog_prices() {
         .header("x-correlation-id", "corr-42")
         .json(json!({"productId": "tea", "quantity": 3}));
     let response =
-        shared::http::into_response(create_order::handle(&f.orders, WINDOW, req.build()).await);
+        http_edge::http::into_response(create_order::handle(&f.orders, WINDOW, req.build()).await);
     let (status, order) = parts(&response);
     assert_eq!(status, 201, "{order}");
     let order_id = order["orderId"].as_str().unwrap();
@@ -542,12 +543,13 @@ async fn an_expiry_sweep_about_to_time_out_leaves_the_backlog_to_the_next_run() 
     tokio::time::sleep(Duration::from_millis(5)).await;
     let sweep_with = |time_left: Duration, run: &'static str| {
         let deadline = tokio::time::Instant::now() + time_left;
-        shared::runtime::DEADLINE.scope(deadline, expire_orders::sweep(&f.orders, &f.payments, run))
+        adapters::runtime::DEADLINE
+            .scope(deadline, expire_orders::sweep(&f.orders, &f.payments, run))
     };
 
     // Less left of the invocation than one more order may take: nothing is
     // tried, nothing is half done.
-    let late = sweep_with(shared::runtime::SWEEP_MARGIN / 2, "late")
+    let late = sweep_with(adapters::runtime::SWEEP_MARGIN / 2, "late")
         .await
         .unwrap();
     assert_eq!(
@@ -560,7 +562,7 @@ async fn an_expiry_sweep_about_to_time_out_leaves_the_backlog_to_the_next_run() 
     assert_eq!(f.counters("a").await, (14, 6, 0));
 
     // The next run, with time to spare, takes them all.
-    let next = sweep_with(shared::runtime::SWEEP_MARGIN * 2, "next")
+    let next = sweep_with(adapters::runtime::SWEEP_MARGIN * 2, "next")
         .await
         .unwrap();
     assert_eq!(
@@ -891,7 +893,7 @@ async fn a_user_over_their_order_rate_gets_429_with_retry_after() {
         assert_eq!(status, 201, "{body}");
     }
     let response =
-        shared::http::into_response(create_order::handle(&orders, WINDOW, order("u1")).await);
+        http_edge::http::into_response(create_order::handle(&orders, WINDOW, order("u1")).await);
     let retry_after: u32 = response.headers()["retry-after"]
         .to_str()
         .unwrap()

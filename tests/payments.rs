@@ -5,13 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use adapters::orders::Orders;
+use adapters::payments::Payments;
+use adapters::payments::sandbox::SandboxProvider;
+use adapters::secrets::Secret;
 use aws_sdk_dynamodb::types::AttributeValue;
+use domain::orders::OrderStatus;
 use serde_json::{Value, json};
-use shared::order::OrderStatus;
-use shared::orders::Orders;
-use shared::payment::SandboxProvider;
-use shared::payments::Payments;
-use shared::secrets::Secret;
 use system_tests::api::{ApiRequest, parts};
 use system_tests::dynamo::TestDb;
 
@@ -24,12 +24,12 @@ struct Fixture {
     provider: SandboxProvider,
 }
 
-fn respond(result: shared::ApiResult) -> (u16, Value) {
-    parts(&shared::http::into_response(result))
+fn respond(result: http_edge::ApiResult) -> (u16, Value) {
+    parts(&http_edge::http::into_response(result))
 }
 
 fn now() -> i64 {
-    shared::clock::now().unix_timestamp()
+    domain::clock::now().unix_timestamp()
 }
 
 async fn fixture() -> Arc<Fixture> {
@@ -316,9 +316,9 @@ async fn an_idempotent_retry_replays_after_the_order_moved_on() {
             f.orders
                 .apply_transition_with(
                     &order,
-                    shared::order::OrderTransition::PaymentSucceeded,
+                    domain::orders::OrderTransition::PaymentSucceeded,
                     "c",
-                    &shared::orders::TransitionContext {
+                    &adapters::orders::TransitionContext {
                         payment_id: first["paymentId"].as_str().map(str::to_owned),
                         marker: None,
                     },
@@ -327,7 +327,7 @@ async fn an_idempotent_retry_replays_after_the_order_moved_on() {
                 .unwrap();
         } else {
             f.orders
-                .apply_transition(&order, shared::order::OrderTransition::Cancel, "c")
+                .apply_transition(&order, domain::orders::OrderTransition::Cancel, "c")
                 .await
                 .unwrap();
         }
@@ -609,7 +609,7 @@ async fn a_callback_costs_at_most_two_round_trips() {
 async fn a_user_starting_payments_too_fast_gets_429() {
     let f = fixture().await;
     let limited = Payments::new(f.db.client.clone(), f.db.tables.clone()).with_rate_limit(
-        shared::ratelimit::RateLimit::new(&f.db.tables.rate_limits, "initiatePayment", 1, 2),
+        adapters::ratelimit::RateLimit::new(&f.db.tables.rate_limits, "initiatePayment", 1, 2),
     );
     let order = f.order("u1", 1).await;
     let start = |user: &str, method: &str| {
@@ -624,7 +624,7 @@ async fn a_user_starting_payments_too_fast_gets_429() {
         );
         assert!(status == 201 || status == 200, "{body}");
     }
-    let response = shared::http::into_response(
+    let response = http_edge::http::into_response(
         initiate_payment::handle(&f.orders, &limited, &f.provider, start("u1", "CARD")).await,
     );
     assert!(response.headers().contains_key("retry-after"));
@@ -674,7 +674,7 @@ async fn racing_payment_starts_within_the_burst_all_succeed() {
     let f = fixture().await;
     let limited = Arc::new(
         Payments::new(f.db.client.clone(), f.db.tables.clone()).with_rate_limit(
-            shared::ratelimit::RateLimit::new(&f.db.tables.rate_limits, "initiatePayment", 1, 10),
+            adapters::ratelimit::RateLimit::new(&f.db.tables.rate_limits, "initiatePayment", 1, 10),
         ),
     );
     let mut order_ids = Vec::new();
@@ -690,7 +690,7 @@ async fn racing_payment_starts_within_the_burst_all_succeed() {
                     .as_user("burst")
                     .json(json!({"orderId": order_id, "paymentMethod": "ALIPAY"}))
                     .build();
-                let response = shared::http::into_response(
+                let response = http_edge::http::into_response(
                     initiate_payment::handle(&f.orders, &limited, &f.provider, req).await,
                 );
                 let retry_after = response.headers().get("retry-after").is_some();

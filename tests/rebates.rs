@@ -4,13 +4,14 @@
 
 use std::time::Duration;
 
+use adapters::rebates::Rebates;
 use aws_sdk_dynamodb::types::AttributeValue;
 use calculate_rebate::RebateConsumer;
+use domain::events::{Envelope, EventType};
+use domain::orders::{Order, OrderLine, OrderStatus};
+use domain::rebates::RebateRules;
+use domain::rebates::{EntryKind, EntryStatus, LedgerEntry, ReleaseReport};
 use serde_json::{Value, json};
-use shared::events::{Envelope, EventType};
-use shared::order::{Order, OrderLine, OrderStatus};
-use shared::rebate::RebateRules;
-use shared::rebates::{EntryKind, EntryStatus, LedgerEntry, Rebates, ReleaseReport};
 use system_tests::api::{ApiRequest, parts};
 use system_tests::dynamo::TestDb;
 use system_tests::sqs::{batch, failed_ids, message};
@@ -60,7 +61,7 @@ fn paid_order(user: &str, lines: &[(&str, i64)]) -> Order {
         })
         .collect();
     Order {
-        order_id: shared::ids::new_id(),
+        order_id: domain::ids::new_id(),
         user_id: user.to_owned(),
         order_amount: items.iter().map(|l| l.line_amount).sum(),
         items,
@@ -140,7 +141,7 @@ impl Fixture {
         for (name, value) in query {
             req = req.query(name, value);
         }
-        parts(&shared::http::into_response(
+        parts(&http_edge::http::into_response(
             get_rebates::handle(&self.consumer.rebates, req.build()).await,
         ))
     }
@@ -200,12 +201,12 @@ async fn rules_are_admin_only_validated_and_versioned() {
         .build()
     };
     let call_get = |req| async {
-        parts(&shared::http::into_response(
+        parts(&http_edge::http::into_response(
             get_rebate_rules::handle(&rebates, req).await,
         ))
     };
     let call_put = |req| async {
-        parts(&shared::http::into_response(
+        parts(&http_edge::http::into_response(
             put_rebate_rules::handle(&rebates, req).await,
         ))
     };
@@ -428,10 +429,12 @@ async fn a_release_sweep_about_to_time_out_leaves_the_backlog_to_the_next_run() 
     assert_eq!(f.assert_balance_matches_ledger("u5").await, (200, 0));
     let sweep_with = |time_left: Duration| {
         let deadline = tokio::time::Instant::now() + time_left;
-        shared::runtime::DEADLINE.scope(deadline, release_rebates::sweep(&f.consumer.rebates))
+        adapters::runtime::DEADLINE.scope(deadline, release_rebates::sweep(&f.consumer.rebates))
     };
 
-    let late = sweep_with(shared::runtime::SWEEP_MARGIN / 2).await.unwrap();
+    let late = sweep_with(adapters::runtime::SWEEP_MARGIN / 2)
+        .await
+        .unwrap();
     assert_eq!(
         late,
         ReleaseReport {
@@ -441,7 +444,9 @@ async fn a_release_sweep_about_to_time_out_leaves_the_backlog_to_the_next_run() 
     );
     assert_eq!(f.assert_balance_matches_ledger("u5").await, (200, 0));
 
-    let next = sweep_with(shared::runtime::SWEEP_MARGIN * 2).await.unwrap();
+    let next = sweep_with(adapters::runtime::SWEEP_MARGIN * 2)
+        .await
+        .unwrap();
     assert_eq!(
         next,
         ReleaseReport {

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use adapters::catalog::Catalog;
+use adapters::orders::Orders;
 use aws_sdk_dynamodb::config::{Credentials, Region};
 use aws_sdk_dynamodb::types::AttributeValue;
+use domain::events::{Envelope, EventType};
 use serde_json::json;
-use shared::catalog::Catalog;
-use shared::events::{Envelope, EventType};
-use shared::orders::Orders;
 use system_tests::api::{ApiRequest, parts};
 use system_tests::dynamo::TestDb;
 use system_tests::sqs::{batch, failed_ids, message};
@@ -85,7 +85,7 @@ async fn pump(
 /// A DynamoDB client built as production builds it (`shared::db`'s timeouts
 /// and retries), pointed at the proxy.
 async fn client_through(proxy: &StallingProxy) -> aws_sdk_dynamodb::Client {
-    let config = shared::db::config_loader()
+    let config = adapters::db::config_loader()
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
         .endpoint_url(&proxy.url)
@@ -122,7 +122,7 @@ async fn a_product_read_answers_503_with_retry_after_before_the_function_times_o
     let get = || ApiRequest::get("/products/stalled-tea").path_param("productId", "stalled-tea");
 
     // Through the proxy, it works...
-    let response = shared::http::into_response(
+    let response = http_edge::http::into_response(
         get_product_info::handle(&catalog, get().as_user("u").build()).await,
     );
     assert_eq!(response.status(), 200);
@@ -130,7 +130,7 @@ async fn a_product_read_answers_503_with_retry_after_before_the_function_times_o
     // ...until DynamoDB stalls, on the connection already open.
     proxy.stall();
     let started = Instant::now();
-    let response = shared::http::into_response(
+    let response = http_edge::http::into_response(
         get_product_info::handle(&catalog, get().as_user("u").build()).await,
     );
     let elapsed = started.elapsed();
@@ -156,7 +156,7 @@ async fn an_order_against_a_stalled_database_answers_503_and_reserves_nothing() 
     let req = ApiRequest::post("/orders")
         .as_user("u")
         .json(json!({"productId": "stalled-cup", "quantity": 1}));
-    let response = shared::http::into_response(
+    let response = http_edge::http::into_response(
         create_order::handle(&orders, Duration::from_secs(900), req.build()).await,
     );
     let (status, body) = parts(&response);
@@ -189,16 +189,16 @@ async fn an_order_against_a_stalled_database_answers_503_and_reserves_nothing() 
 async fn a_consumer_returns_its_batch_to_the_queue_instead_of_hanging() {
     let (db, proxy, client) = setup().await;
     let consumer = analytics::AnalyticsConsumer {
-        sales: shared::sales::Sales::new(client, db.tables.clone()),
+        sales: adapters::sales::Sales::new(client, db.tables.clone()),
         markers_table: db.tables.processed_events.clone(),
     };
-    let order = shared::order::Order {
-        order_id: shared::ids::new_id(),
+    let order = domain::orders::Order {
+        order_id: domain::ids::new_id(),
         user_id: "u".into(),
         items: vec![],
         order_amount: 0,
         currency: "CNY".into(),
-        order_status: shared::order::OrderStatus::Paid,
+        order_status: domain::orders::OrderStatus::Paid,
         created_at: "2026-11-20T09:00:00.000Z".into(),
         updated_at: "2026-11-20T09:00:00.000Z".into(),
         expires_at: "2026-11-20T09:15:00.000Z".into(),

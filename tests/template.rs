@@ -41,7 +41,7 @@ fn every_http_function_has_a_route() {
                 .join("src/main.rs"),
         )
         .unwrap();
-        if source.contains("shared::http::serve") {
+        if source.contains("http_edge::http::serve") {
             assert!(
                 routed.contains(&binary),
                 "{id} ({binary}) serves HTTP but has no HttpApi event"
@@ -347,7 +347,7 @@ fn every_consumer_queue_is_wired_to_the_topic_a_dlq_and_one_consumer() {
 /// as an envelope whose data is what the consumers read.
 #[test]
 fn the_event_catalogue_has_one_valid_example_per_type() {
-    use shared::events::{Envelope, EventType};
+    use domain::events::{Envelope, EventType};
     let text = std::fs::read_to_string(repo_root().join("events/README.md")).unwrap();
     let mut seen = Vec::new();
     for block in text.split("```json").skip(1) {
@@ -362,17 +362,17 @@ fn the_event_catalogue_has_one_valid_example_per_type() {
             | EventType::OrderCancelled
             | EventType::OrderExpired
             | EventType::OrderRefunded => {
-                serde_json::from_value::<shared::order::Order>(data).map(|_| ())
+                serde_json::from_value::<domain::orders::Order>(data).map(|_| ())
             }
             EventType::PaymentSucceeded | EventType::PaymentFailed => {
-                serde_json::from_value::<shared::payment::Payment>(data).map(|_| ())
+                serde_json::from_value::<domain::payments::Payment>(data).map(|_| ())
             }
             EventType::PaymentRefunded => {
-                serde_json::from_value::<shared::payment::Payment>(data["payment"].clone())
+                serde_json::from_value::<domain::payments::Payment>(data["payment"].clone())
                     .map(|_| ())
             }
             EventType::RebateCredited | EventType::RebateReversed => {
-                serde_json::from_value::<shared::rebates::LedgerEntry>(data).map(|_| ())
+                serde_json::from_value::<domain::rebates::LedgerEntry>(data).map(|_| ())
             }
         };
         checked.unwrap_or_else(|e| panic!("{:?}: {e}", envelope.event_type));
@@ -691,10 +691,9 @@ fn test_only_parameters_are_refused_outside_the_local_stack() {
 /// from one constant each.
 #[test]
 fn the_specs_limits_are_the_codes() {
-    use shared::order::{MAX_EXACT_IN_JSON, MAX_LINES, MAX_QUANTITY};
-    use shared::product::{
-        MAX_AMOUNT, MAX_CATEGORY_CHARS, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, MAX_STOCK,
-    };
+    use domain::catalog::{MAX_CATEGORY_CHARS, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, MAX_STOCK};
+    use domain::money::{MAX_AMOUNT, MAX_EXACT_IN_JSON};
+    use domain::orders::{MAX_LINES, MAX_QUANTITY};
     let text = std::fs::read_to_string(repo_root().join("openapi.yaml")).expect("openapi.yaml");
     let spec: serde_yaml::Value = serde_yaml::from_str(&text).expect("openapi.yaml parses");
     let schemas = &spec["components"]["schemas"];
@@ -721,7 +720,7 @@ fn the_specs_limits_are_the_codes() {
     let campaigns = &rules["campaigns"];
     assert_eq!(
         number(&campaigns["maxItems"]),
-        shared::rebate::MAX_CAMPAIGNS as i64
+        domain::rebates::MAX_CAMPAIGNS as i64
     );
     assert_eq!(
         number(&campaigns["items"]["properties"]["campaignId"]["maxLength"]),
@@ -736,11 +735,11 @@ fn the_specs_limits_are_the_codes() {
     let stats = spec["paths"]["/admin/stats/sales"]["get"]["summary"]
         .as_str()
         .unwrap();
-    let days = shared::sales::MAX_RANGE_DAYS;
+    let days = domain::sales::MAX_RANGE_DAYS;
     assert!(stats.contains(&format!("at most {days} days")), "{stats}");
 }
 
-/// Page tokens carry string key values only (shared::db::decode_page_token
+/// Page tokens carry string key values only (adapters::db::decode_page_token
 /// refuses any other type before it reaches DynamoDB): that holds while
 /// every key attribute of every table and index is a string.
 #[test]

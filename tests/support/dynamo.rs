@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use adapters::config::Tables;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{Credentials, Region};
 use aws_sdk_dynamodb::types::{
@@ -10,7 +11,6 @@ use aws_sdk_dynamodb::types::{
     ProjectionType, ScalarAttributeType,
 };
 use serde_yaml::Value;
-use shared::config::Tables;
 
 use super::template::Template;
 
@@ -23,7 +23,7 @@ pub async fn client() -> Client {
 /// The SDK configuration of a local endpoint: test credentials and region.
 pub async fn local_config(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(shared::db::https_client())
+        .http_client(adapters::db::https_client())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
         .endpoint_url(endpoint)
@@ -191,8 +191,8 @@ impl TestDb {
     /// catalog code.
     pub async fn add_product(&self, id: &str, price: i64, stock: i64) {
         let catalog =
-            shared::catalog::Catalog::new(self.client.clone(), self.tables.products.clone());
-        let draft = shared::product::ProductDraft {
+            adapters::catalog::Catalog::new(self.client.clone(), self.tables.products.clone());
+        let draft = domain::catalog::ProductDraft {
             product_id: None,
             name: format!("{id} name"),
             description: String::new(),
@@ -208,13 +208,13 @@ impl TestDb {
     }
 
     /// A product as stored now (a consistent read, unlike the catalog's).
-    pub async fn product(&self, id: &str) -> shared::product::Product {
-        shared::db::get_item(
+    pub async fn product(&self, id: &str) -> domain::catalog::Product {
+        adapters::db::get_item(
             &self.client,
             &self.tables.products,
             "productId",
             id,
-            shared::db::Read::Consistent,
+            adapters::db::Read::Consistent,
         )
         .await
         .expect("product read")

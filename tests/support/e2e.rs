@@ -302,9 +302,9 @@ impl Flow<'_> {
             "amount": self.payment["amount"], "currency": "CNY", "providerTransactionId": unique_id("tx"),
         });
         let secret = super::required_env("E2E_PAYMENT_SECRET");
-        let signature = shared::signature::sign(
+        let signature = adapters::payments::sandbox::sign(
             secret.as_bytes(),
-            shared::clock::now().unix_timestamp(),
+            domain::clock::now().unix_timestamp(),
             body.to_string().as_bytes(),
         );
         let response = reqwest::Client::new()
@@ -397,7 +397,7 @@ pub async fn stack_aws() -> (Value, aws_config::SdkConfig) {
         serde_json::from_str(&std::fs::read_to_string(super::required_env("E2E_OUTPUTS")).unwrap())
             .unwrap();
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(shared::db::https_client())
+        .http_client(adapters::db::https_client())
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(
             "test", "test", None, None, "tests",

@@ -3,11 +3,13 @@
 //! `OrderRefunded` subtracts it on the day of the refund. Each event counts
 //! once (its marker commits with the aggregates).
 
+use adapters::consumer::{ConsumeError, handle_batch};
+use adapters::outbox::ProcessedMarker;
+use adapters::sales::Sales;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use shared::consumer::{ConsumeError, handle_batch};
-use shared::events::{Envelope, EventType, ProcessedMarker};
-use shared::order::Order;
-use shared::sales::{SaleChange, Sales};
+use domain::events::{Envelope, EventType};
+use domain::orders::Order;
+use domain::sales::SaleChange;
 
 pub const CONSUMER: &str = "analytics";
 

@@ -11,11 +11,13 @@
 //! Each effect commits with this consumer's marker for the event; a
 //! redelivered event changes nothing.
 
+use adapters::consumer::{ConsumeError, handle_batch};
+use adapters::outbox::ProcessedMarker;
+use adapters::rebates::Rebates;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use shared::consumer::{ConsumeError, handle_batch};
-use shared::events::{Envelope, EventType, ProcessedMarker};
-use shared::order::Order;
-use shared::rebates::{Credit, Rebates, Reversal};
+use domain::events::{Envelope, EventType};
+use domain::orders::Order;
+use domain::rebates::{Credit, Reversal};
 
 pub const CONSUMER: &str = "calculate-rebate";
 

@@ -6,14 +6,14 @@
 //! the provider (202); the order becomes `REFUNDED`, and its units return to
 //! stock, when the order-status consumer processes the refund event.
 
+use adapters::orders::{Orders, Transition};
+use adapters::payments::Payments;
+use domain::orders::{Order, OrderStatus, OrderTransition, plausible_order_id};
+use domain::payments::PaymentProvider;
+use http_edge::http::{correlation_id, json, path_param};
+use http_edge::{ApiError, ApiResult, Caller};
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
-use shared::http::{correlation_id, json, path_param};
-use shared::order::{Order, OrderStatus, OrderTransition, order_not_found, plausible_order_id};
-use shared::orders::{Orders, Transition};
-use shared::payment::PaymentProvider;
-use shared::payments::Payments;
-use shared::{ApiError, ApiResult, Caller};
 
 pub async fn handle(
     orders: &Orders,
@@ -24,13 +24,13 @@ pub async fn handle(
     let caller = Caller::from_request(&req)?;
     let order_id = path_param(&req, "orderId")?;
     if !plausible_order_id(&order_id) {
-        return Err(order_not_found(&order_id));
+        return Err(ApiError::order_not_found(&order_id));
     }
     let correlation_id = correlation_id(&req);
     let order = orders
         .get_owned(&order_id, &caller.user_id)
         .await?
-        .ok_or_else(|| order_not_found(&order_id))?;
+        .ok_or_else(|| ApiError::order_not_found(&order_id))?;
 
     match order.order_status {
         OrderStatus::Cancelled => return Ok(json(StatusCode::OK, &order)),
@@ -55,7 +55,7 @@ pub async fn handle(
             let paid = orders
                 .get(&order_id)
                 .await?
-                .ok_or_else(|| order_not_found(&order_id))?;
+                .ok_or_else(|| ApiError::order_not_found(&order_id))?;
             refund(&paid, payments, provider, &correlation_id).await
         }
         Transition::LostRace(status) => Err(not_cancellable(

@@ -3,16 +3,17 @@
 
 use std::time::Duration;
 
+use adapters::idempotency::fingerprint;
+use adapters::orders::{OrderRequest, Orders, Placement};
+use domain::orders::CreateOrderRequest;
+use http_edge::http::{correlation_id, created, json_body};
+use http_edge::idempotency::replayed;
+use http_edge::{ApiResult, Caller};
 use lambda_http::Request;
-use shared::http::{correlation_id, created, json_body, stored_json};
-use shared::idempotency::{IdempotencyKey, fingerprint};
-use shared::order::CreateOrderRequest;
-use shared::orders::{OrderRequest, Orders, Placement};
-use shared::{ApiResult, Caller};
 
 pub async fn handle(orders: &Orders, payment_window: Duration, req: Request) -> ApiResult {
     let caller = Caller::from_request(&req)?;
-    let key = IdempotencyKey::from_request(&req, &caller.user_id, "createOrder")?;
+    let key = http_edge::idempotency::key(&req, &caller.user_id, "createOrder")?;
     let body: CreateOrderRequest = json_body(&req)?;
     caller.check_claimed_user(body.user_id.as_deref())?;
     let lines = body.lines()?;
@@ -31,6 +32,6 @@ pub async fn handle(orders: &Orders, payment_window: Duration, req: Request) -> 
 
     Ok(match placement {
         Placement::Placed(order) => created(&order, &format!("/orders/{}", order.order_id)),
-        Placement::Replayed(original) => stored_json(original.status, original.body),
+        Placement::Replayed(original) => replayed(original),
     })
 }

@@ -16,12 +16,12 @@
 //! redrive from its DLQ, can delay it). Expiring it meanwhile would release
 //! its units and refund a customer for our own lag.
 
+use adapters::orders::{Orders, Transition};
+use adapters::payments::Payments;
+use domain::clock;
+use domain::orders::{Order, OrderTransition};
+use domain::payments::PaymentStatus;
 use serde::Serialize;
-use shared::clock;
-use shared::order::{Order, OrderTransition};
-use shared::orders::{Orders, Transition};
-use shared::payment::PaymentStatus;
-use shared::payments::Payments;
 
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -56,7 +56,7 @@ pub async fn sweep(
     let mut report = SweepReport::default();
     let mut failed = 0;
     for (tried, order) in due.iter().enumerate() {
-        if shared::runtime::sweep_out_of_time() {
+        if adapters::runtime::sweep_out_of_time() {
             report.left_for_next_run = due.len() - tried;
             break;
         }
@@ -109,7 +109,7 @@ async fn paid_in_time(
     orders: &Orders,
     payments: &Payments,
     order: &Order,
-) -> Result<bool, shared::db::DbError> {
+) -> Result<bool, adapters::db::DbError> {
     let Some(payment_id) = &order.active_payment_id else {
         return Ok(false);
     };

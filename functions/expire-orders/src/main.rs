@@ -3,11 +3,11 @@ use lambda_runtime::LambdaEvent;
 // One invocation at a time: a single-threaded runtime starts faster and uses less memory.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::runtime::init();
-    let backend = shared::backend::Backend::from_env().await?;
+    adapters::runtime::init();
+    let backend = adapters::backend::Backend::from_env().await?;
     let (orders, payments) = (backend.orders(), backend.payments());
     // The scheduled event carries nothing we need: the clock decides.
-    shared::runtime::serve_events(|event: LambdaEvent<serde_json::Value>| {
+    adapters::runtime::serve_events(|event: LambdaEvent<serde_json::Value>| {
         let (orders, payments) = (&orders, &payments);
         async move { expire_orders::sweep(orders, payments, &event.context.request_id).await }
     })

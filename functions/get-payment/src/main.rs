@@ -1,7 +1,7 @@
 // One invocation at a time: a single-threaded runtime starts faster and uses less memory.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::runtime::init();
-    let payments = shared::backend::Backend::from_env().await?.payments();
-    shared::http::serve(|req| get_payment::handle(&payments, req)).await
+    adapters::runtime::init();
+    let payments = adapters::backend::Backend::from_env().await?.payments();
+    http_edge::http::serve(|req| get_payment::handle(&payments, req)).await
 }

@@ -1,11 +1,11 @@
 //! `GET /me/preferences`: the caller's notification locale and channels
 //! (zh-CN and inbox only until they change them).
 
+use adapters::notifications::Notifications;
+use http_edge::http::json;
+use http_edge::{ApiResult, Caller};
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
-use shared::http::json;
-use shared::notifications::Notifications;
-use shared::{ApiResult, Caller};
 
 pub async fn handle(notifications: &Notifications, req: Request) -> ApiResult {
     let caller = Caller::from_request(&req)?;

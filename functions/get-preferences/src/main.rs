@@ -1,7 +1,9 @@
 // One invocation at a time: a single-threaded runtime starts faster and uses less memory.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::runtime::init();
-    let notifications = shared::backend::Backend::from_env().await?.notifications();
-    shared::http::serve(|req| get_preferences::handle(&notifications, req)).await
+    adapters::runtime::init();
+    let notifications = adapters::backend::Backend::from_env()
+        .await?
+        .notifications();
+    http_edge::http::serve(|req| get_preferences::handle(&notifications, req)).await
 }

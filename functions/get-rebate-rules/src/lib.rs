@@ -1,10 +1,10 @@
 //! `GET /admin/rebate-rules` (admin): the rules in force, with their version.
 
+use adapters::rebates::Rebates;
+use http_edge::http::json;
+use http_edge::{ApiResult, Caller};
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
-use shared::http::json;
-use shared::rebates::Rebates;
-use shared::{ApiResult, Caller};
 
 pub async fn handle(rebates: &Rebates, req: Request) -> ApiResult {
     Caller::from_request(&req)?.require_admin()?;

@@ -1,14 +1,15 @@
 //! `GET /me/rebates?limit=&nextToken=`: the caller's balance and ledger
 //! entries, newest order first. Only ever the caller's own.
 
+use adapters::rebates::{ENTRY_KEY, Rebates};
+use domain::money::DEFAULT_CURRENCY;
+use domain::rebates::{Balance, LedgerEntry};
+use http_edge::http::{json, limit_param, query_param};
+use http_edge::page_token;
+use http_edge::{ApiResult, Caller};
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 use serde::Serialize;
-use shared::db::encode_page_token;
-use shared::http::{json, limit_param, query_param};
-use shared::product::DEFAULT_CURRENCY;
-use shared::rebates::{Balance, LedgerEntry, Rebates};
-use shared::{ApiResult, Caller};
 
 pub const DEFAULT_LIMIT: i32 = 20;
 pub const MAX_LIMIT: i32 = 100;
@@ -30,10 +31,11 @@ struct RebateStatement {
 pub async fn handle(rebates: &Rebates, req: Request) -> ApiResult {
     let caller = Caller::from_request(&req)?;
     let limit = limit_param(&req, DEFAULT_LIMIT, MAX_LIMIT)?;
-    let next_token = query_param(&req, "nextToken");
-    let (entries, last_key) = rebates
-        .entries(&caller.user_id, limit, next_token.as_deref())
-        .await?;
+    let (owner_attribute, owner) = Rebates::ledger_owner(&caller.user_id);
+    let start = query_param(&req, "nextToken")
+        .map(|token| page_token::decode_owned(&token, ENTRY_KEY, owner_attribute, &owner))
+        .transpose()?;
+    let (entries, last_key) = rebates.entries(&caller.user_id, limit, start).await?;
     let balances = rebates.balances(&caller.user_id).await?;
     let balance = balances
         .iter()
@@ -46,7 +48,7 @@ pub async fn handle(rebates: &Rebates, req: Request) -> ApiResult {
             balance,
             balances,
             entries,
-            next_token: last_key.as_ref().map(encode_page_token),
+            next_token: last_key.as_ref().map(page_token::encode),
         },
     ))
 }

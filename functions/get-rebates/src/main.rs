@@ -1,7 +1,7 @@
 // One invocation at a time: a single-threaded runtime starts faster and uses less memory.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::runtime::init();
-    let rebates = shared::backend::Backend::from_env().await?.rebates()?;
-    shared::http::serve(|req| get_rebates::handle(&rebates, req)).await
+    adapters::runtime::init();
+    let rebates = adapters::backend::Backend::from_env().await?.rebates()?;
+    http_edge::http::serve(|req| get_rebates::handle(&rebates, req)).await
 }

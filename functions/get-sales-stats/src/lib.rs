@@ -2,12 +2,13 @@
 //! (admin): per-day totals and the top 10 products by revenue over at most
 //! 366 days, from each day's rollup report where there is one.
 
+use adapters::sales::Sales;
+use domain::money::{DEFAULT_CURRENCY, validate_currency};
+use domain::sales::{MAX_RANGE_DAYS, parse_date};
+use http_edge::http::{json, query_param};
+use http_edge::{ApiError, ApiResult, Caller};
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
-use shared::http::{json, query_param};
-use shared::product::{DEFAULT_CURRENCY, validate_currency};
-use shared::sales::{MAX_RANGE_DAYS, Sales, parse_date};
-use shared::{ApiError, ApiResult, Caller};
 use time::Date;
 
 fn date_param(req: &Request, name: &str) -> Result<Date, ApiError> {

@@ -1,7 +1,7 @@
 // One invocation at a time: a single-threaded runtime starts faster and uses less memory.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::runtime::init();
-    let sales = shared::backend::Backend::from_env().await?.sales();
-    shared::http::serve(|req| get_sales_stats::handle(&sales, req)).await
+    adapters::runtime::init();
+    let sales = adapters::backend::Backend::from_env().await?.sales();
+    http_edge::http::serve(|req| get_sales_stats::handle(&sales, req)).await
 }

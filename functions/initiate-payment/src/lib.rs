@@ -4,15 +4,16 @@
 //! is returned (200); another method replaces it (201, the old one expires).
 //! Honours `Idempotency-Key`.
 
+use adapters::idempotency::fingerprint;
+use adapters::orders::Orders;
+use adapters::payments::{Initiation, Payments};
+use domain::orders::plausible_order_id;
+use domain::payments::{InitiatePaymentRequest, PaymentProvider};
+use http_edge::http::{created, json, json_body};
+use http_edge::idempotency::replayed;
+use http_edge::{ApiError, ApiResult, Caller};
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
-use shared::http::{created, json, json_body, stored_json};
-use shared::idempotency::{IdempotencyKey, fingerprint};
-use shared::order::{order_not_found, plausible_order_id};
-use shared::orders::Orders;
-use shared::payment::{InitiatePaymentRequest, PaymentProvider};
-use shared::payments::{Initiation, Payments};
-use shared::{ApiResult, Caller};
 
 pub async fn handle(
     orders: &Orders,
@@ -21,7 +22,7 @@ pub async fn handle(
     req: Request,
 ) -> ApiResult {
     let caller = Caller::from_request(&req)?;
-    let key = IdempotencyKey::from_request(&req, &caller.user_id, "initiatePayment")?;
+    let key = http_edge::idempotency::key(&req, &caller.user_id, "initiatePayment")?;
     let body: InitiatePaymentRequest = json_body(&req)?;
     caller.check_claimed_user(body.user_id.as_deref())?;
     let idempotency = key.map(|key| (key, fingerprint(&body)));
@@ -30,16 +31,16 @@ pub async fn handle(
     if let Some((key, fingerprint)) = &idempotency
         && let Some(original) = payments.recorded_answer(key, fingerprint).await?
     {
-        return Ok(stored_json(original.status, original.body));
+        return Ok(replayed(original));
     }
     payments.take_rate_token(&caller.user_id).await?;
     if !plausible_order_id(&body.order_id) {
-        return Err(order_not_found(&body.order_id));
+        return Err(ApiError::order_not_found(&body.order_id));
     }
     let order = orders
         .get_owned(&body.order_id, &caller.user_id)
         .await?
-        .ok_or_else(|| order_not_found(&body.order_id))?;
+        .ok_or_else(|| ApiError::order_not_found(&body.order_id))?;
 
     Ok(
         match payments
@@ -50,7 +51,7 @@ pub async fn handle(
                 created(&payment, &format!("/payments/{}", payment.payment_id))
             }
             Initiation::Existing(payment) => json(StatusCode::OK, &payment),
-            Initiation::Replayed(original) => stored_json(original.status, original.body),
+            Initiation::Replayed(original) => replayed(original),
         },
     )
 }

@@ -1,13 +1,14 @@
 //! `GET /me/notifications?limit=&nextToken=`: the caller's inbox, newest
 //! first. Only ever the caller's own.
 
+use adapters::notifications::{INBOX_KEY, Notifications};
+use domain::notifications::Notification;
+use http_edge::http::{json, limit_param, query_param};
+use http_edge::page_token;
+use http_edge::{ApiResult, Caller};
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 use serde::Serialize;
-use shared::db::{decode_owned_page_token, encode_page_token};
-use shared::http::{json, limit_param, query_param};
-use shared::notifications::{INBOX_KEY, Notification, Notifications};
-use shared::{ApiResult, Caller};
 
 pub const DEFAULT_LIMIT: i32 = 20;
 pub const MAX_LIMIT: i32 = 100;
@@ -24,14 +25,14 @@ pub async fn handle(notifications: &Notifications, req: Request) -> ApiResult {
     let caller = Caller::from_request(&req)?;
     let limit = limit_param(&req, DEFAULT_LIMIT, MAX_LIMIT)?;
     let start = query_param(&req, "nextToken")
-        .map(|token| decode_owned_page_token(&token, INBOX_KEY, "userId", &caller.user_id))
+        .map(|token| page_token::decode_owned(&token, INBOX_KEY, "userId", &caller.user_id))
         .transpose()?;
     let (items, last_key) = notifications.inbox(&caller.user_id, limit, start).await?;
     Ok(json(
         StatusCode::OK,
         &Inbox {
             items,
-            next_token: last_key.as_ref().map(encode_page_token),
+            next_token: last_key.as_ref().map(page_token::encode),
         },
     ))
 }

@@ -1,12 +1,12 @@
 //! `GET /products?limit=&nextToken=`: the catalog, one page at a time.
 
+use adapters::catalog::{Catalog, PRODUCT_KEY};
+use domain::catalog::ProductView;
+use http_edge::http::{CATALOG_CACHE_CONTROL, cacheable_json, limit_param, query_param};
+use http_edge::page_token;
+use http_edge::{ApiResult, Caller};
 use lambda_http::Request;
 use serde::Serialize;
-use shared::catalog::{Catalog, PRODUCT_KEY};
-use shared::db::{decode_page_token, encode_page_token};
-use shared::http::{CATALOG_CACHE_CONTROL, cacheable_json, limit_param, query_param};
-use shared::product::ProductView;
-use shared::{ApiResult, Caller};
 
 pub const DEFAULT_LIMIT: i32 = 20;
 pub const MAX_LIMIT: i32 = 100;
@@ -23,7 +23,7 @@ pub async fn handle(catalog: &Catalog, req: Request) -> ApiResult {
     let caller = Caller::from_request(&req)?;
     let limit = limit_param(&req, DEFAULT_LIMIT, MAX_LIMIT)?;
     let start = query_param(&req, "nextToken")
-        .map(|token| decode_page_token(&token, PRODUCT_KEY))
+        .map(|token| page_token::decode(&token, PRODUCT_KEY))
         .transpose()?;
     let page = catalog.list(limit, start).await?;
     let list = ProductList {
@@ -32,7 +32,7 @@ pub async fn handle(catalog: &Catalog, req: Request) -> ApiResult {
             .into_iter()
             .map(|p| p.view(caller.is_admin))
             .collect(),
-        next_token: page.last_key.as_ref().map(encode_page_token),
+        next_token: page.last_key.as_ref().map(page_token::encode),
     };
     Ok(cacheable_json(&req, &list, CATALOG_CACHE_CONTROL))
 }

@@ -7,13 +7,13 @@
 //! a successful publish. A failing channel fails the message (SQS retries
 //! it) without blocking or duplicating the others.
 
+use adapters::consumer::{NotAnEnvelope, handle_batch};
+use adapters::notifications::sns::{Email, Sms};
+use adapters::notifications::{Inbox, Notifications};
+use adapters::outbox::ProcessedMarker;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use shared::consumer::{NotAnEnvelope, handle_batch};
-use shared::events::{Envelope, ProcessedMarker};
-use shared::notifications::{
-    Channel, ChannelError, Email, Inbox, Notification, Notifications, Preferences, Sms, render,
-    subject,
-};
+use domain::events::Envelope;
+use domain::notifications::{Channel, ChannelError, Notification, Preferences, render, subject};
 
 pub const CONSUMER: &str = "notifier";
 
@@ -34,7 +34,7 @@ pub enum NotifyError {
     #[error("event data names no userId")]
     NoUser,
     #[error(transparent)]
-    Db(#[from] shared::db::DbError),
+    Db(#[from] adapters::db::DbError),
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Channels(Vec<ChannelError>),
 }
@@ -98,7 +98,7 @@ impl<S: Channel, E: Channel> Notifier<S, E> {
         if !channel.wanted(preferences) {
             return Ok(());
         }
-        let failed = |e: shared::db::DbError| ChannelError {
+        let failed = |e: adapters::db::DbError| ChannelError {
             channel: channel.name(),
             reason: e.to_string(),
         };

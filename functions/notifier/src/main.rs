@@ -1,13 +1,14 @@
+use adapters::faults::FaultHook;
+use adapters::notifications::Inbox;
+use adapters::notifications::sns::{Email, Sms};
 use lambda_runtime::LambdaEvent;
 use notifier::Notifier;
-use shared::faults::FaultHook;
-use shared::notifications::{Email, Inbox, Sms};
 
 // One invocation at a time: a single-threaded runtime starts faster and uses less memory.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::runtime::init();
-    let backend = shared::backend::Backend::from_env().await?;
+    adapters::runtime::init();
+    let backend = adapters::backend::Backend::from_env().await?;
     let sns = aws_sdk_sns::Client::new(&backend.sdk);
     let notifier = Notifier {
         store: backend.notifications(),
@@ -20,12 +21,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         },
         email: Email {
             sns,
-            topic_arn: shared::config::required("EMAIL_TOPIC_ARN")?,
+            topic_arn: adapters::config::required("EMAIL_TOPIC_ARN")?,
         },
         markers_table: backend.tables.processed_events.clone(),
     };
     let notifier = &notifier;
-    shared::runtime::serve_events(
+    adapters::runtime::serve_events(
         move |event: LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| async move {
             Ok::<_, lambda_runtime::Error>(notifier.handle_batch(event.payload).await)
         },

@@ -3,15 +3,16 @@
 //! before anything else is read. A first result settles a pending payment
 //! and writes its event in one transaction; repeats change nothing.
 
+use adapters::metrics::{self, Metric};
+use adapters::payments::sandbox::HEADER;
+use adapters::payments::{CallbackOutcome, Payments};
+use domain::clock;
+use domain::payments::{PaymentProvider, ProviderNotification, VerifyError};
+use http_edge::http::{MAX_BODY_BYTES, correlation_id, json, parse_json};
+use http_edge::{ApiError, ApiResult};
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 use serde_json::json;
-use shared::http::{MAX_BODY_BYTES, correlation_id, json, parse_json};
-use shared::metrics::{self, Metric};
-use shared::payment::{PaymentProvider, ProviderNotification, VerifyError, payment_not_found};
-use shared::payments::{CallbackOutcome, Payments};
-use shared::signature::HEADER;
-use shared::{ApiError, ApiResult, clock};
 
 pub async fn handle(
     payments: &Payments,
@@ -45,7 +46,7 @@ pub async fn handle(
     let payment = payments
         .get(&notification.payment_id)
         .await?
-        .ok_or_else(|| payment_not_found(&notification.payment_id))?;
+        .ok_or_else(|| ApiError::payment_not_found(&notification.payment_id))?;
 
     match payments
         .record_callback(&payment, &notification, &correlation_id(&req))

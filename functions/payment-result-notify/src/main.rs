@@ -1,11 +1,11 @@
-use shared::backend::Backend;
+use adapters::backend::Backend;
 
 // One invocation at a time: a single-threaded runtime starts faster and uses less memory.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::runtime::init();
+    adapters::runtime::init();
     let backend = Backend::from_env().await?;
-    let provider = shared::secrets::sandbox_provider(&backend.sdk)?;
+    let provider = adapters::secrets::sandbox_provider(&backend.sdk)?;
     let payments = backend.payments();
-    shared::http::serve(|req| payment_result_notify::handle(&payments, &provider, req)).await
+    http_edge::http::serve(|req| payment_result_notify::handle(&payments, &provider, req)).await
 }

@@ -17,10 +17,10 @@
 //! and left in the events table for an operator, while the stream goes on.
 //! Retrying it would block every event behind it on its shard.
 
+pub use adapters::faults::FaultHook;
+use adapters::outbox::OutboxRecord;
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_sdk_sns::types::MessageAttributeValue;
-use shared::events::OutboxRecord;
-pub use shared::faults::FaultHook;
 
 pub struct Publisher {
     pub sns: aws_sdk_sns::Client,
@@ -66,7 +66,7 @@ pub async fn publish_batch(publisher: &Publisher, event: Event) -> Result<usize,
                 // can fix; the item stays in the events table, so log it
                 // loudly (with its key) for an operator and go on.
                 tracing::error!(%cause, keys = ?record.change.keys, "outbox record set aside");
-                shared::metrics::increment(shared::metrics::Metric::EventsSetAside);
+                adapters::metrics::increment(adapters::metrics::Metric::EventsSetAside);
             }
             Err(retryable) => {
                 tracing::warn!(error = %retryable, "publish failed; the stream retries the batch");
@@ -74,7 +74,7 @@ pub async fn publish_batch(publisher: &Publisher, event: Event) -> Result<usize,
             }
         }
     }
-    shared::metrics::count(shared::metrics::Metric::EventsPublished, published as u64);
+    adapters::metrics::count(adapters::metrics::Metric::EventsPublished, published as u64);
     match first_failure {
         Some(failure) => Err(failure),
         None => Ok(published),

@@ -4,15 +4,15 @@ use publish_events::{FaultHook, Publisher};
 // One invocation at a time: a single-threaded runtime starts faster and uses less memory.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::runtime::init();
+    adapters::runtime::init();
     let publisher = Publisher {
-        sns: aws_sdk_sns::Client::new(&shared::db::sdk_config().await),
-        topic_arn: shared::config::required("EVENTS_TOPIC_ARN")?,
+        sns: aws_sdk_sns::Client::new(&adapters::db::sdk_config().await),
+        topic_arn: adapters::config::required("EVENTS_TOPIC_ARN")?,
         faults: FaultHook::from_env("FAULT_PUBLISH_EVERY"),
     };
     let publisher = &publisher;
     // An error fails the invocation, so Lambda retries the batch.
-    shared::runtime::serve_events(
+    adapters::runtime::serve_events(
         move |event: LambdaEvent<aws_lambda_events::event::dynamodb::Event>| async move {
             publish_events::publish_batch(publisher, event.payload)
                 .await

@@ -2,12 +2,13 @@
 //! name, description, category, price, currency and stock. Units held by
 //! unpaid or paid orders (`reserved`, `sold`) are never touched.
 
+use adapters::catalog::Catalog;
+use domain::catalog::{ProductDraft, validate_product_id};
+use domain::clock;
+use http_edge::http::{self, json, json_body, path_param};
+use http_edge::{ApiResult, Caller};
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
-use shared::catalog::Catalog;
-use shared::http::{self, json, json_body, path_param};
-use shared::product::{ProductDraft, validate_product_id};
-use shared::{ApiResult, Caller, clock};
 
 pub async fn handle(catalog: &Catalog, req: Request) -> ApiResult {
     Caller::from_request(&req)?.require_admin()?;

@@ -3,12 +3,12 @@
 //! next version; earlier versions are kept, and every ledger entry names the
 //! version it was computed with. Orders paid from now on use the new rules.
 
+use adapters::rebates::Rebates;
+use domain::rebates::RebateRules;
+use http_edge::http::{json, json_body};
+use http_edge::{ApiResult, Caller};
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
-use shared::http::{json, json_body};
-use shared::rebate::RebateRules;
-use shared::rebates::Rebates;
-use shared::{ApiResult, Caller};
 
 pub async fn handle(rebates: &Rebates, req: Request) -> ApiResult {
     let caller = Caller::from_request(&req)?;

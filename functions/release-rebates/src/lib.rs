@@ -2,12 +2,13 @@
 //! become available. Safe to run twice at once and to race reversals: each
 //! entry moves in a transaction conditional on it still being `PENDING`.
 
-use shared::clock;
-use shared::rebates::{Rebates, ReleaseReport};
+use adapters::rebates::Rebates;
+use domain::clock;
+use domain::rebates::ReleaseReport;
 
 pub async fn sweep(rebates: &Rebates) -> Result<ReleaseReport, lambda_runtime::Error> {
     let report = rebates
-        .release_due(clock::now(), shared::runtime::sweep_out_of_time)
+        .release_due(clock::now(), adapters::runtime::sweep_out_of_time)
         .await?;
     tracing::info!(
         released = report.released,

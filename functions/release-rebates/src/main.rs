@@ -3,10 +3,10 @@ use lambda_runtime::LambdaEvent;
 // One invocation at a time: a single-threaded runtime starts faster and uses less memory.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::runtime::init();
-    let rebates = shared::backend::Backend::from_env().await?.rebates()?;
+    adapters::runtime::init();
+    let rebates = adapters::backend::Backend::from_env().await?.rebates()?;
     // The scheduled event carries nothing we need: the clock decides.
-    shared::runtime::serve_events(|_: LambdaEvent<serde_json::Value>| {
+    adapters::runtime::serve_events(|_: LambdaEvent<serde_json::Value>| {
         let rebates = &rebates;
         async move { release_rebates::sweep(rebates).await }
     })

@@ -4,10 +4,11 @@
 //! report. An operator can roll up any day by invoking it with
 //! `{"date": "YYYY-MM-DD"}`.
 
+use adapters::sales::Sales;
+use domain::clock;
+use domain::sales::{DayReport, date_text, parse_date};
 use serde::Serialize;
 use serde_json::Value;
-use shared::clock;
-use shared::sales::{DayReport, Sales, date_text, parse_date};
 use time::Date;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;

@@ -15,13 +15,14 @@
 //! late or out-of-order events may still do. One bad message fails only
 //! itself (partial batch response); after 5 receives SQS moves it to the DLQ.
 
+use adapters::consumer::{ConsumeError, handle_batch};
+use adapters::orders::{Orders, Transition, TransitionContext};
+use adapters::outbox::ProcessedMarker;
+use adapters::payments::Payments;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use shared::consumer::{NotAnEnvelope, handle_batch};
-use shared::events::{Envelope, EventType, ProcessedMarker};
-use shared::order::{Order, OrderStatus, OrderTransition};
-use shared::orders::{Orders, Transition, TransitionContext};
-use shared::payment::{Payment, PaymentProvider};
-use shared::payments::Payments;
+use domain::events::{Envelope, EventType};
+use domain::orders::{Order, OrderStatus, OrderTransition};
+use domain::payments::{Payment, PaymentProvider};
 
 pub const CONSUMER: &str = "update-order-status";
 
@@ -32,26 +33,6 @@ pub struct OrderStatusConsumer<P> {
     pub markers_table: String,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConsumeError {
-    #[error(transparent)]
-    NotAnEnvelope(#[from] NotAnEnvelope),
-    #[error("event data is not a payment: {0}")]
-    NotAPayment(String),
-    #[error("order {0} does not exist")]
-    UnknownOrder(String),
-    #[error(transparent)]
-    Db(#[from] shared::db::DbError),
-    #[error("{0}")]
-    Api(String),
-}
-
-impl From<shared::ApiError> for ConsumeError {
-    fn from(err: shared::ApiError) -> Self {
-        ConsumeError::Api(format!("{}: {}", err.code, err.message))
-    }
-}
-
 impl<P: PaymentProvider> OrderStatusConsumer<P> {
     pub async fn handle_batch(&self, event: SqsEvent) -> SqsBatchResponse {
         handle_batch(CONSUMER, event, |envelope| self.handle(envelope)).await
@@ -59,9 +40,10 @@ impl<P: PaymentProvider> OrderStatusConsumer<P> {
 
     pub async fn handle(&self, envelope: Envelope) -> Result<(), ConsumeError> {
         // PaymentRefunded carries {payment, providerRefundId, reason}.
-        let data = envelope.data.get("payment").unwrap_or(&envelope.data);
-        let payment: Payment = serde_json::from_value(data.clone())
-            .map_err(|e| ConsumeError::NotAPayment(e.to_string()))?;
+        let payment: Payment = match envelope.event_type {
+            EventType::PaymentRefunded => envelope.data_at("payment", "a refunded payment")?,
+            _ => envelope.data_as("a payment")?,
+        };
         let context = TransitionContext {
             payment_id: Some(payment.payment_id.clone()),
             marker: Some(ProcessedMarker::new(
@@ -75,7 +57,7 @@ impl<P: PaymentProvider> OrderStatusConsumer<P> {
             .orders
             .get(&payment.order_id)
             .await?
-            .ok_or_else(|| ConsumeError::UnknownOrder(payment.order_id.clone()))?;
+            .ok_or_else(|| ConsumeError::Missing(format!("order {}", payment.order_id)))?;
         tracing::info!(event_id = %envelope.event_id, event_type = ?envelope.event_type, order_id = %order.order_id, "consuming");
 
         match envelope.event_type {

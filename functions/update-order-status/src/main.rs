@@ -1,20 +1,20 @@
+use adapters::backend::Backend;
 use lambda_runtime::LambdaEvent;
-use shared::backend::Backend;
 use update_order_status::OrderStatusConsumer;
 
 // One invocation at a time: a single-threaded runtime starts faster and uses less memory.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::runtime::init();
+    adapters::runtime::init();
     let backend = Backend::from_env().await?;
     let consumer = OrderStatusConsumer {
         orders: backend.orders(),
         payments: backend.payments(),
-        provider: shared::secrets::sandbox_provider(&backend.sdk)?,
+        provider: adapters::secrets::sandbox_provider(&backend.sdk)?,
         markers_table: backend.tables.processed_events.clone(),
     };
     let consumer = &consumer;
-    shared::runtime::serve_events(
+    adapters::runtime::serve_events(
         move |event: LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| async move {
             Ok::<_, lambda_runtime::Error>(consumer.handle_batch(event.payload).await)
         },

@@ -1,12 +1,13 @@
 //! `POST /products/{productId}/stock` (admin): sets the orderable stock.
 //! Units reserved by unpaid orders stay reserved.
 
+use adapters::catalog::Catalog;
+use domain::catalog::{StockUpdate, validate_product_id};
+use domain::clock;
+use http_edge::http::{json, json_body, path_param};
+use http_edge::{ApiError, ApiResult, Caller};
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
-use shared::catalog::{Catalog, product_not_found};
-use shared::http::{json, json_body, path_param};
-use shared::product::{StockUpdate, validate_product_id};
-use shared::{ApiResult, Caller, clock};
 
 pub async fn handle(catalog: &Catalog, req: Request) -> ApiResult {
     Caller::from_request(&req)?.require_admin()?;
@@ -18,7 +19,7 @@ pub async fn handle(catalog: &Catalog, req: Request) -> ApiResult {
     let product = catalog
         .set_stock(&product_id, update.new_stock, &clock::now_rfc3339())
         .await?
-        .ok_or_else(|| product_not_found(&product_id))?;
+        .ok_or_else(|| ApiError::product_not_found(&product_id))?;
     // Only admins get here: the view with the counters.
     Ok(json(StatusCode::OK, &product.view(true)))
 }

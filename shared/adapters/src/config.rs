@@ -1,0 +1,156 @@
+//! Settings read once per container from the environment the template sets.
+
+/// A required setting is absent: the deployment is broken, not the request.
+#[derive(thiserror::Error)]
+#[error("environment variable {0} is not set")]
+pub struct MissingSetting(pub &'static str);
+
+/// A function whose `main` returns a setting's error exits with
+/// `Error: {:?}` in its log: the operator reading it should see the
+/// sentence, not the type.
+macro_rules! debug_as_sentence {
+    ($($error:ty),*) => {$(
+        impl std::fmt::Debug for $error {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                std::fmt::Display::fmt(self, f)
+            }
+        }
+    )*};
+}
+
+debug_as_sentence!(MissingSetting, InvalidSetting);
+
+pub fn required(name: &'static str) -> Result<String, MissingSetting> {
+    required_from(&|n| std::env::var(n).ok(), name)
+}
+
+fn required_from(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<String, MissingSetting> {
+    lookup(name)
+        .filter(|v| !v.is_empty())
+        .ok_or(MissingSetting(name))
+}
+
+/// Table names, as the template passes them to every function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tables {
+    pub products: String,
+    pub orders: String,
+    pub idempotency: String,
+    /// The transactional outbox (see `events`).
+    pub events: String,
+    pub payments: String,
+    /// Every provider callback, for audit.
+    pub payment_callbacks: String,
+    /// Consumers' processed-event markers.
+    pub processed_events: String,
+    /// The current rebate rules and every earlier version.
+    pub rebate_rules: String,
+    /// Rebate ledger entries, balances and monthly totals per user.
+    pub rebates: String,
+    /// Daily sales aggregates and their rollup reports.
+    pub sales_stats: String,
+    /// Every user's in-app inbox.
+    pub notifications: String,
+    /// Users' notification preferences.
+    pub preferences: String,
+    /// Per-user token buckets (see `ratelimit`).
+    pub rate_limits: String,
+}
+
+impl Tables {
+    pub fn from_env() -> Result<Self, MissingSetting> {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    /// Reads the names through `lookup`, which tests build from the
+    /// template's own environment wiring.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, MissingSetting> {
+        Ok(Self {
+            products: required_from(lookup, "PRODUCTS_TABLE")?,
+            orders: required_from(lookup, "ORDERS_TABLE")?,
+            idempotency: required_from(lookup, "IDEMPOTENCY_TABLE")?,
+            events: required_from(lookup, "EVENTS_TABLE")?,
+            payments: required_from(lookup, "PAYMENTS_TABLE")?,
+            payment_callbacks: required_from(lookup, "PAYMENT_CALLBACKS_TABLE")?,
+            processed_events: required_from(lookup, "PROCESSED_EVENTS_TABLE")?,
+            rebate_rules: required_from(lookup, "REBATE_RULES_TABLE")?,
+            rebates: required_from(lookup, "REBATES_TABLE")?,
+            sales_stats: required_from(lookup, "SALES_STATS_TABLE")?,
+            notifications: required_from(lookup, "NOTIFICATIONS_TABLE")?,
+            preferences: required_from(lookup, "PREFERENCES_TABLE")?,
+            rate_limits: required_from(lookup, "RATE_LIMITS_TABLE")?,
+        })
+    }
+}
+
+/// How long an unpaid order holds its stock (`PAYMENT_WINDOW_SECONDS`,
+/// default 15 minutes, 10 seconds to 1 day; the template's parameter has the
+/// same bounds).
+pub fn payment_window() -> Result<std::time::Duration, InvalidSetting> {
+    let seconds = match std::env::var("PAYMENT_WINDOW_SECONDS") {
+        Err(_) => 900,
+        Ok(raw) => raw
+            .parse::<u64>()
+            .ok()
+            .filter(|s| (10..=86_400).contains(s))
+            .ok_or(InvalidSetting("PAYMENT_WINDOW_SECONDS", raw))?,
+    };
+    Ok(std::time::Duration::from_secs(seconds))
+}
+
+/// How long after an order's payment window closes a payment's success
+/// still pays it (`LATE_PAYMENT_GRACE_SECONDS`, default 60 s, 0 to 1 hour;
+/// the template's parameter has the same bounds). Expiry waits as long.
+pub fn late_payment_grace() -> Result<time::Duration, InvalidSetting> {
+    let seconds = match std::env::var("LATE_PAYMENT_GRACE_SECONDS") {
+        Err(_) => 60,
+        Ok(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|s| (0..=3600).contains(s))
+            .ok_or(InvalidSetting("LATE_PAYMENT_GRACE_SECONDS", raw))?,
+    };
+    Ok(time::Duration::seconds(seconds))
+}
+
+/// How long a credited rebate stays `PENDING` before it becomes
+/// `AVAILABLE` (`REBATE_HOLDING_SECONDS`, default 7 days; 0 to 366 days).
+pub fn rebate_holding_period() -> Result<std::time::Duration, InvalidSetting> {
+    let seconds = match std::env::var("REBATE_HOLDING_SECONDS") {
+        Err(_) => 7 * 86_400,
+        Ok(raw) => raw
+            .parse::<u64>()
+            .ok()
+            .filter(|s| *s <= 366 * 86_400)
+            .ok_or(InvalidSetting("REBATE_HOLDING_SECONDS", raw))?,
+    };
+    Ok(std::time::Duration::from_secs(seconds))
+}
+
+#[derive(thiserror::Error)]
+#[error("environment variable {0} has an invalid value {1:?}")]
+pub struct InvalidSetting(pub &'static str, pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_start_logs_the_sentence_not_the_type() {
+        // What `main` returning `Err` prints: `Error: {:?}` of the boxed error.
+        let missing: lambda_runtime::Error = MissingSetting("ORDERS_TABLE").into();
+        assert_eq!(
+            format!("{missing:?}"),
+            "environment variable ORDERS_TABLE is not set"
+        );
+        let invalid: lambda_runtime::Error =
+            InvalidSetting("PAYMENT_WINDOW_SECONDS", "5".into()).into();
+        assert_eq!(
+            format!("{invalid:?}"),
+            r#"environment variable PAYMENT_WINDOW_SECONDS has an invalid value "5""#
+        );
+    }
+}

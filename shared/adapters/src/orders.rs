@@ -1,0 +1,753 @@
+//! The orders table and the transactions that move stock.
+//!
+//! Stock only ever moves inside `TransactWriteItems` whose conditions are
+//! checked by DynamoDB itself (`stock >= :q`, `reserved >= :q`, the order's
+//! current status), never by reading and writing back, so no interleaving of
+//! clients can oversell or release a reservation twice.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
+use domain::catalog::Product;
+use domain::clock;
+use domain::error::{RateLimited, StoreError};
+use domain::events::{Envelope, EventType};
+use domain::ids::new_id;
+use domain::orders::{
+    LineRequest, Order, OrderError, OrderStatus, OrderTransition, Shortage, StockMove, price_lines,
+};
+use time::OffsetDateTime;
+
+use crate::config::Tables;
+use crate::db::{
+    DbError, Item, Transact, backoff, build_err, condition_failed, conflicted, n, number, s,
+    transact,
+};
+use crate::idempotency::{self, IdempotencyKey, ReplayError, StoredResponse};
+use crate::metrics::{self, Metric};
+use crate::ratelimit::{Guess, Next, RateLimit};
+
+pub const USER_INDEX: &str = "byUser";
+pub const USER_INDEX_KEY: &[&str] = &["orderId", "userId", "createdAt"];
+pub const EXPIRY_INDEX: &str = "byReservationExpiry";
+/// Orders holding stock are spread over this many index partitions so that
+/// a flash sale's writes do not all land on one.
+pub const RESERVATION_SHARDS: u32 = 8;
+/// Attempts at a transaction that lost a race to another transaction on the
+/// same items (`TransactionConflict`) or to a price change.
+const MAX_ATTEMPTS: u32 = 12;
+
+#[derive(Clone, Debug)]
+pub struct Orders {
+    client: Client,
+    tables: Tables,
+    /// Per-user limit on placing orders (none unless configured); its
+    /// token is taken inside the order's own transaction.
+    rate_limit: Option<RateLimit>,
+    /// How long past its window an order waits before it is expired, so
+    /// that a success settled in that time still pays it (see
+    /// [`Order::takes_payment_settled_at`]).
+    late_payment_grace: time::Duration,
+}
+
+/// What `POST /orders` asked for, validated.
+pub struct OrderRequest<'a> {
+    pub user_id: &'a str,
+    pub lines: Vec<LineRequest>,
+    pub idempotency: Option<(IdempotencyKey, String)>,
+    pub correlation_id: &'a str,
+    pub payment_window: Duration,
+}
+
+pub enum Placement {
+    Placed(Order),
+    /// The same request was made before with this Idempotency-Key.
+    Replayed(StoredResponse),
+}
+
+/// The outcome of a status change.
+#[derive(Debug)]
+pub enum Transition {
+    Applied(Box<Order>),
+    /// Another change got there first; the status found, if the order exists.
+    LostRace(Option<OrderStatus>),
+    /// The consumer's marker was already there: a redelivered event.
+    AlreadyProcessed,
+}
+
+/// What a consumer adds to a status change.
+#[derive(Debug, Clone, Default)]
+pub struct TransitionContext {
+    /// For `PaymentSucceeded`: the payment that paid.
+    pub payment_id: Option<String>,
+    pub marker: Option<crate::outbox::ProcessedMarker>,
+}
+
+fn event_type(transition: OrderTransition) -> EventType {
+    match transition {
+        OrderTransition::PaymentSucceeded => EventType::OrderPaid,
+        OrderTransition::PaymentFailed => EventType::OrderPaymentFailed,
+        OrderTransition::Cancel => EventType::OrderCancelled,
+        OrderTransition::Expire => EventType::OrderExpired,
+        OrderTransition::Refund => EventType::OrderRefunded,
+    }
+}
+
+fn reservation_shard(order_id: &str) -> String {
+    let sum: u32 = order_id.bytes().map(u32::from).sum();
+    (sum % RESERVATION_SHARDS).to_string()
+}
+
+impl Orders {
+    pub fn new(client: Client, tables: Tables) -> Self {
+        Self {
+            client,
+            tables,
+            rate_limit: None,
+            late_payment_grace: time::Duration::ZERO,
+        }
+    }
+
+    pub fn with_rate_limit(mut self, limit: Option<RateLimit>) -> Self {
+        self.rate_limit = limit;
+        self
+    }
+
+    pub fn with_late_payment_grace(mut self, grace: time::Duration) -> Self {
+        self.late_payment_grace = grace;
+        self
+    }
+
+    pub fn late_payment_grace(&self) -> time::Duration {
+        self.late_payment_grace
+    }
+
+    /// Prices the lines from the catalog and, in one transaction, reserves
+    /// every line's units, stores the order, its `OrderCreated` event and the
+    /// idempotency record: all of it or none.
+    pub async fn place(&self, request: OrderRequest<'_>) -> Result<Placement, OrderError> {
+        let ids: Vec<&str> = request
+            .lines
+            .iter()
+            .map(|l| l.product_id.as_str())
+            .collect();
+        let mut attempt = 0;
+        let mut bucket = Guess::Idle;
+        loop {
+            attempt += 1;
+            let products = self.load_products(&ids).await?;
+            let (items, order_amount, currency) = price_lines(&request.lines, &products)?;
+            let now = clock::now();
+            let created_at = clock::rfc3339(now);
+            let order = Order {
+                order_id: new_id(),
+                user_id: request.user_id.to_owned(),
+                items,
+                order_amount,
+                currency,
+                order_status: OrderStatus::PendingPayment,
+                created_at: created_at.clone(),
+                updated_at: created_at.clone(),
+                expires_at: clock::rfc3339(now + request.payment_window),
+                active_payment_id: None,
+                paid_payment_id: None,
+            };
+            let versions: Vec<i64> = request
+                .lines
+                .iter()
+                .map(|l| {
+                    products
+                        .iter()
+                        .find(|p| p.product_id == l.product_id)
+                        .map_or(0, |p| p.version)
+                })
+                .collect();
+
+            let mut transaction = Vec::with_capacity(request.lines.len() + 3);
+            for (line, version) in order.items.iter().zip(&versions) {
+                transaction.push(
+                    TransactWriteItem::builder()
+                        .update(self.reserve(line.product_id.as_str(), line.quantity, *version)?)
+                        .build(),
+                );
+            }
+            transaction.push(
+                TransactWriteItem::builder()
+                    .put(self.order_put(&order)?)
+                    .build(),
+            );
+            let event = Envelope::new(
+                EventType::OrderCreated,
+                request.correlation_id,
+                &created_at,
+                &order,
+            )
+            .map_err(DbError::from)?;
+            transaction.push(
+                TransactWriteItem::builder()
+                    .put(crate::outbox::put(&event, &self.tables.events)?)
+                    .build(),
+            );
+            // The user's token, before the idempotency record (which must
+            // stay last for `replay_from`).
+            let now_ms = crate::ratelimit::now_ms();
+            let bucket_index = transaction.len();
+            if let Some(limit) = &self.rate_limit {
+                let take = limit.take(request.user_id, bucket, now_ms)?;
+                transaction.push(TransactWriteItem::builder().update(take).build());
+            }
+            let body =
+                serde_json::to_string(&order).map_err(|e| DbError::Corrupt(e.to_string()))?;
+            if let Some((key, fingerprint)) = &request.idempotency {
+                let put = idempotency::record_put(
+                    &self.tables.idempotency,
+                    key,
+                    fingerprint,
+                    201,
+                    &body,
+                    now.unix_timestamp(),
+                )?;
+                transaction.push(TransactWriteItem::builder().put(put).build());
+            }
+
+            let reasons = match transact(&self.client, transaction).await? {
+                Transact::Committed => {
+                    metrics::increment(Metric::OrdersCreated);
+                    return Ok(Placement::Placed(order));
+                }
+                Transact::Cancelled(reasons) => reasons,
+            };
+            let reasons = reasons.as_slice();
+            // A retry of an earlier request: answer as the original did.
+            if let Some((_, fingerprint)) = &request.idempotency
+                && let Some(answer) = idempotency::replay_from(reasons, fingerprint)
+            {
+                return answer.map(Placement::Replayed).map_err(OrderError::from);
+            }
+
+            // The user's token bucket was not as guessed.
+            let mut bucket_moved = false;
+            if let Some(limit) = &self.rate_limit
+                && let Some(reason) = reasons.get(bucket_index).filter(|r| condition_failed(r))
+            {
+                match limit.after_failure(reason.item(), now_ms) {
+                    Next::Limited { retry_after_ms } => {
+                        return Err(RateLimited { retry_after_ms }.into());
+                    }
+                    Next::Retry(guess) => {
+                        bucket = guess;
+                        bucket_moved = true;
+                    }
+                }
+            }
+
+            let mut shortages = Vec::new();
+            let mut price_changed = false;
+            for ((line, reason), requested) in
+                order.items.iter().zip(reasons).zip(request.lines.iter())
+            {
+                if !condition_failed(reason) {
+                    continue;
+                }
+                let Some(current) = reason.item() else {
+                    return Err(OrderError::ProductNotFound(line.product_id.clone()));
+                };
+                let available = number(current, "stock").unwrap_or(0);
+                if available < requested.quantity {
+                    shortages.push(Shortage {
+                        product_id: line.product_id.clone(),
+                        requested: requested.quantity,
+                        available,
+                    });
+                } else {
+                    price_changed = true;
+                }
+            }
+            if !shortages.is_empty() {
+                metrics::increment(Metric::StockConflicts);
+                return Err(OrderError::InsufficientStock(shortages));
+            }
+            if conflicted(reasons) {
+                // Lost a race for the same items: retried below.
+                metrics::increment(Metric::StockConflicts);
+            }
+            if bucket_moved && !price_changed && !conflicted(reasons) && attempt < MAX_ATTEMPTS {
+                // Only the guess was wrong: retry at once with the value read.
+                continue;
+            }
+            if (price_changed || conflicted(reasons) || bucket_moved) && attempt < MAX_ATTEMPTS {
+                backoff(attempt).await;
+                continue;
+            }
+            if price_changed || conflicted(reasons) || bucket_moved {
+                return Err(StoreError::Busy(
+                    "too many concurrent orders for these products; retry shortly",
+                )
+                .into());
+            }
+            tracing::error!(?reasons, "createOrder transaction cancelled unexpectedly");
+            return Err(StoreError::Failed(
+                "createOrder transaction cancelled unexpectedly".into(),
+            )
+            .into());
+        }
+    }
+
+    /// The products of an order, in one BatchGetItem (more only if DynamoDB
+    /// returns unprocessed keys under throttling).
+    pub async fn load_products(&self, ids: &[&str]) -> Result<Vec<Product>, DbError> {
+        let keys: Vec<Item> = ids
+            .iter()
+            .map(|id| [("productId".to_owned(), s(id))].into())
+            .collect();
+        let keys = KeysAndAttributes::builder()
+            .set_keys(Some(keys))
+            .build()
+            .map_err(build_err)?;
+        let mut found =
+            crate::db::batch_get(&self.client, [(self.tables.products.clone(), keys)].into())
+                .await?;
+        let products = found
+            .remove(&self.tables.products)
+            .unwrap_or_default()
+            .into_iter()
+            .map(serde_dynamo::from_item)
+            .collect::<Result<Vec<Product>, _>>()?;
+        Ok(products)
+    }
+
+    /// Moves `quantity` from `stock` to `reserved`, if there is enough stock
+    /// and the product (its price) has not changed since it was read.
+    fn reserve(&self, product_id: &str, quantity: i64, version: i64) -> Result<Update, DbError> {
+        Update::builder()
+            .table_name(&self.tables.products)
+            .key("productId", s(product_id))
+            .update_expression("SET stock = stock - :q, reserved = reserved + :q")
+            .condition_expression("stock >= :q AND version = :v")
+            .expression_attribute_values(":q", n(quantity))
+            .expression_attribute_values(":v", n(version))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_err)
+    }
+
+    fn order_put(&self, order: &Order) -> Result<Put, DbError> {
+        let mut item: Item = serde_dynamo::to_item(order)?;
+        if order.order_status.holds_reservation() {
+            item.insert(
+                "reservationShard".into(),
+                s(&reservation_shard(&order.order_id)),
+            );
+        }
+        Put::builder()
+            .table_name(&self.tables.orders)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(orderId)")
+            .build()
+            .map_err(build_err)
+    }
+
+    pub async fn get(&self, order_id: &str) -> Result<Option<Order>, DbError> {
+        crate::db::get_item(
+            &self.client,
+            &self.tables.orders,
+            "orderId",
+            order_id,
+            crate::db::Read::Consistent,
+        )
+        .await
+    }
+
+    /// The order if it exists and belongs to `user_id`.
+    pub async fn get_owned(&self, order_id: &str, user_id: &str) -> Result<Option<Order>, DbError> {
+        Ok(self.get(order_id).await?.filter(|o| o.user_id == user_id))
+    }
+
+    /// A user's orders, newest first.
+    pub async fn list_for_user(
+        &self,
+        user_id: &str,
+        limit: i32,
+        start: Option<Item>,
+    ) -> Result<(Vec<Order>, Option<Item>), DbError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.tables.orders)
+            .index_name(USER_INDEX)
+            .key_condition_expression("userId = :u")
+            .expression_attribute_values(":u", s(user_id))
+            .scan_index_forward(false)
+            .limit(limit)
+            .set_exclusive_start_key(start)
+            .send()
+            .await?;
+        let orders = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(serde_dynamo::from_item)
+            .collect::<Result<Vec<Order>, _>>()?;
+        Ok((orders, out.last_evaluated_key))
+    }
+
+    /// Applies `transition` to an order: its new status, the movement of its
+    /// units between `stock`, `reserved` and `sold`, and its event, in one
+    /// transaction conditional on the order's current status (and, for
+    /// expiry, on its payment window having passed). Of two racing changes
+    /// to the same order exactly one can win.
+    pub async fn apply_transition(
+        &self,
+        order: &Order,
+        transition: OrderTransition,
+        correlation_id: &str,
+    ) -> Result<Transition, DbError> {
+        self.apply_transition_with(
+            order,
+            transition,
+            correlation_id,
+            &TransitionContext::default(),
+        )
+        .await
+    }
+
+    /// [`Self::apply_transition`] for a consumer: records the payment that
+    /// paid, and commits the consumer's processed-event marker with the
+    /// change (a redelivered event then changes nothing).
+    pub async fn apply_transition_with(
+        &self,
+        order: &Order,
+        transition: OrderTransition,
+        correlation_id: &str,
+        context: &TransitionContext,
+    ) -> Result<Transition, DbError> {
+        let mut order = order.clone();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let Ok(target) = order.order_status.apply(transition) else {
+                return Ok(Transition::LostRace(Some(order.order_status)));
+            };
+            let now = clock::now_rfc3339();
+            let paid_payment_id = match transition {
+                OrderTransition::PaymentSucceeded => context.payment_id.clone(),
+                _ => order.paid_payment_id.clone(),
+            };
+            let updated = Order {
+                order_status: target,
+                updated_at: now.clone(),
+                paid_payment_id,
+                ..order.clone()
+            };
+            // An order that stops being payable takes its pending payment
+            // with it, in the same transaction: no payment stays PENDING for
+            // an order that can no longer be paid.
+            let closes_payment = self
+                .pending_payment_to_close(&order, target, context)
+                .await?;
+            let mut transaction = vec![
+                TransactWriteItem::builder()
+                    .update(self.status_update(&order, &updated, transition, &now)?)
+                    .build(),
+            ];
+            for line in &order.items {
+                if let Some(update) =
+                    self.stock_update(transition.stock_move(), &line.product_id, line.quantity)?
+                {
+                    transaction.push(TransactWriteItem::builder().update(update).build());
+                }
+            }
+            let counters = 1..transaction.len();
+            let event = Envelope::new(event_type(transition), correlation_id, &now, &updated)?;
+            transaction.push(
+                TransactWriteItem::builder()
+                    .put(crate::outbox::put(&event, &self.tables.events)?)
+                    .build(),
+            );
+            let payment_index = transaction.len();
+            if let Some(payment_id) = &closes_payment {
+                transaction.push(
+                    TransactWriteItem::builder()
+                        .update(crate::payments::expire_pending(
+                            &self.tables.payments,
+                            payment_id,
+                            &now,
+                        )?)
+                        .build(),
+                );
+            }
+            if let Some(marker) = &context.marker {
+                transaction.push(TransactWriteItem::builder().put(marker.put(&now)?).build());
+            }
+
+            let reasons = match transact(&self.client, transaction).await? {
+                Transact::Committed => return Ok(Transition::Applied(Box::new(updated))),
+                Transact::Cancelled(reasons) => reasons,
+            };
+            let reasons = reasons.as_slice();
+            if context.marker.is_some() && reasons.last().is_some_and(condition_failed) {
+                return Ok(Transition::AlreadyProcessed);
+            }
+            if let Some(reason) = reasons.first()
+                && condition_failed(reason)
+            {
+                let current = reason
+                    .item()
+                    .and_then(|item| serde_dynamo::from_item::<_, Order>(item.clone()).ok());
+                match current {
+                    // Still in a state this transition leaves, so only its
+                    // payment pointer moved (a payment started meanwhile):
+                    // go again with the order as it is now.
+                    Some(current)
+                        if current.order_status.apply(transition).is_ok()
+                            && current.active_payment_id != order.active_payment_id
+                            && attempt < MAX_ATTEMPTS =>
+                    {
+                        order = current;
+                        continue;
+                    }
+                    current => return Ok(Transition::LostRace(current.map(|o| o.order_status))),
+                }
+            }
+            if reasons
+                .get(counters)
+                .is_some_and(|r| r.iter().any(condition_failed))
+            {
+                // A counter would go negative: the invariant is broken
+                // somewhere; refuse to make it worse and let an operator look.
+                tracing::error!(order_id = %order.order_id, ?transition, "product counters below the order's quantities");
+                return Err(DbError::Corrupt(format!(
+                    "product counters below order {} quantities",
+                    order.order_id
+                )));
+            }
+            let payment_settled = closes_payment.is_some()
+                && reasons.get(payment_index).is_some_and(condition_failed);
+            if (payment_settled || conflicted(reasons)) && attempt < MAX_ATTEMPTS {
+                // The pending payment settled meanwhile (it is read again),
+                // or another transaction held the same items.
+                if !payment_settled {
+                    backoff(attempt).await;
+                }
+                continue;
+            }
+            return Err(DbError::Unavailable(format!(
+                "{transition:?} kept conflicting: {reasons:?}"
+            )));
+        }
+    }
+
+    /// The order's payment to expire with `target`: its active payment if
+    /// the order leaves the payable states, the payment is still `PENDING`,
+    /// and it is not the payment that paid.
+    async fn pending_payment_to_close(
+        &self,
+        order: &Order,
+        target: OrderStatus,
+        context: &TransitionContext,
+    ) -> Result<Option<String>, DbError> {
+        let leaves_payable = order.order_status.holds_reservation() && !target.holds_reservation();
+        let Some(active) = order
+            .active_payment_id
+            .as_deref()
+            .filter(|_| leaves_payable)
+        else {
+            return Ok(None);
+        };
+        if context.payment_id.as_deref() == Some(active) {
+            return Ok(None);
+        }
+        let payment: Option<domain::payments::Payment> = crate::db::get_item(
+            &self.client,
+            &self.tables.payments,
+            "paymentId",
+            active,
+            crate::db::Read::Consistent,
+        )
+        .await?;
+        // A payment that left PENDING never returns to it: nothing to guard.
+        Ok(payment
+            .filter(|p| p.payment_status == domain::payments::PaymentStatus::Pending)
+            .map(|p| p.payment_id))
+    }
+
+    fn status_update(
+        &self,
+        order: &Order,
+        updated: &Order,
+        transition: OrderTransition,
+        now: &str,
+    ) -> Result<Update, DbError> {
+        let (order_id, target) = (updated.order_id.as_str(), updated.order_status);
+        let from = transition.allowed_from();
+        let (mut condition, statuses) = status_among(&from);
+        if transition == OrderTransition::Expire {
+            // Past its window and the grace in which a success still pays.
+            condition.push_str(" AND expiresAt <= :cutoff");
+        }
+        // The payment closed with the order is the one read: a payment
+        // started since then makes the transaction go again.
+        let leaves_payable = order.order_status.holds_reservation() && !target.holds_reservation();
+        match (&order.active_payment_id, leaves_payable) {
+            (Some(_), true) => condition.push_str(" AND activePaymentId = :active"),
+            (None, true) => condition.push_str(" AND attribute_not_exists(activePaymentId)"),
+            (_, false) => {}
+        }
+        // Leaving the reserving states takes the order out of the sparse
+        // expiry index.
+        let remove = if target.holds_reservation() {
+            ""
+        } else {
+            " REMOVE reservationShard"
+        };
+        let paid_payment_id = updated
+            .paid_payment_id
+            .as_deref()
+            .filter(|_| transition == OrderTransition::PaymentSucceeded);
+        let paid = if paid_payment_id.is_some() {
+            ", paidPaymentId = :paid"
+        } else {
+            ""
+        };
+        let mut update = Update::builder()
+            .table_name(&self.tables.orders)
+            .key("orderId", s(order_id))
+            .update_expression(format!(
+                "SET orderStatus = :to, updatedAt = :now{paid}{remove}"
+            ))
+            .condition_expression(condition)
+            .expression_attribute_values(":to", s(target.as_str()))
+            .expression_attribute_values(":now", s(now))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        for (placeholder, status) in statuses {
+            update = update.expression_attribute_values(placeholder, status);
+        }
+        if transition == OrderTransition::Expire {
+            update = update.expression_attribute_values(":cutoff", s(&self.expiry_cutoff()));
+        }
+        if let (Some(active), true) = (&order.active_payment_id, leaves_payable) {
+            update = update.expression_attribute_values(":active", s(active));
+        }
+        if let Some(payment_id) = paid_payment_id {
+            update = update.expression_attribute_values(":paid", s(payment_id));
+        }
+        update.build().map_err(build_err)
+    }
+
+    /// Orders whose window closed before this moment may be expired now.
+    fn expiry_cutoff(&self) -> String {
+        clock::rfc3339(clock::now() - self.late_payment_grace)
+    }
+
+    /// Moves `quantity` units of a product as `movement` says, conditional
+    /// on the source counter holding them.
+    fn stock_update(
+        &self,
+        movement: StockMove,
+        product_id: &str,
+        quantity: i64,
+    ) -> Result<Option<Update>, DbError> {
+        let (expression, condition) = match movement {
+            StockMove::Release => (
+                "SET stock = stock + :q, reserved = reserved - :q",
+                "reserved >= :q",
+            ),
+            StockMove::Sell => (
+                "SET sold = sold + :q, reserved = reserved - :q",
+                "reserved >= :q",
+            ),
+            StockMove::Restock => ("SET stock = stock + :q, sold = sold - :q", "sold >= :q"),
+            StockMove::Keep => return Ok(None),
+        };
+        Update::builder()
+            .table_name(&self.tables.products)
+            .key("productId", s(product_id))
+            .update_expression(expression)
+            .condition_expression(condition)
+            .expression_attribute_values(":q", n(quantity))
+            .build()
+            .map(Some)
+            .map_err(build_err)
+    }
+
+    /// Orders still holding stock whose payment window and its grace closed
+    /// by `now` (read from a sparse, eventually consistent index: the release
+    /// transaction re-checks every condition).
+    pub async fn find_expired(&self, now: OffsetDateTime) -> Result<Vec<Order>, DbError> {
+        let now = clock::rfc3339(now - self.late_payment_grace);
+        let mut found = Vec::new();
+        for shard in 0..RESERVATION_SHARDS {
+            let mut start = None;
+            loop {
+                let out = self
+                    .client
+                    .query()
+                    .table_name(&self.tables.orders)
+                    .index_name(EXPIRY_INDEX)
+                    .key_condition_expression("reservationShard = :s AND expiresAt <= :now")
+                    .expression_attribute_values(":s", s(&shard.to_string()))
+                    .expression_attribute_values(":now", s(&now))
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await?;
+                for item in out.items.unwrap_or_default() {
+                    found.push(serde_dynamo::from_item(item)?);
+                }
+                start = out.last_evaluated_key;
+                if start.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// The condition "the order's status is one of `statuses`" and its values,
+/// built from the state machine (never retyped by hand): every conditional
+/// write on an order's status uses it.
+pub(crate) fn status_among(
+    statuses: &[OrderStatus],
+) -> (
+    String,
+    Vec<(String, aws_sdk_dynamodb::types::AttributeValue)>,
+) {
+    let values: Vec<(String, aws_sdk_dynamodb::types::AttributeValue)> = statuses
+        .iter()
+        .enumerate()
+        .map(|(i, status)| (format!(":status{i}"), s(status.as_str())))
+        .collect();
+    let names: Vec<&str> = values.iter().map(|(name, _)| name.as_str()).collect();
+    (format!("orderStatus IN ({})", names.join(", ")), values)
+}
+
+impl From<DbError> for OrderError {
+    fn from(err: DbError) -> Self {
+        OrderError::Store(err.into())
+    }
+}
+
+impl From<ReplayError> for OrderError {
+    fn from(err: ReplayError) -> Self {
+        match err {
+            ReplayError::Reused(reused) => reused.into(),
+            ReplayError::Db(db) => db.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_are_spread_and_stable() {
+        let shards: std::collections::HashSet<String> =
+            (0..200).map(|_| reservation_shard(&new_id())).collect();
+        assert_eq!(shards.len(), RESERVATION_SHARDS as usize);
+        assert_eq!(reservation_shard("abc"), reservation_shard("abc"));
+    }
+}

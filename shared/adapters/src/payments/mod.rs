@@ -1,0 +1,590 @@
+//! The payments table and the transactions that start and settle payments.
+//!
+//! The order is never marked paid here: a settled payment writes its
+//! `PaymentSucceeded`/`PaymentFailed` event in the same transaction, and the
+//! order-status consumer moves the order (and its stock) when the event
+//! arrives. A payment only starts while its order is payable, and an order
+//! has at most one `PENDING` payment: both are conditions of the creating
+//! transaction on the order item (`activePaymentId`).
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
+use domain::clock;
+use domain::error::StoreError;
+use domain::events::{Envelope, EventType};
+use domain::ids::new_id;
+use domain::orders::{Order, OrderStatus};
+use domain::payments::{
+    NotifiedResult, Payment, PaymentError, PaymentMethod, PaymentProvider, PaymentStatus,
+    PaymentTransition, ProviderNotification,
+};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::config::Tables;
+use crate::db::{DbError, Item, Transact, build_err, condition_failed, s, transact};
+use crate::idempotency::{self, IdempotencyKey, ReplayError, StoredResponse};
+use crate::metrics::Metric;
+use crate::ratelimit::Throttled;
+
+#[cfg(feature = "ssm")]
+pub mod sandbox;
+
+#[derive(Clone, Debug)]
+pub struct Payments {
+    client: Client,
+    tables: Tables,
+    /// Per-user limit on starting payments (none unless configured).
+    rate_limit: Option<crate::ratelimit::RateLimit>,
+}
+
+pub enum Initiation {
+    Created(Payment),
+    /// The order's pending payment with the same method: answered as is.
+    Existing(Payment),
+    Replayed(StoredResponse),
+}
+
+/// What a provider callback did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackOutcome {
+    /// The payment moved to its final status and its event was written.
+    Applied,
+    /// The same result again: nothing changed.
+    Duplicate,
+    /// A different result for a payment already final: recorded only.
+    Conflicting,
+    /// Amount or currency differ from the payment: recorded, nothing paid.
+    AmountMismatch,
+    /// The callback names another order than the payment's: recorded only.
+    OrderMismatch,
+}
+
+impl CallbackOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            CallbackOutcome::Applied => "APPLIED",
+            CallbackOutcome::Duplicate => "DUPLICATE",
+            CallbackOutcome::Conflicting => "CONFLICTING_RESULT",
+            CallbackOutcome::AmountMismatch => "AMOUNT_MISMATCH",
+            CallbackOutcome::OrderMismatch => "ORDER_MISMATCH",
+        }
+    }
+}
+
+/// The update that takes a `PENDING` payment to `EXPIRED` (conditional on
+/// it still being pending), for the transaction that replaces it or that
+/// ends its order.
+pub(crate) fn expire_pending(table: &str, payment_id: &str, now: &str) -> Result<Update, DbError> {
+    Update::builder()
+        .table_name(table)
+        .key("paymentId", s(payment_id))
+        .update_expression("SET paymentStatus = :expired, updatedAt = :now")
+        .condition_expression("paymentStatus = :pending")
+        .expression_attribute_values(":expired", s(PaymentStatus::Expired.as_str()))
+        .expression_attribute_values(":pending", s(PaymentStatus::Pending.as_str()))
+        .expression_attribute_values(":now", s(now))
+        .build()
+        .map_err(build_err)
+}
+
+impl Payments {
+    pub fn new(client: Client, tables: Tables) -> Self {
+        Self {
+            client,
+            tables,
+            rate_limit: None,
+        }
+    }
+
+    pub fn with_rate_limit(mut self, limit: Option<crate::ratelimit::RateLimit>) -> Self {
+        self.rate_limit = limit;
+        self
+    }
+
+    /// Takes one of the user's payment-start tokens: 429 when they are out.
+    pub async fn take_rate_token(&self, user_id: &str) -> Result<(), PaymentError> {
+        match &self.rate_limit {
+            Some(limit) => limit
+                .acquire(&self.client, user_id)
+                .await
+                .map_err(PaymentError::from),
+            None => Ok(()),
+        }
+    }
+
+    /// The answer already given to this Idempotency-Key, if any.
+    pub async fn recorded_answer(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+    ) -> Result<Option<StoredResponse>, PaymentError> {
+        idempotency::recorded(
+            &self.client,
+            &self.tables.idempotency,
+            key,
+            fingerprint,
+            clock::now().unix_timestamp(),
+        )
+        .await
+        .map_err(PaymentError::from)
+    }
+
+    pub async fn get(&self, payment_id: &str) -> Result<Option<Payment>, DbError> {
+        crate::db::get_item(
+            &self.client,
+            &self.tables.payments,
+            "paymentId",
+            payment_id,
+            crate::db::Read::Consistent,
+        )
+        .await
+    }
+
+    pub async fn get_owned(
+        &self,
+        payment_id: &str,
+        user_id: &str,
+    ) -> Result<Option<Payment>, DbError> {
+        Ok(self.get(payment_id).await?.filter(|p| p.user_id == user_id))
+    }
+
+    /// Starts paying `order` with `method`: the order's pending payment with
+    /// the same method if there is one; else a new payment, which replaces
+    /// (expires) a pending one with another method.
+    pub async fn initiate(
+        &self,
+        order: &Order,
+        method: PaymentMethod,
+        provider: &impl PaymentProvider,
+        idempotency: Option<(IdempotencyKey, String)>,
+    ) -> Result<Initiation, PaymentError> {
+        let now = clock::now();
+        if !order.order_status.holds_reservation() {
+            return Err(PaymentError::order_not_payable(
+                order,
+                "only unpaid orders can be paid",
+            ));
+        }
+        let window_closed = OffsetDateTime::parse(&order.expires_at, &Rfc3339)
+            .map_or(true, |expires| expires <= now);
+        if window_closed {
+            return Err(PaymentError::order_not_payable(
+                order,
+                "its payment window has closed",
+            ));
+        }
+        let active = match &order.active_payment_id {
+            Some(id) => self
+                .get(id)
+                .await?
+                .filter(|p| p.payment_status == PaymentStatus::Pending),
+            None => None,
+        };
+        if let Some(active) = &active
+            && active.payment_method == method
+            && idempotency.is_none()
+        {
+            return Ok(Initiation::Existing(active.clone()));
+        }
+
+        let created_at = clock::rfc3339(now);
+        let mut payment = Payment {
+            payment_id: new_id(),
+            order_id: order.order_id.clone(),
+            user_id: order.user_id.clone(),
+            amount: order.order_amount,
+            currency: order.currency.clone(),
+            payment_method: method,
+            payment_status: PaymentStatus::Pending,
+            payment_url: String::new(),
+            qr_code: None,
+            created_at: created_at.clone(),
+            updated_at: created_at.clone(),
+            // Never later than the order's own window.
+            expires_at: order.expires_at.clone(),
+            provider_transaction_id: None,
+            failure_reason: None,
+        };
+        if let Some(active) = &active
+            && active.payment_method == method
+        {
+            // With an Idempotency-Key the pending payment is recorded as this
+            // key's answer, so the key replays it from now on.
+            payment = active.clone();
+        } else {
+            let checkout = provider.checkout(&payment).await?;
+            payment.payment_url = checkout.payment_url;
+            payment.qr_code = checkout.qr_code;
+        }
+        let reused = active
+            .as_ref()
+            .is_some_and(|a| a.payment_id == payment.payment_id);
+        // The idempotency record holds the answer as it was given: 200 for
+        // the order's pending payment, 201 for a new one.
+        let status = if reused { 200 } else { 201 };
+
+        let mut transaction = Vec::new();
+        if !reused {
+            let item: Item = serde_dynamo::to_item(&payment).map_err(DbError::from)?;
+            transaction.push(
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(&self.tables.payments)
+                            .set_item(Some(item))
+                            .condition_expression("attribute_not_exists(paymentId)")
+                            .build()
+                            .map_err(build_err)?,
+                    )
+                    .build(),
+            );
+            transaction.push(
+                TransactWriteItem::builder()
+                    .update(self.claim_order(order, &payment, &created_at)?)
+                    .build(),
+            );
+            if let Some(replaced) = &active {
+                transaction.push(
+                    TransactWriteItem::builder()
+                        .update(expire_pending(
+                            &self.tables.payments,
+                            &replaced.payment_id,
+                            &created_at,
+                        )?)
+                        .build(),
+                );
+            }
+        }
+        let body = serde_json::to_string(&payment).map_err(|e| DbError::Corrupt(e.to_string()))?;
+        if let Some((key, fingerprint)) = &idempotency {
+            transaction.push(
+                TransactWriteItem::builder()
+                    .put(idempotency::record_put(
+                        &self.tables.idempotency,
+                        key,
+                        fingerprint,
+                        status,
+                        &body,
+                        now.unix_timestamp(),
+                    )?)
+                    .build(),
+            );
+        }
+        let reasons = match transact(&self.client, transaction).await? {
+            Transact::Committed if reused => return Ok(Initiation::Existing(payment)),
+            Transact::Committed => return Ok(Initiation::Created(payment)),
+            Transact::Cancelled(reasons) => reasons,
+        };
+        if let Some((_, fingerprint)) = &idempotency
+            && let Some(answer) = idempotency::replay_from(&reasons, fingerprint)
+        {
+            return answer.map(Initiation::Replayed).map_err(PaymentError::from);
+        }
+        if reasons.iter().any(condition_failed) {
+            // A racing request without a key started a payment with this
+            // same method first: that is the pending payment the README
+            // promises (200), not a conflict.
+            if idempotency.is_none()
+                && let Some(theirs) = self.pending_payment_of(&order.order_id).await?
+                && theirs.payment_method == method
+            {
+                return Ok(Initiation::Existing(theirs));
+            }
+            // The order stopped being payable, or another payment started
+            // first: the client may look again and retry.
+            return Err(PaymentError::OrderChanged {
+                order_id: order.order_id.clone(),
+            });
+        }
+        Err(StoreError::Busy("too many concurrent changes to this order; retry shortly").into())
+    }
+
+    /// The order's active payment as it is now, if it is pending.
+    async fn pending_payment_of(&self, order_id: &str) -> Result<Option<Payment>, DbError> {
+        let order: Option<Order> = crate::db::get_item(
+            &self.client,
+            &self.tables.orders,
+            "orderId",
+            order_id,
+            crate::db::Read::Consistent,
+        )
+        .await?;
+        let Some(active) = order.and_then(|o| o.active_payment_id) else {
+            return Ok(None);
+        };
+        Ok(self
+            .get(&active)
+            .await?
+            .filter(|p| p.payment_status == PaymentStatus::Pending))
+    }
+
+    /// Points the order at its new payment, if the order is still payable
+    /// and still points where we read it.
+    fn claim_order(&self, order: &Order, payment: &Payment, now: &str) -> Result<Update, DbError> {
+        // Payable: the states that hold the order's reservation.
+        let payable: Vec<OrderStatus> = OrderStatus::ALL
+            .into_iter()
+            .filter(|status| status.holds_reservation())
+            .collect();
+        let (payable, values) = crate::orders::status_among(&payable);
+        let mut update = Update::builder()
+            .table_name(&self.tables.orders)
+            .key("orderId", s(&order.order_id))
+            .update_expression("SET activePaymentId = :new")
+            // First: `set_` replaces the whole map, the calls below add to it.
+            .set_expression_attribute_values(Some(values.into_iter().collect()))
+            .expression_attribute_values(":new", s(&payment.payment_id))
+            .expression_attribute_values(":now", s(now));
+        let condition = format!("{payable} AND expiresAt > :now");
+        update = match &order.active_payment_id {
+            Some(previous) => update
+                .condition_expression(format!("{condition} AND activePaymentId = :previous"))
+                .expression_attribute_values(":previous", s(previous)),
+            None => update.condition_expression(format!(
+                "{condition} AND attribute_not_exists(activePaymentId)"
+            )),
+        };
+        update.build().map_err(build_err)
+    }
+
+    /// Applies a verified provider callback to `payment` (read by the caller).
+    /// Every callback leaves an audit record; only a first result for a
+    /// pending payment changes it, together with its event.
+    pub async fn record_callback(
+        &self,
+        payment: &Payment,
+        notification: &ProviderNotification,
+        correlation_id: &str,
+    ) -> Result<CallbackOutcome, DbError> {
+        let now = clock::now_rfc3339();
+        if notification.order_id != payment.order_id {
+            self.audit(payment, notification, CallbackOutcome::OrderMismatch, &now)
+                .await?;
+            return Ok(CallbackOutcome::OrderMismatch);
+        }
+        if notification.amount != payment.amount || notification.currency != payment.currency {
+            self.audit(payment, notification, CallbackOutcome::AmountMismatch, &now)
+                .await?;
+            return Ok(CallbackOutcome::AmountMismatch);
+        }
+        let transition = notification.transition();
+        let Ok(target) = payment.payment_status.apply(transition) else {
+            // Only the same result again is a duplicate. A failure reported
+            // after the money arrived changes nothing (the success is the
+            // truth about money), but it is counted and kept for review.
+            let outcome = if payment.payment_status.reports(transition) {
+                CallbackOutcome::Duplicate
+            } else {
+                crate::metrics::increment(Metric::PaymentResultsIgnored);
+                CallbackOutcome::Conflicting
+            };
+            self.audit(payment, notification, outcome, &now).await?;
+            return Ok(outcome);
+        };
+
+        let settled = Payment {
+            payment_status: target,
+            updated_at: now.clone(),
+            provider_transaction_id: Some(notification.provider_transaction_id.clone()),
+            failure_reason: notification.failure_reason.clone(),
+            ..payment.clone()
+        };
+        let event_type = if target == PaymentStatus::Succeeded {
+            EventType::PaymentSucceeded
+        } else {
+            EventType::PaymentFailed
+        };
+        let event = Envelope::new(event_type, correlation_id, &now, &settled)?;
+        let settle = Update::builder()
+            .table_name(&self.tables.payments)
+            .key("paymentId", s(&payment.payment_id))
+            .update_expression("SET paymentStatus = :to, updatedAt = :now, providerTransactionId = :tx, failureReason = :reason")
+            .condition_expression("paymentStatus = :from")
+            .expression_attribute_values(":to", s(target.as_str()))
+            .expression_attribute_values(":from", s(payment.payment_status.as_str()))
+            .expression_attribute_values(":now", s(&now))
+            .expression_attribute_values(":tx", s(&notification.provider_transaction_id))
+            .expression_attribute_values(
+                ":reason",
+                notification.failure_reason.as_deref().map_or(AttributeValue::Null(true), s),
+            )
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_err)?;
+        let transaction = vec![
+            TransactWriteItem::builder().update(settle).build(),
+            TransactWriteItem::builder()
+                .put(crate::outbox::put(&event, &self.tables.events)?)
+                .build(),
+            TransactWriteItem::builder()
+                .put(self.audit_put(payment, notification, CallbackOutcome::Applied, &now)?)
+                .build(),
+        ];
+        let reasons = match transact(&self.client, transaction).await? {
+            Transact::Committed => {
+                crate::metrics::increment(match notification.payment_status {
+                    NotifiedResult::Success => Metric::PaymentsSucceeded,
+                    NotifiedResult::Failed => Metric::PaymentsFailed,
+                });
+                return Ok(CallbackOutcome::Applied);
+            }
+            Transact::Cancelled(reasons) => reasons,
+        };
+        // A concurrent callback settled it first: judge again against what
+        // it wrote.
+        let current = reasons
+            .first()
+            .filter(|r| condition_failed(r))
+            .and_then(|r| r.item())
+            .and_then(|item| serde_dynamo::from_item::<_, Payment>(item.clone()).ok());
+        match current {
+            Some(current) if current.payment_status != payment.payment_status => {
+                Box::pin(self.record_callback(&current, notification, correlation_id)).await
+            }
+            _ => Err(DbError::Unavailable(format!(
+                "payment settlement kept conflicting: {reasons:?}"
+            ))),
+        }
+    }
+
+    /// Returns a succeeded payment's money through the provider, then marks
+    /// it `REFUNDED` with its `PaymentRefunded` event (the order-status
+    /// consumer then refunds the order and restocks). Repeating it is safe:
+    /// a payment already refunded is left alone.
+    pub async fn refund(
+        &self,
+        payment: &Payment,
+        provider: &impl PaymentProvider,
+        reason: &str,
+        correlation_id: &str,
+    ) -> Result<Payment, PaymentError> {
+        if payment.payment_status == PaymentStatus::Refunded {
+            return Ok(payment.clone());
+        }
+        if payment
+            .payment_status
+            .apply(PaymentTransition::Refund)
+            .is_err()
+        {
+            return Err(PaymentError::NotRefundable {
+                payment_id: payment.payment_id.clone(),
+                status: payment.payment_status,
+            });
+        }
+        // Providers deduplicate refunds by payment, so a retry after a crash
+        // between this call and the write below does not pay out twice.
+        let receipt = provider.refund(payment, reason).await?;
+        let now = clock::now_rfc3339();
+        let refunded = Payment {
+            payment_status: PaymentStatus::Refunded,
+            updated_at: now.clone(),
+            ..payment.clone()
+        };
+        let event = Envelope::new(
+            EventType::PaymentRefunded,
+            correlation_id,
+            &now,
+            &serde_json::json!({
+                "payment": refunded,
+                "providerRefundId": receipt.provider_refund_id,
+                "reason": reason,
+            }),
+        )
+        .map_err(DbError::from)?;
+        let update = Update::builder()
+            .table_name(&self.tables.payments)
+            .key("paymentId", s(&payment.payment_id))
+            .update_expression(
+                "SET paymentStatus = :refunded, updatedAt = :now, providerRefundId = :refund",
+            )
+            .condition_expression("paymentStatus = :succeeded")
+            .expression_attribute_values(":refunded", s(PaymentStatus::Refunded.as_str()))
+            .expression_attribute_values(":succeeded", s(PaymentStatus::Succeeded.as_str()))
+            .expression_attribute_values(":now", s(&now))
+            .expression_attribute_values(":refund", s(&receipt.provider_refund_id))
+            .build()
+            .map_err(build_err)?;
+        let transaction = vec![
+            TransactWriteItem::builder().update(update).build(),
+            TransactWriteItem::builder()
+                .put(crate::outbox::put(&event, &self.tables.events)?)
+                .build(),
+        ];
+        match transact(&self.client, transaction).await? {
+            Transact::Committed => Ok(refunded),
+            // Refunded concurrently by another path: the same outcome.
+            Transact::Cancelled(reasons) if reasons.first().is_some_and(condition_failed) => {
+                Ok(refunded)
+            }
+            Transact::Cancelled(reasons) => {
+                Err(DbError::Unavailable(format!("refund kept conflicting: {reasons:?}")).into())
+            }
+        }
+    }
+
+    fn audit_put(
+        &self,
+        payment: &Payment,
+        notification: &ProviderNotification,
+        outcome: CallbackOutcome,
+        now: &str,
+    ) -> Result<Put, DbError> {
+        let body =
+            serde_json::to_string(notification).map_err(|e| DbError::Corrupt(e.to_string()))?;
+        Put::builder()
+            .table_name(&self.tables.payment_callbacks)
+            .item("paymentId", s(&payment.payment_id))
+            .item("receivedAt", s(&format!("{now}#{}", new_id())))
+            .item("outcome", s(outcome.as_str()))
+            .item("paymentStatus", s(payment.payment_status.as_str()))
+            .item("notification", s(&body))
+            .build()
+            .map_err(build_err)
+    }
+
+    async fn audit(
+        &self,
+        payment: &Payment,
+        notification: &ProviderNotification,
+        outcome: CallbackOutcome,
+        now: &str,
+    ) -> Result<(), DbError> {
+        let put = self.audit_put(payment, notification, outcome, now)?;
+        self.client
+            .put_item()
+            .table_name(put.table_name())
+            .set_item(Some(put.item().clone()))
+            .send()
+            .await?;
+        if outcome != CallbackOutcome::Duplicate {
+            tracing::warn!(payment_id = %payment.payment_id, outcome = outcome.as_str(), "payment callback recorded without effect");
+        }
+        Ok(())
+    }
+}
+impl From<DbError> for PaymentError {
+    fn from(err: DbError) -> Self {
+        PaymentError::Store(err.into())
+    }
+}
+
+impl From<ReplayError> for PaymentError {
+    fn from(err: ReplayError) -> Self {
+        match err {
+            ReplayError::Reused(reused) => reused.into(),
+            ReplayError::Db(db) => db.into(),
+        }
+    }
+}
+
+impl From<Throttled> for PaymentError {
+    fn from(err: Throttled) -> Self {
+        match err {
+            Throttled::Limited(limited) => limited.into(),
+            Throttled::Store(store) => store.into(),
+        }
+    }
+}

@@ -1,0 +1,840 @@
+//! Rebate storage: the rules document, the ledger and the balances.
+//!
+//! The rebates table holds, per user (`pk = USER#<userId>`):
+//! - ledger entries, `sk = ENTRY#<orderId>#1` (the credit) and
+//!   `ENTRY#<orderId>#2` (its clawback), so each order has at most one of
+//!   each, and a user's entries read newest order first;
+//! - `sk = BALANCE#<currency>`: `pending` and `available` in that currency,
+//!   changed only in the same transaction as the entries they sum (a
+//!   `BALANCE` item without a currency suffix, written before balances were
+//!   kept per currency, is read as one more item of its `currency`);
+//! - `sk = MONTH#YYYY-MM#<currency>`: what the user earned that calendar
+//!   month in that currency, for the monthly cap (the rules' caps are in
+//!   the rules' currency);
+//! - `sk = VOID#<orderId>`: the order was refunded before its rebate was
+//!   credited (events can arrive out of order), so it never will be.
+//!
+//! Entry states: a credit starts `PENDING`; after the holding period the
+//! release sweep makes it `AVAILABLE`. A refund or cancel makes a `PENDING`
+//! credit `REVERSED`, and gives an `AVAILABLE` one a negative `CLAWBACK`
+//! entry. Every move is one transaction conditional on the entry's current
+//! status, so the balances always equal the sums of the entries.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, KeysAndAttributes, Put, TransactWriteItem, Update,
+};
+use time::OffsetDateTime;
+
+use crate::config::Tables;
+use crate::db::{
+    DbError, Item, Transact, backoff, build_err, condition_failed, conflicted, n, number, s,
+    transact,
+};
+use crate::outbox::ProcessedMarker;
+use domain::clock;
+use domain::events::{Envelope, EventType};
+use domain::orders::Order;
+use domain::rebates::{
+    Balance, Credit, EntryKind, EntryStatus, LedgerEntry, RebateError, RebateLine, RebateRules,
+    ReleaseReport, Reversal, evaluate, month_of,
+};
+
+pub const RELEASE_INDEX: &str = "byRelease";
+/// Pending entries are spread over this many index partitions.
+pub const RELEASE_SHARDS: u32 = 8;
+/// The key attributes of a ledger page token.
+pub const ENTRY_KEY: &[&str] = &["pk", "sk"];
+const CURRENT_RULES: &str = "current";
+/// Attempts at a transaction that lost a race (another credit of the same
+/// user this month, a release, a concurrent transaction).
+const MAX_ATTEMPTS: u32 = 8;
+
+#[derive(Clone, Debug)]
+pub struct Rebates {
+    client: Client,
+    tables: Tables,
+    pub holding_period: Duration,
+}
+
+fn user_pk(user_id: &str) -> String {
+    format!("USER#{user_id}")
+}
+
+fn credit_sk(order_id: &str) -> String {
+    format!("ENTRY#{order_id}#1")
+}
+
+fn clawback_sk(order_id: &str) -> String {
+    format!("ENTRY#{order_id}#2")
+}
+
+fn month_sk(month: &str, currency: &str) -> String {
+    format!("MONTH#{month}#{currency}")
+}
+
+fn balance_sk(currency: &str) -> String {
+    format!("BALANCE#{currency}")
+}
+
+fn void_sk(order_id: &str) -> String {
+    format!("VOID#{order_id}")
+}
+
+fn release_shard(order_id: &str) -> String {
+    let sum: u32 = order_id.bytes().map(u32::from).sum();
+    (sum % RELEASE_SHARDS).to_string()
+}
+
+impl Rebates {
+    pub fn new(client: Client, tables: Tables, holding_period: Duration) -> Self {
+        Self {
+            client,
+            tables,
+            holding_period,
+        }
+    }
+
+    /// An update of one item of the rebates table.
+    fn update(&self, pk: &str, sk: &str) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
+        Update::builder()
+            .table_name(&self.tables.rebates)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+    }
+
+    // ------------------------------------------------------------- rules
+
+    pub async fn rules(&self) -> Result<Option<RebateRules>, DbError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.rebate_rules)
+            .key("rulesId", s(CURRENT_RULES))
+            .consistent_read(true)
+            .send()
+            .await?;
+        out.item.as_ref().map(parse_rules).transpose()
+    }
+
+    /// The current rules, or 404 when none were ever set.
+    pub async fn current_rules(&self) -> Result<RebateRules, RebateError> {
+        self.rules().await?.ok_or(RebateError::RulesNotSet)
+    }
+
+    /// Stores `rules` as the next version (and keeps the earlier ones).
+    /// Two admins replacing at once: one wins, the other gets 409.
+    pub async fn replace_rules(
+        &self,
+        mut rules: RebateRules,
+        updated_by: &str,
+    ) -> Result<RebateRules, RebateError> {
+        rules.validate()?;
+        let previous = self.rules().await?.map(|r| r.version).unwrap_or(0);
+        rules.version = previous + 1;
+        let document =
+            serde_json::to_string(&rules).map_err(|e| DbError::Corrupt(e.to_string()))?;
+        let now = clock::now_rfc3339();
+        let put = |id: String| {
+            Put::builder()
+                .table_name(&self.tables.rebate_rules)
+                .item("rulesId", s(&id))
+                .item("version", n(i64::from(rules.version)))
+                .item("document", s(&document))
+                .item("updatedAt", s(&now))
+                .item("updatedBy", s(updated_by))
+        };
+        let current = put(CURRENT_RULES.to_owned())
+            .condition_expression("attribute_not_exists(rulesId) OR version = :previous")
+            .expression_attribute_values(":previous", n(i64::from(previous)))
+            .build()
+            .map_err(build_err)?;
+        let history = put(format!("v#{:010}", rules.version))
+            .condition_expression("attribute_not_exists(rulesId)")
+            .build()
+            .map_err(build_err)?;
+        let items = vec![
+            TransactWriteItem::builder().put(current).build(),
+            TransactWriteItem::builder().put(history).build(),
+        ];
+        match transact(&self.client, items).await? {
+            Transact::Committed => Ok(rules),
+            Transact::Cancelled(_) => Err(RebateError::RulesChanged { replaced: previous }),
+        }
+    }
+
+    // ------------------------------------------------------------ credit
+
+    /// Credits what a paid order earns: one `PENDING` entry per order,
+    /// its balance and monthly total, the `RebateCredited` event and the
+    /// consumer's marker, in one transaction.
+    pub async fn credit(
+        &self,
+        order: &Order,
+        paid_at: OffsetDateTime,
+        marker: &ProcessedMarker,
+        correlation_id: &str,
+    ) -> Result<Credit, DbError> {
+        let pk = user_pk(&order.user_id);
+        let month = month_of(paid_at);
+        let lines: Vec<RebateLine> = order
+            .items
+            .iter()
+            .map(|l| RebateLine {
+                product_id: l.product_id.clone(),
+                category: l.category.clone(),
+                line_amount: l.line_amount,
+            })
+            .collect();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (rules, month_total) = self
+                .rules_and_month_total(&pk, &month, &order.currency)
+                .await?;
+            let Some(rules) = rules else {
+                return Ok(Credit::Nothing("no rebate rules are set"));
+            };
+            // A late or redriven event is credited under the rules that were
+            // in force when the order was paid, not today's.
+            let Some(rules) = self.rules_in_force_at(rules, paid_at).await? else {
+                return Ok(Credit::Nothing("no rebate rules were set when it was paid"));
+            };
+            let evaluation = evaluate(&lines, &order.currency, paid_at, month_total, &rules);
+            if evaluation.amount <= 0 {
+                return Ok(Credit::Nothing("the order earns no rebate"));
+            }
+            let now = clock::now_rfc3339();
+            let available_at = clock::rfc3339(clock::now() + self.holding_period);
+            let entry = LedgerEntry {
+                entry_id: format!("{}-1", order.order_id),
+                user_id: order.user_id.clone(),
+                order_id: order.order_id.clone(),
+                kind: EntryKind::Credit,
+                status: EntryStatus::Pending,
+                amount: evaluation.amount,
+                currency: rules.currency.clone(),
+                rules_version: evaluation.rules_version,
+                lines: evaluation.lines,
+                capped_by: evaluation.capped_by,
+                month: month.clone(),
+                created_at: now.clone(),
+                updated_at: now.clone(),
+                available_at: Some(available_at),
+                reversed_at: None,
+            };
+            let void = ConditionCheck::builder()
+                .table_name(&self.tables.rebates)
+                .key("pk", s(&pk))
+                .key("sk", s(&void_sk(&order.order_id)))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(build_err)?;
+            let mut item = self.entry_item(&entry, &credit_sk(&order.order_id))?;
+            item.insert("releaseShard".into(), s(&release_shard(&order.order_id)));
+            let put = Put::builder()
+                .table_name(&self.tables.rebates)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(build_err)?;
+            let month_update = self
+                .update(&pk, &month_sk(&month, &rules.currency))
+                .update_expression("ADD earned :a")
+                // The cap was computed from `month_total`; if another
+                // credit moved it since, evaluate again.
+                .condition_expression("attribute_not_exists(earned) OR earned = :seen")
+                .expression_attribute_values(":a", n(entry.amount))
+                .expression_attribute_values(":seen", n(month_total))
+                .build()
+                .map_err(build_err)?;
+            let event = Envelope::new(EventType::RebateCredited, correlation_id, &now, &entry)?;
+            let items = vec![
+                TransactWriteItem::builder().condition_check(void).build(),
+                TransactWriteItem::builder().put(put).build(),
+                TransactWriteItem::builder()
+                    .update(self.balance_update(
+                        &pk,
+                        &entry.currency,
+                        &[("pending", entry.amount)],
+                    )?)
+                    .build(),
+                TransactWriteItem::builder().update(month_update).build(),
+                TransactWriteItem::builder()
+                    .put(crate::outbox::put(&event, &self.tables.events)?)
+                    .build(),
+                TransactWriteItem::builder().put(marker.put(&now)?).build(),
+            ];
+            let reasons = match transact(&self.client, items).await? {
+                Transact::Committed => {
+                    crate::metrics::increment(crate::metrics::Metric::RebatesCredited);
+                    return Ok(Credit::Credited(Box::new(entry)));
+                }
+                Transact::Cancelled(reasons) => reasons,
+            };
+            let failed = |i: usize| reasons.get(i).is_some_and(condition_failed);
+            if failed(0) {
+                return Ok(Credit::Nothing(
+                    "the order was refunded before its rebate was credited",
+                ));
+            }
+            if failed(1) || failed(5) {
+                return Ok(Credit::AlreadyDone);
+            }
+            if (failed(3) || conflicted(&reasons)) && attempt < MAX_ATTEMPTS {
+                backoff(attempt).await;
+                continue;
+            }
+            return Err(DbError::Unavailable(format!(
+                "crediting order {} kept conflicting: {reasons:?}",
+                order.order_id
+            )));
+        }
+    }
+
+    /// The rules and the user's total this month in `currency`, in one
+    /// round trip.
+    async fn rules_and_month_total(
+        &self,
+        pk: &str,
+        month: &str,
+        currency: &str,
+    ) -> Result<(Option<(RebateRules, String)>, i64), DbError> {
+        let rules_key = KeysAndAttributes::builder()
+            .keys([("rulesId".to_owned(), s(CURRENT_RULES))].into())
+            .consistent_read(true)
+            .build()
+            .map_err(build_err)?;
+        let month_key = KeysAndAttributes::builder()
+            .keys(
+                [
+                    ("pk".to_owned(), s(pk)),
+                    ("sk".to_owned(), s(&month_sk(month, currency))),
+                ]
+                .into(),
+            )
+            .consistent_read(true)
+            .build()
+            .map_err(build_err)?;
+        let mut found = crate::db::batch_get(
+            &self.client,
+            [
+                (self.tables.rebate_rules.clone(), rules_key),
+                (self.tables.rebates.clone(), month_key),
+            ]
+            .into(),
+        )
+        .await?;
+        let rules = found
+            .remove(&self.tables.rebate_rules)
+            .unwrap_or_default()
+            .first()
+            .map(|item| Ok::<_, DbError>((parse_rules(item)?, updated_at(item))))
+            .transpose()?;
+        let total = found
+            .remove(&self.tables.rebates)
+            .unwrap_or_default()
+            .first()
+            .map_or(0, |item| number(item, "earned").unwrap_or(0));
+        Ok((rules, total))
+    }
+
+    /// The version of the rules that was in force at `at`: the current one
+    /// if it was set by then (the common case, no read), else the newest
+    /// earlier version set by then, read back through the kept history.
+    /// `None` when no rules were set yet at `at`.
+    async fn rules_in_force_at(
+        &self,
+        (current, updated): (RebateRules, String),
+        at: OffsetDateTime,
+    ) -> Result<Option<RebateRules>, DbError> {
+        let set_by = |updated: &str| {
+            OffsetDateTime::parse(updated, &time::format_description::well_known::Rfc3339)
+                .is_ok_and(|t| t <= at)
+        };
+        if set_by(&updated) {
+            return Ok(Some(current));
+        }
+        let mut version = current.version;
+        while version > 1 {
+            version -= 1;
+            let Some(item) = self.rules_item(&format!("v#{version:010}")).await? else {
+                continue;
+            };
+            if set_by(&updated_at(&item)) {
+                return Ok(Some(parse_rules(&item)?));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn rules_item(&self, rules_id: &str) -> Result<Option<Item>, DbError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.rebate_rules)
+            .key("rulesId", s(rules_id))
+            .consistent_read(true)
+            .send()
+            .await?;
+        Ok(out.item)
+    }
+
+    // ----------------------------------------------------------- reversal
+
+    /// Takes back what a refunded or cancelled order earned. With no credit
+    /// yet and `may_still_be_credited` (a refund: the order was paid, and
+    /// its `OrderPaid` may still be on its way), marks the order so that no
+    /// credit will ever be made.
+    pub async fn reverse(
+        &self,
+        order: &Order,
+        may_still_be_credited: bool,
+        marker: &ProcessedMarker,
+        correlation_id: &str,
+    ) -> Result<Reversal, DbError> {
+        let pk = user_pk(&order.user_id);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let now = clock::now_rfc3339();
+            let credit = self.entry(&pk, &credit_sk(&order.order_id)).await?;
+            let (items, outcome) = match credit {
+                None if !may_still_be_credited => return Ok(Reversal::Nothing),
+                None => {
+                    let void = Put::builder()
+                        .table_name(&self.tables.rebates)
+                        .item("pk", s(&pk))
+                        .item("sk", s(&void_sk(&order.order_id)))
+                        .item("voidedAt", s(&now))
+                        .condition_expression("attribute_not_exists(pk)")
+                        .build()
+                        .map_err(build_err)?;
+                    // The credit, had it won the race, would have cancelled this.
+                    let no_credit = ConditionCheck::builder()
+                        .table_name(&self.tables.rebates)
+                        .key("pk", s(&pk))
+                        .key("sk", s(&credit_sk(&order.order_id)))
+                        .condition_expression("attribute_not_exists(pk)")
+                        .build()
+                        .map_err(build_err)?;
+                    (
+                        vec![
+                            TransactWriteItem::builder().put(void).build(),
+                            TransactWriteItem::builder()
+                                .condition_check(no_credit)
+                                .build(),
+                        ],
+                        Reversal::Voided,
+                    )
+                }
+                Some(entry)
+                    if entry.status == EntryStatus::Reversed || entry.reversed_at.is_some() =>
+                {
+                    return Ok(Reversal::AlreadyDone);
+                }
+                Some(entry) if entry.status == EntryStatus::Pending => {
+                    let reversed = LedgerEntry {
+                        status: EntryStatus::Reversed,
+                        updated_at: now.clone(),
+                        reversed_at: Some(now.clone()),
+                        ..entry
+                    };
+                    let update = self.update(&pk, &credit_sk(&order.order_id))
+                        .update_expression(
+                            "SET #status = :reversed, updatedAt = :now, reversedAt = :now REMOVE releaseShard",
+                        )
+                        .condition_expression("#status = :pending")
+                        .expression_attribute_names("#status", "status")
+                        .expression_attribute_values(":reversed", s(EntryStatus::Reversed.as_str()))
+                        .expression_attribute_values(":pending", s(EntryStatus::Pending.as_str()))
+                        .expression_attribute_values(":now", s(&now))
+                        .build()
+                        .map_err(build_err)?;
+                    let event =
+                        Envelope::new(EventType::RebateReversed, correlation_id, &now, &reversed)?;
+                    (
+                        vec![
+                            TransactWriteItem::builder().update(update).build(),
+                            TransactWriteItem::builder()
+                                .update(self.balance_update(
+                                    &pk,
+                                    &reversed.currency,
+                                    &[("pending", -reversed.amount)],
+                                )?)
+                                .build(),
+                            TransactWriteItem::builder()
+                                .update(self.month_decrement(&pk, &reversed)?)
+                                .build(),
+                            TransactWriteItem::builder()
+                                .put(crate::outbox::put(&event, &self.tables.events)?)
+                                .build(),
+                        ],
+                        Reversal::Reversed(Box::new(reversed)),
+                    )
+                }
+                Some(entry) => {
+                    let clawback = LedgerEntry {
+                        entry_id: format!("{}-2", order.order_id),
+                        kind: EntryKind::Clawback,
+                        status: EntryStatus::Available,
+                        amount: -entry.amount,
+                        lines: Vec::new(),
+                        capped_by: None,
+                        created_at: now.clone(),
+                        updated_at: now.clone(),
+                        available_at: None,
+                        reversed_at: None,
+                        ..entry.clone()
+                    };
+                    let put = Put::builder()
+                        .table_name(&self.tables.rebates)
+                        .set_item(Some(
+                            self.entry_item(&clawback, &clawback_sk(&order.order_id))?,
+                        ))
+                        .condition_expression("attribute_not_exists(pk)")
+                        .build()
+                        .map_err(build_err)?;
+                    let mark = self
+                        .update(&pk, &credit_sk(&order.order_id))
+                        .update_expression("SET updatedAt = :now, reversedAt = :now")
+                        .condition_expression(
+                            "#status = :available AND attribute_not_exists(reversedAt)",
+                        )
+                        .expression_attribute_names("#status", "status")
+                        .expression_attribute_values(
+                            ":available",
+                            s(EntryStatus::Available.as_str()),
+                        )
+                        .expression_attribute_values(":now", s(&now))
+                        .build()
+                        .map_err(build_err)?;
+                    let event =
+                        Envelope::new(EventType::RebateReversed, correlation_id, &now, &clawback)?;
+                    (
+                        vec![
+                            TransactWriteItem::builder().put(put).build(),
+                            TransactWriteItem::builder().update(mark).build(),
+                            TransactWriteItem::builder()
+                                .update(self.balance_update(
+                                    &pk,
+                                    &entry.currency,
+                                    &[("available", -entry.amount)],
+                                )?)
+                                .build(),
+                            TransactWriteItem::builder()
+                                .update(self.month_decrement(&pk, &entry)?)
+                                .build(),
+                            TransactWriteItem::builder()
+                                .put(crate::outbox::put(&event, &self.tables.events)?)
+                                .build(),
+                        ],
+                        Reversal::ClawedBack(Box::new(clawback)),
+                    )
+                }
+            };
+            let mut items = items;
+            items.push(TransactWriteItem::builder().put(marker.put(&now)?).build());
+            let reasons = match transact(&self.client, items).await? {
+                Transact::Committed => return Ok(outcome),
+                Transact::Cancelled(reasons) => reasons,
+            };
+            if reasons.last().is_some_and(condition_failed) {
+                return Ok(Reversal::AlreadyDone);
+            }
+            if outcome == Reversal::Voided && reasons.first().is_some_and(condition_failed) {
+                return Ok(Reversal::AlreadyDone);
+            }
+            // The entry moved (released, credited or reversed meanwhile):
+            // read it again and take the path its new state needs.
+            if attempt < MAX_ATTEMPTS {
+                backoff(attempt).await;
+                continue;
+            }
+            return Err(DbError::Unavailable(format!(
+                "reversing order {} kept conflicting: {reasons:?}",
+                order.order_id
+            )));
+        }
+    }
+
+    // ------------------------------------------------------------ release
+
+    /// Makes every pending credit whose holding period ended by `now`
+    /// available. Safe to run concurrently with itself and with reversals:
+    /// each move is conditional on the entry still being `PENDING`. Asks
+    /// `must_stop` before each entry (the caller knows its deadline); each
+    /// move is whole, so stopping leaves what was done done.
+    pub async fn release_due(
+        &self,
+        now: OffsetDateTime,
+        must_stop: impl Fn() -> bool,
+    ) -> Result<ReleaseReport, DbError> {
+        let now_text = clock::rfc3339(now);
+        let mut report = ReleaseReport::default();
+        for shard in 0..RELEASE_SHARDS {
+            let mut start = None;
+            loop {
+                let out = self
+                    .client
+                    .query()
+                    .table_name(&self.tables.rebates)
+                    .index_name(RELEASE_INDEX)
+                    .key_condition_expression("releaseShard = :s AND availableAt <= :now")
+                    .expression_attribute_values(":s", s(&shard.to_string()))
+                    .expression_attribute_values(":now", s(&now_text))
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await?;
+                for item in out.items.unwrap_or_default() {
+                    if must_stop() {
+                        report.stopped_early = true;
+                        return Ok(report);
+                    }
+                    let entry: LedgerEntry = serde_dynamo::from_item(item)?;
+                    if self.release(&entry).await? {
+                        report.released += 1;
+                    } else {
+                        report.already_settled += 1;
+                    }
+                }
+                start = out.last_evaluated_key;
+                if start.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn release(&self, entry: &LedgerEntry) -> Result<bool, DbError> {
+        let pk = user_pk(&entry.user_id);
+        let now = clock::now_rfc3339();
+        let update = self
+            .update(&pk, &credit_sk(&entry.order_id))
+            .update_expression("SET #status = :available, updatedAt = :now REMOVE releaseShard")
+            .condition_expression("#status = :pending")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":available", s(EntryStatus::Available.as_str()))
+            .expression_attribute_values(":pending", s(EntryStatus::Pending.as_str()))
+            .expression_attribute_values(":now", s(&now))
+            .build()
+            .map_err(build_err)?;
+        let items = vec![
+            TransactWriteItem::builder().update(update).build(),
+            TransactWriteItem::builder()
+                .update(self.balance_update(
+                    &pk,
+                    &entry.currency,
+                    &[("pending", -entry.amount), ("available", entry.amount)],
+                )?)
+                .build(),
+        ];
+        match transact(&self.client, items).await? {
+            Transact::Committed => Ok(true),
+            Transact::Cancelled(reasons) if reasons.first().is_some_and(condition_failed) => {
+                Ok(false)
+            }
+            Transact::Cancelled(reasons) => Err(DbError::Unavailable(format!(
+                "releasing {} conflicted: {reasons:?}",
+                entry.entry_id
+            ))),
+        }
+    }
+
+    // -------------------------------------------------------------- reads
+
+    /// The user's balances, one per currency they ever earned in (sorted by
+    /// currency); the shop's default currency is always there, if only at 0.
+    pub async fn balances(&self, user_id: &str) -> Result<Vec<Balance>, DbError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.tables.rebates)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :balance)")
+            .expression_attribute_values(":pk", s(&user_pk(user_id)))
+            .expression_attribute_values(":balance", s("BALANCE"))
+            .consistent_read(true)
+            .send()
+            .await?;
+        let mut by_currency: std::collections::BTreeMap<String, Balance> = [(
+            domain::money::default_currency(),
+            Balance::zero(&domain::money::default_currency()),
+        )]
+        .into();
+        for item in out.items.unwrap_or_default() {
+            let found: Balance = serde_dynamo::from_item(item)?;
+            let total = by_currency
+                .entry(found.currency.clone())
+                .or_insert_with(|| Balance::zero(&found.currency));
+            total.pending += found.pending;
+            total.available += found.available;
+        }
+        Ok(by_currency.into_values().collect())
+    }
+
+    /// The key attribute and value every one of `user_id`'s ledger keys
+    /// holds: a page token must carry it (another user's is refused).
+    pub fn ledger_owner(user_id: &str) -> (&'static str, String) {
+        ("pk", user_pk(user_id))
+    }
+
+    /// A user's ledger, newest order first, from `start` (a key of a page
+    /// of the same user's ledger).
+    pub async fn entries(
+        &self,
+        user_id: &str,
+        limit: i32,
+        start: Option<Item>,
+    ) -> Result<(Vec<LedgerEntry>, Option<Item>), DbError> {
+        let pk = user_pk(user_id);
+        let out = self
+            .client
+            .query()
+            .table_name(&self.tables.rebates)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :entry)")
+            .expression_attribute_values(":pk", s(&pk))
+            .expression_attribute_values(":entry", s("ENTRY#"))
+            .scan_index_forward(false)
+            .limit(limit)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(DbError::from)?;
+        let entries = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(serde_dynamo::from_item)
+            .collect::<Result<Vec<LedgerEntry>, _>>()
+            .map_err(DbError::from)?;
+        Ok((entries, out.last_evaluated_key))
+    }
+
+    async fn entry(&self, pk: &str, sk: &str) -> Result<Option<LedgerEntry>, DbError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.rebates)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await?;
+        Ok(out.item.map(serde_dynamo::from_item).transpose()?)
+    }
+
+    // ------------------------------------------------------------ helpers
+
+    fn entry_item(&self, entry: &LedgerEntry, sk: &str) -> Result<Item, DbError> {
+        let mut item: Item = serde_dynamo::to_item(entry)?;
+        item.insert("pk".into(), s(&user_pk(&entry.user_id)));
+        item.insert("sk".into(), s(sk));
+        Ok(item)
+    }
+
+    fn balance_update(
+        &self,
+        pk: &str,
+        currency: &str,
+        changes: &[(&str, i64)],
+    ) -> Result<Update, DbError> {
+        let adds: Vec<String> = changes
+            .iter()
+            .map(|(name, _)| format!("{name} :{name}"))
+            .collect();
+        let mut update = self
+            .update(pk, &balance_sk(currency))
+            .update_expression(format!(
+                "SET currency = if_not_exists(currency, :c) ADD {}",
+                adds.join(", ")
+            ))
+            .expression_attribute_values(":c", s(currency));
+        for (name, amount) in changes {
+            update = update.expression_attribute_values(format!(":{name}"), n(*amount));
+        }
+        update.build().map_err(build_err)
+    }
+
+    fn month_decrement(&self, pk: &str, entry: &LedgerEntry) -> Result<Update, DbError> {
+        self.update(pk, &month_sk(&entry.month, &entry.currency))
+            .update_expression("ADD earned :a")
+            .expression_attribute_values(":a", n(-entry.amount))
+            .build()
+            .map_err(build_err)
+    }
+}
+
+/// When a rules item was set (its `updatedAt`; empty if it has none).
+fn updated_at(item: &Item) -> String {
+    match item.get("updatedAt") {
+        Some(AttributeValue::S(t)) => t.clone(),
+        _ => String::new(),
+    }
+}
+
+fn parse_rules(item: &Item) -> Result<RebateRules, DbError> {
+    let Some(AttributeValue::S(document)) = item.get("document") else {
+        return Err(DbError::Corrupt(
+            "rebate rules item without document".into(),
+        ));
+    };
+    serde_json::from_str(document).map_err(|e| DbError::Corrupt(format!("rebate rules: {e}")))
+}
+
+impl From<DbError> for RebateError {
+    fn from(err: DbError) -> Self {
+        RebateError::Store(err.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::rebates::Cap;
+    use time::macros::datetime;
+
+    #[test]
+    fn months_are_utc() {
+        assert_eq!(month_of(datetime!(2026-11-30 23:59:59 UTC)), "2026-11");
+        assert_eq!(month_of(datetime!(2026-12-01 07:30 +08:00)), "2026-11");
+        assert_eq!(month_of(datetime!(2027-01-01 00:00 UTC)), "2027-01");
+    }
+
+    #[test]
+    fn credit_sorts_after_its_clawback_newest_first() {
+        // Descending sort keys: an order's clawback shows above its credit.
+        assert!(clawback_sk("01J") > credit_sk("01J"));
+        assert!(credit_sk("01K") > clawback_sk("01J"));
+    }
+
+    #[test]
+    fn entries_serialize_in_the_api_shape() {
+        let entry = LedgerEntry {
+            entry_id: "o-1".into(),
+            user_id: "u".into(),
+            order_id: "o".into(),
+            kind: EntryKind::Credit,
+            status: EntryStatus::Pending,
+            amount: 150,
+            currency: "CNY".into(),
+            rules_version: 2,
+            lines: Vec::new(),
+            capped_by: Some(Cap::PerUserPerMonth),
+            month: "2026-11".into(),
+            created_at: "t".into(),
+            updated_at: "t".into(),
+            available_at: Some("t2".into()),
+            reversed_at: None,
+        };
+        let v = serde_json::to_value(&entry).unwrap();
+        assert_eq!(v["status"], "PENDING");
+        assert_eq!(v["kind"], "CREDIT");
+        assert_eq!(v["cappedBy"], "PER_USER_PER_MONTH");
+        assert!(v.get("reversedAt").is_none());
+        let back: LedgerEntry = serde_json::from_value(v).unwrap();
+        assert_eq!(back, entry);
+    }
+}

@@ -1,0 +1,335 @@
+//! Payments: the state machine, the stored shape, the API's and the
+//! provider's messages, and the provider abstraction with its sandbox.
+
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{FieldError, KeyReused, RateLimited, StoreError};
+use crate::orders::OrderStatus;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PaymentMethod {
+    Alipay,
+    WechatPay,
+    Card,
+}
+
+impl PaymentMethod {
+    /// Wallets are paid by scanning a QR code; cards on a web page.
+    pub fn is_wallet(self) -> bool {
+        matches!(self, PaymentMethod::Alipay | PaymentMethod::WechatPay)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentMethod::Alipay => "ALIPAY",
+            PaymentMethod::WechatPay => "WECHAT_PAY",
+            PaymentMethod::Card => "CARD",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PaymentStatus {
+    Pending,
+    Succeeded,
+    Failed,
+    /// Never completed: the order's window closed, or a newer payment with
+    /// another method replaced it.
+    Expired,
+    Refunded,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PaymentTransition {
+    Succeed,
+    Fail,
+    Expire,
+    Refund,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a payment in {from:?} cannot take {transition:?}")]
+pub struct ForbiddenPaymentTransition {
+    pub from: PaymentStatus,
+    pub transition: PaymentTransition,
+}
+
+impl PaymentStatus {
+    pub const ALL: [PaymentStatus; 5] = [
+        PaymentStatus::Pending,
+        PaymentStatus::Succeeded,
+        PaymentStatus::Failed,
+        PaymentStatus::Expired,
+        PaymentStatus::Refunded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::Pending => "PENDING",
+            PaymentStatus::Succeeded => "SUCCEEDED",
+            PaymentStatus::Failed => "FAILED",
+            PaymentStatus::Expired => "EXPIRED",
+            PaymentStatus::Refunded => "REFUNDED",
+        }
+    }
+
+    /// Whether a callback reporting `transition` says what this status
+    /// already records (a provider's resend, not news).
+    pub fn reports(self, transition: PaymentTransition) -> bool {
+        matches!(
+            (self, transition),
+            (
+                PaymentStatus::Succeeded | PaymentStatus::Refunded,
+                PaymentTransition::Succeed
+            ) | (PaymentStatus::Failed, PaymentTransition::Fail)
+        )
+    }
+
+    pub fn apply(
+        self,
+        transition: PaymentTransition,
+    ) -> Result<PaymentStatus, ForbiddenPaymentTransition> {
+        use PaymentStatus::*;
+        use PaymentTransition as T;
+        match (self, transition) {
+            (Pending, T::Succeed) => Ok(Succeeded),
+            (Pending, T::Fail) => Ok(Failed),
+            (Pending, T::Expire) => Ok(Expired),
+            // A provider's success is the truth about money: a buyer may pay
+            // after a failed attempt within the same trade, or after the
+            // payment was replaced or its order expired. It is recorded, and
+            // the order-status consumer pays the order or refunds it.
+            (Failed | Expired, T::Succeed) => Ok(Succeeded),
+            (Succeeded, T::Refund) => Ok(Refunded),
+            (from, transition) => Err(ForbiddenPaymentTransition { from, transition }),
+        }
+    }
+}
+
+/// A payment as stored and as returned by the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Payment {
+    pub payment_id: String,
+    pub order_id: String,
+    pub user_id: String,
+    pub amount: i64,
+    pub currency: String,
+    pub payment_method: PaymentMethod,
+    pub payment_status: PaymentStatus,
+    pub payment_url: String,
+    pub qr_code: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub expires_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_transaction_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+}
+
+/// The body of `POST /payments`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct InitiatePaymentRequest {
+    pub order_id: String,
+    pub payment_method: PaymentMethod,
+    /// Never trusted: if present it must be the caller.
+    #[serde(default, skip_serializing)]
+    pub user_id: Option<String>,
+}
+
+/// What the provider reports in its callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum NotifiedResult {
+    Success,
+    Failed,
+}
+
+/// The body of `POST /payments/notify`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderNotification {
+    pub payment_id: String,
+    pub order_id: String,
+    pub payment_status: NotifiedResult,
+    pub amount: i64,
+    pub currency: String,
+    pub provider_transaction_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+}
+
+impl ProviderNotification {
+    pub fn transition(&self) -> PaymentTransition {
+        match self.payment_status {
+            NotifiedResult::Success => PaymentTransition::Succeed,
+            NotifiedResult::Failed => PaymentTransition::Fail,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if self.provider_transaction_id.is_empty() || self.provider_transaction_id.len() > 128 {
+            return Err(FieldError::new(
+                "providerTransactionId",
+                "must be 1 to 128 characters",
+            ));
+        }
+        if self.failure_reason.as_ref().is_some_and(|r| r.len() > 512) {
+            return Err(FieldError::new(
+                "failureReason",
+                "must be at most 512 characters",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where the customer goes to pay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkout {
+    pub payment_url: String,
+    pub qr_code: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundReceipt {
+    pub provider_refund_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("the payment provider is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the payment provider refused: {0}")]
+    Refused(String),
+}
+
+/// Why a payment operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentError {
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    #[error("payment {0:?} does not exist")]
+    NotFound(String),
+    #[error("order {0:?} does not exist")]
+    OrderNotFound(String),
+    #[error("order {order_id} is {}: {why}", .status.as_str())]
+    OrderNotPayable {
+        order_id: String,
+        status: OrderStatus,
+        why: &'static str,
+    },
+    /// The order changed (another payment started, or it stopped being
+    /// payable) while this one was being created: look again and retry.
+    #[error("order {order_id} changed while the payment was being created")]
+    OrderChanged { order_id: String },
+    #[error("payment {payment_id} is {}", .status.as_str())]
+    NotRefundable {
+        payment_id: String,
+        status: PaymentStatus,
+    },
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error(transparent)]
+    RateLimited(#[from] RateLimited),
+    #[error(transparent)]
+    KeyReused(#[from] KeyReused),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl PaymentError {
+    pub fn order_not_payable(order: &crate::orders::Order, why: &'static str) -> Self {
+        Self::OrderNotPayable {
+            order_id: order.order_id.clone(),
+            status: order.order_status,
+            why,
+        }
+    }
+}
+
+/// Why a provider notification was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The notification is not from the provider (or is stale): the caller's fault.
+    #[error("{0}")]
+    BadSignature(String),
+    /// We could not check it (the signing secret is unreadable): ours.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+}
+
+/// A payment service provider (Alipay, WeChat Pay, a card acquirer).
+///
+/// Real providers start a checkout with an API call, report the result
+/// asynchronously to `POST /payments/notify` with a signature, and refund
+/// with another call; this trait is that contract.
+pub trait PaymentProvider: Send + Sync {
+    /// Starts a checkout for a new payment.
+    fn checkout(
+        &self,
+        payment: &Payment,
+    ) -> impl Future<Output = Result<Checkout, ProviderError>> + Send;
+
+    /// Returns the money of a succeeded payment.
+    fn refund(
+        &self,
+        payment: &Payment,
+        reason: &str,
+    ) -> impl Future<Output = Result<RefundReceipt, ProviderError>> + Send;
+
+    /// Checks that a notification comes from the provider.
+    fn verify_notification(
+        &self,
+        signature: Option<&str>,
+        body: &[u8],
+        now: i64,
+    ) -> impl Future<Output = Result<(), VerifyError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PaymentStatus::*;
+    use super::PaymentTransition as T;
+    use super::*;
+
+    #[test]
+    fn payment_transitions() {
+        let allowed = [
+            (Pending, T::Succeed, Succeeded),
+            (Pending, T::Fail, Failed),
+            (Pending, T::Expire, Expired),
+            (Failed, T::Succeed, Succeeded),
+            (Expired, T::Succeed, Succeeded),
+            (Succeeded, T::Refund, Refunded),
+        ];
+        for from in PaymentStatus::ALL {
+            for t in [T::Succeed, T::Fail, T::Expire, T::Refund] {
+                match allowed.iter().find(|(f, tt, _)| *f == from && *tt == t) {
+                    Some((_, _, to)) => assert_eq!(from.apply(t), Ok(*to)),
+                    None => assert!(from.apply(t).is_err(), "{from:?} --{t:?}-->"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn names_match_the_contract() {
+        for s in PaymentStatus::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        for m in [
+            PaymentMethod::Alipay,
+            PaymentMethod::WechatPay,
+            PaymentMethod::Card,
+        ] {
+            assert_eq!(serde_json::to_value(m).unwrap(), m.as_str());
+        }
+    }
+}
