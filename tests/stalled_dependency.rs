@@ -82,7 +82,7 @@ async fn pump(
     }
 }
 
-/// A DynamoDB client built as production builds it (`shared::db`'s timeouts
+/// A DynamoDB client built as production builds it (`adapters::db`'s timeouts
 /// and retries), pointed at the proxy.
 async fn client_through(proxy: &StallingProxy) -> aws_sdk_dynamodb::Client {
     let config = adapters::db::config_loader()
