@@ -1,5 +1,4 @@
 use analytics::AnalyticsConsumer;
-use lambda_runtime::LambdaEvent;
 
 // One invocation at a time: a single-threaded runtime starts faster and uses less memory.
 #[tokio::main(flavor = "current_thread")]
@@ -10,11 +9,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         sales: backend.sales(),
         markers_table: backend.tables.processed_events.clone(),
     };
-    let consumer = &consumer;
-    adapters::runtime::serve_events(
-        move |event: LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| async move {
-            Ok::<_, lambda_runtime::Error>(consumer.handle_batch(event.payload).await)
-        },
-    )
-    .await
+    adapters::runtime::serve_queue(|batch| consumer.handle_batch(batch)).await
 }

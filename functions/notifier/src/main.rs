@@ -1,7 +1,6 @@
 use adapters::faults::FaultHook;
 use adapters::notifications::Inbox;
 use adapters::notifications::sns::{Email, Sms};
-use lambda_runtime::LambdaEvent;
 use notifier::Notifier;
 
 // One invocation at a time: a single-threaded runtime starts faster and uses less memory.
@@ -25,11 +24,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         },
         markers_table: backend.tables.processed_events.clone(),
     };
-    let notifier = &notifier;
-    adapters::runtime::serve_events(
-        move |event: LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| async move {
-            Ok::<_, lambda_runtime::Error>(notifier.handle_batch(event.payload).await)
-        },
-    )
-    .await
+    adapters::runtime::serve_queue(|batch| notifier.handle_batch(batch)).await
 }

@@ -1,5 +1,4 @@
 use adapters::backend::Backend;
-use lambda_runtime::LambdaEvent;
 use update_order_status::OrderStatusConsumer;
 
 // One invocation at a time: a single-threaded runtime starts faster and uses less memory.
@@ -13,11 +12,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         provider: adapters::secrets::sandbox_provider(&backend.sdk)?,
         markers_table: backend.tables.processed_events.clone(),
     };
-    let consumer = &consumer;
-    adapters::runtime::serve_events(
-        move |event: LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| async move {
-            Ok::<_, lambda_runtime::Error>(consumer.handle_batch(event.payload).await)
-        },
-    )
-    .await
+    adapters::runtime::serve_queue(|batch| consumer.handle_batch(batch)).await
 }

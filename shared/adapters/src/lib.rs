@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod config;
 pub mod consumer;
 pub mod db;
+pub mod due_index;
 pub mod faults;
 pub mod idempotency;
 pub mod metrics;

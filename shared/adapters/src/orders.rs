@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    CancellationReason, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
 };
 use domain::catalog::Product;
 use domain::clock;
@@ -26,6 +27,7 @@ use crate::db::{
     DbError, Item, Transact, backoff, build_err, condition_failed, conflicted, n, number, s,
     transact,
 };
+use crate::due_index::DueIndex;
 use crate::idempotency::{self, IdempotencyKey, ReplayError, StoredResponse};
 use crate::metrics::{self, Metric};
 use crate::ratelimit::{Guess, Next, RateLimit};
@@ -33,9 +35,6 @@ use crate::ratelimit::{Guess, Next, RateLimit};
 pub const USER_INDEX: &str = "byUser";
 pub const USER_INDEX_KEY: &[&str] = &["orderId", "userId", "createdAt"];
 pub const EXPIRY_INDEX: &str = "byReservationExpiry";
-/// Orders holding stock are spread over this many index partitions so that
-/// a flash sale's writes do not all land on one.
-pub const RESERVATION_SHARDS: u32 = 8;
 /// Attempts at a transaction that lost a race to another transaction on the
 /// same items (`TransactionConflict`) or to a price change.
 const MAX_ATTEMPTS: u32 = 12;
@@ -68,6 +67,31 @@ pub enum Placement {
     Replayed(StoredResponse),
 }
 
+/// An order's transaction, and where the user's token is in it.
+struct OrderTransaction {
+    items: Vec<TransactWriteItem>,
+    bucket_at: usize,
+}
+
+/// A status change's transaction, and where its parts are in it.
+struct StatusChange {
+    items: Vec<TransactWriteItem>,
+    /// The lines' stock moves.
+    counters: std::ops::Range<usize>,
+    /// The expiry of the order's pending payment, if it has one to close.
+    payment_at: Option<usize>,
+}
+
+/// Why a placement transaction was cancelled, when it is not final.
+enum NotPlaced {
+    Replay(StoredResponse),
+    /// Only the guess of the user's token bucket was wrong: retry at once.
+    BucketGuessed(Guess),
+    /// Another transaction or a price change got there first: back off and
+    /// retry (with the bucket as read, if it was read).
+    LostRace(Option<Guess>),
+}
+
 /// The outcome of a status change.
 #[derive(Debug)]
 pub enum Transition {
@@ -96,9 +120,10 @@ fn event_type(transition: OrderTransition) -> EventType {
     }
 }
 
-fn reservation_shard(order_id: &str) -> String {
-    let sum: u32 = order_id.bytes().map(u32::from).sum();
-    (sum % RESERVATION_SHARDS).to_string()
+impl OrderRequest<'_> {
+    fn product_ids(&self) -> Vec<&str> {
+        self.lines.iter().map(|l| l.product_id.as_str()).collect()
+    }
 }
 
 impl Orders {
@@ -126,173 +151,181 @@ impl Orders {
     }
 
     /// Prices the lines from the catalog and, in one transaction, reserves
-    /// every line's units, stores the order, its `OrderCreated` event and the
-    /// idempotency record: all of it or none.
+    /// every line's units, stores the order, its `OrderCreated` event, the
+    /// user's rate-limit token and the idempotency record: all of it or none.
+    /// A transaction that lost a race (to another order, a price change, or
+    /// the user's own other request) is priced and tried again.
     pub async fn place(&self, request: OrderRequest<'_>) -> Result<Placement, OrderError> {
-        let ids: Vec<&str> = request
-            .lines
-            .iter()
-            .map(|l| l.product_id.as_str())
-            .collect();
-        let mut attempt = 0;
         let mut bucket = Guess::Idle;
-        loop {
-            attempt += 1;
-            let products = self.load_products(&ids).await?;
-            let (items, order_amount, currency) = price_lines(&request.lines, &products)?;
-            let now = clock::now();
-            let created_at = clock::rfc3339(now);
-            let order = Order {
-                order_id: new_id(),
-                user_id: request.user_id.to_owned(),
-                items,
-                order_amount,
-                currency,
-                order_status: OrderStatus::PendingPayment,
-                created_at: created_at.clone(),
-                updated_at: created_at.clone(),
-                expires_at: clock::rfc3339(now + request.payment_window),
-                active_payment_id: None,
-                paid_payment_id: None,
-            };
-            let versions: Vec<i64> = request
-                .lines
-                .iter()
-                .map(|l| {
-                    products
-                        .iter()
-                        .find(|p| p.product_id == l.product_id)
-                        .map_or(0, |p| p.version)
-                })
-                .collect();
-
-            let mut transaction = Vec::with_capacity(request.lines.len() + 3);
-            for (line, version) in order.items.iter().zip(&versions) {
-                transaction.push(
-                    TransactWriteItem::builder()
-                        .update(self.reserve(line.product_id.as_str(), line.quantity, *version)?)
-                        .build(),
-                );
-            }
-            transaction.push(
-                TransactWriteItem::builder()
-                    .put(self.order_put(&order)?)
-                    .build(),
-            );
-            let event = Envelope::new(
-                EventType::OrderCreated,
-                request.correlation_id,
-                &created_at,
-                &order,
-            )
-            .map_err(DbError::from)?;
-            transaction.push(
-                TransactWriteItem::builder()
-                    .put(crate::outbox::put(&event, &self.tables.events)?)
-                    .build(),
-            );
-            // The user's token, before the idempotency record (which must
-            // stay last for `replay_from`).
+        for attempt in 1..=MAX_ATTEMPTS {
+            let products = self.load_products(&request.product_ids()).await?;
+            let order = self.new_order(&request, &products)?;
             let now_ms = crate::ratelimit::now_ms();
-            let bucket_index = transaction.len();
-            if let Some(limit) = &self.rate_limit {
-                let take = limit.take(request.user_id, bucket, now_ms)?;
-                transaction.push(TransactWriteItem::builder().update(take).build());
-            }
-            let body =
-                serde_json::to_string(&order).map_err(|e| DbError::Corrupt(e.to_string()))?;
-            if let Some((key, fingerprint)) = &request.idempotency {
-                let put = idempotency::record_put(
-                    &self.tables.idempotency,
-                    key,
-                    fingerprint,
-                    201,
-                    &body,
-                    now.unix_timestamp(),
-                )?;
-                transaction.push(TransactWriteItem::builder().put(put).build());
-            }
-
-            let reasons = match transact(&self.client, transaction).await? {
+            let transaction = self.placement(&request, &order, &products, bucket, now_ms)?;
+            let reasons = match transact(&self.client, transaction.items).await? {
                 Transact::Committed => {
                     metrics::increment(Metric::OrdersCreated);
                     return Ok(Placement::Placed(order));
                 }
                 Transact::Cancelled(reasons) => reasons,
             };
-            let reasons = reasons.as_slice();
-            // A retry of an earlier request: answer as the original did.
-            if let Some((_, fingerprint)) = &request.idempotency
-                && let Some(answer) = idempotency::replay_from(reasons, fingerprint)
-            {
-                return answer.map(Placement::Replayed).map_err(OrderError::from);
-            }
-
-            // The user's token bucket was not as guessed.
-            let mut bucket_moved = false;
-            if let Some(limit) = &self.rate_limit
-                && let Some(reason) = reasons.get(bucket_index).filter(|r| condition_failed(r))
-            {
-                match limit.after_failure(reason.item(), now_ms) {
-                    Next::Limited { retry_after_ms } => {
-                        return Err(RateLimited { retry_after_ms }.into());
-                    }
-                    Next::Retry(guess) => {
-                        bucket = guess;
-                        bucket_moved = true;
+            match self.why_not_placed(&request, &order, &reasons, transaction.bucket_at, now_ms)? {
+                NotPlaced::Replay(answer) => return Ok(Placement::Replayed(answer)),
+                NotPlaced::BucketGuessed(guess) => bucket = guess,
+                NotPlaced::LostRace(guess) => {
+                    bucket = guess.unwrap_or(bucket);
+                    if attempt < MAX_ATTEMPTS {
+                        backoff(attempt).await;
                     }
                 }
             }
+        }
+        Err(StoreError::Busy("too many concurrent orders for these products; retry shortly").into())
+    }
 
-            let mut shortages = Vec::new();
-            let mut price_changed = false;
-            for ((line, reason), requested) in
-                order.items.iter().zip(reasons).zip(request.lines.iter())
-            {
-                if !condition_failed(reason) {
-                    continue;
+    /// A new pending order for the request, priced from `products`.
+    fn new_order(
+        &self,
+        request: &OrderRequest<'_>,
+        products: &[Product],
+    ) -> Result<Order, OrderError> {
+        let (items, order_amount, currency) = price_lines(&request.lines, products)?;
+        let now = clock::now();
+        let created_at = clock::rfc3339(now);
+        Ok(Order {
+            order_id: new_id(),
+            user_id: request.user_id.to_owned(),
+            items,
+            order_amount,
+            currency,
+            order_status: OrderStatus::PendingPayment,
+            created_at: created_at.clone(),
+            updated_at: created_at,
+            expires_at: clock::rfc3339(now + request.payment_window),
+            active_payment_id: None,
+            paid_payment_id: None,
+        })
+    }
+
+    /// The order's transaction: one reservation per line (conditional on
+    /// the stock and on the version it was priced at), the order, its event,
+    /// the user's token, and last the idempotency record (`replay_from`
+    /// reads the last cancellation reason).
+    fn placement(
+        &self,
+        request: &OrderRequest<'_>,
+        order: &Order,
+        products: &[Product],
+        bucket: Guess,
+        now_ms: i64,
+    ) -> Result<OrderTransaction, DbError> {
+        let mut items = Vec::with_capacity(order.items.len() + 4);
+        for line in &order.items {
+            let version = products
+                .iter()
+                .find(|p| p.product_id == line.product_id)
+                .map_or(0, |p| p.version);
+            let reserve = self.reserve(&line.product_id, line.quantity, version)?;
+            items.push(TransactWriteItem::builder().update(reserve).build());
+        }
+        items.push(
+            TransactWriteItem::builder()
+                .put(self.order_put(order)?)
+                .build(),
+        );
+        let event = Envelope::new(
+            EventType::OrderCreated,
+            request.correlation_id,
+            &order.created_at,
+            order,
+        )?;
+        let outbox = crate::outbox::put(&event, &self.tables.events)?;
+        items.push(TransactWriteItem::builder().put(outbox).build());
+        let bucket_at = items.len();
+        if let Some(limit) = &self.rate_limit {
+            let take = limit.take(request.user_id, bucket, now_ms)?;
+            items.push(TransactWriteItem::builder().update(take).build());
+        }
+        if let Some((key, fingerprint)) = &request.idempotency {
+            let record = idempotency::record_put(
+                &self.tables.idempotency,
+                key,
+                fingerprint,
+                201,
+                &serde_json::to_string(order)?,
+                now_ms / 1000,
+            )?;
+            items.push(TransactWriteItem::builder().put(record).build());
+        }
+        Ok(OrderTransaction { items, bucket_at })
+    }
+
+    /// Reads a cancelled placement: the answer to replay, a final refusal
+    /// (`Err`: unknown product, short stock, rate limited), or a race to try
+    /// again, at once when only the guess of the user's bucket was wrong.
+    fn why_not_placed(
+        &self,
+        request: &OrderRequest<'_>,
+        order: &Order,
+        reasons: &[CancellationReason],
+        bucket_at: usize,
+        now_ms: i64,
+    ) -> Result<NotPlaced, OrderError> {
+        // A retry of an earlier request: answer as the original did.
+        if let Some((_, fingerprint)) = &request.idempotency
+            && let Some(answer) = idempotency::replay_from(reasons, fingerprint)
+        {
+            return Ok(NotPlaced::Replay(answer?));
+        }
+        let mut bucket = None;
+        if let Some(limit) = &self.rate_limit
+            && let Some(reason) = reasons.get(bucket_at).filter(|r| condition_failed(r))
+        {
+            match limit.after_failure(reason.item(), now_ms) {
+                Next::Limited { retry_after_ms } => {
+                    return Err(RateLimited { retry_after_ms }.into());
                 }
-                let Some(current) = reason.item() else {
-                    return Err(OrderError::ProductNotFound(line.product_id.clone()));
-                };
-                let available = number(current, "stock").unwrap_or(0);
-                if available < requested.quantity {
-                    shortages.push(Shortage {
-                        product_id: line.product_id.clone(),
-                        requested: requested.quantity,
-                        available,
-                    });
-                } else {
-                    price_changed = true;
-                }
+                Next::Retry(guess) => bucket = Some(guess),
             }
-            if !shortages.is_empty() {
-                metrics::increment(Metric::StockConflicts);
-                return Err(OrderError::InsufficientStock(shortages));
-            }
-            if conflicted(reasons) {
-                // Lost a race for the same items: retried below.
-                metrics::increment(Metric::StockConflicts);
-            }
-            if bucket_moved && !price_changed && !conflicted(reasons) && attempt < MAX_ATTEMPTS {
-                // Only the guess was wrong: retry at once with the value read.
+        }
+        let mut shortages = Vec::new();
+        let mut price_changed = false;
+        for (line, reason) in order.items.iter().zip(reasons) {
+            if !condition_failed(reason) {
                 continue;
             }
-            if (price_changed || conflicted(reasons) || bucket_moved) && attempt < MAX_ATTEMPTS {
-                backoff(attempt).await;
-                continue;
+            let Some(current) = reason.item() else {
+                return Err(OrderError::ProductNotFound(line.product_id.clone()));
+            };
+            let available = number(current, "stock").unwrap_or(0);
+            if available < line.quantity {
+                shortages.push(Shortage {
+                    product_id: line.product_id.clone(),
+                    requested: line.quantity,
+                    available,
+                });
+            } else {
+                price_changed = true;
             }
-            if price_changed || conflicted(reasons) || bucket_moved {
-                return Err(StoreError::Busy(
-                    "too many concurrent orders for these products; retry shortly",
+        }
+        if !shortages.is_empty() {
+            metrics::increment(Metric::StockConflicts);
+            return Err(OrderError::InsufficientStock(shortages));
+        }
+        let raced = conflicted(reasons);
+        if raced {
+            metrics::increment(Metric::StockConflicts);
+        }
+        match (bucket, price_changed || raced) {
+            (Some(guess), false) => Ok(NotPlaced::BucketGuessed(guess)),
+            (guess, true) => Ok(NotPlaced::LostRace(guess)),
+            (None, false) => {
+                tracing::error!(?reasons, "createOrder transaction cancelled unexpectedly");
+                Err(
+                    StoreError::Failed("createOrder transaction cancelled unexpectedly".into())
+                        .into(),
                 )
-                .into());
             }
-            tracing::error!(?reasons, "createOrder transaction cancelled unexpectedly");
-            return Err(StoreError::Failed(
-                "createOrder transaction cancelled unexpectedly".into(),
-            )
-            .into());
         }
     }
 
@@ -339,7 +372,7 @@ impl Orders {
         if order.order_status.holds_reservation() {
             item.insert(
                 "reservationShard".into(),
-                s(&reservation_shard(&order.order_id)),
+                s(&crate::due_index::shard_of(&order.order_id)),
             );
         }
         Put::builder()
@@ -425,21 +458,18 @@ impl Orders {
         context: &TransitionContext,
     ) -> Result<Transition, DbError> {
         let mut order = order.clone();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
+        for attempt in 1..=MAX_ATTEMPTS {
             let Ok(target) = order.order_status.apply(transition) else {
                 return Ok(Transition::LostRace(Some(order.order_status)));
             };
             let now = clock::now_rfc3339();
-            let paid_payment_id = match transition {
-                OrderTransition::PaymentSucceeded => context.payment_id.clone(),
-                _ => order.paid_payment_id.clone(),
-            };
             let updated = Order {
                 order_status: target,
                 updated_at: now.clone(),
-                paid_payment_id,
+                paid_payment_id: match transition {
+                    OrderTransition::PaymentSucceeded => context.payment_id.clone(),
+                    _ => order.paid_payment_id.clone(),
+                },
                 ..order.clone()
             };
             // An order that stops being payable takes its pending payment
@@ -448,52 +478,22 @@ impl Orders {
             let closes_payment = self
                 .pending_payment_to_close(&order, target, context)
                 .await?;
-            let mut transaction = vec![
-                TransactWriteItem::builder()
-                    .update(self.status_update(&order, &updated, transition, &now)?)
-                    .build(),
-            ];
-            for line in &order.items {
-                if let Some(update) =
-                    self.stock_update(transition.stock_move(), &line.product_id, line.quantity)?
-                {
-                    transaction.push(TransactWriteItem::builder().update(update).build());
-                }
-            }
-            let counters = 1..transaction.len();
-            let event = Envelope::new(event_type(transition), correlation_id, &now, &updated)?;
-            transaction.push(
-                TransactWriteItem::builder()
-                    .put(crate::outbox::put(&event, &self.tables.events)?)
-                    .build(),
-            );
-            let payment_index = transaction.len();
-            if let Some(payment_id) = &closes_payment {
-                transaction.push(
-                    TransactWriteItem::builder()
-                        .update(crate::payments::expire_pending(
-                            &self.tables.payments,
-                            payment_id,
-                            &now,
-                        )?)
-                        .build(),
-                );
-            }
-            if let Some(marker) = &context.marker {
-                transaction.push(TransactWriteItem::builder().put(marker.put(&now)?).build());
-            }
-
-            let reasons = match transact(&self.client, transaction).await? {
+            let change = self.status_change(
+                &order,
+                &updated,
+                transition,
+                closes_payment.as_deref(),
+                context,
+                correlation_id,
+            )?;
+            let reasons = match transact(&self.client, change.items).await? {
                 Transact::Committed => return Ok(Transition::Applied(Box::new(updated))),
                 Transact::Cancelled(reasons) => reasons,
             };
-            let reasons = reasons.as_slice();
             if context.marker.is_some() && reasons.last().is_some_and(condition_failed) {
                 return Ok(Transition::AlreadyProcessed);
             }
-            if let Some(reason) = reasons.first()
-                && condition_failed(reason)
-            {
+            if let Some(reason) = reasons.first().filter(|r| condition_failed(r)) {
                 let current = reason
                     .item()
                     .and_then(|item| serde_dynamo::from_item::<_, Order>(item.clone()).ok());
@@ -503,8 +503,7 @@ impl Orders {
                     // go again with the order as it is now.
                     Some(current)
                         if current.order_status.apply(transition).is_ok()
-                            && current.active_payment_id != order.active_payment_id
-                            && attempt < MAX_ATTEMPTS =>
+                            && current.active_payment_id != order.active_payment_id =>
                     {
                         order = current;
                         continue;
@@ -513,7 +512,7 @@ impl Orders {
                 }
             }
             if reasons
-                .get(counters)
+                .get(change.counters)
                 .is_some_and(|r| r.iter().any(condition_failed))
             {
                 // A counter would go negative: the invariant is broken
@@ -524,20 +523,69 @@ impl Orders {
                     order.order_id
                 )));
             }
-            let payment_settled = closes_payment.is_some()
-                && reasons.get(payment_index).is_some_and(condition_failed);
-            if (payment_settled || conflicted(reasons)) && attempt < MAX_ATTEMPTS {
-                // The pending payment settled meanwhile (it is read again),
-                // or another transaction held the same items.
-                if !payment_settled {
-                    backoff(attempt).await;
-                }
-                continue;
+            let payment_settled = change
+                .payment_at
+                .is_some_and(|i| reasons.get(i).is_some_and(condition_failed));
+            if !(payment_settled || conflicted(&reasons)) {
+                return Err(DbError::Unavailable(format!(
+                    "{transition:?} cancelled: {reasons:?}"
+                )));
             }
-            return Err(DbError::Unavailable(format!(
-                "{transition:?} kept conflicting: {reasons:?}"
-            )));
+            // The pending payment settled meanwhile (it is read again at
+            // once), or another transaction held the same items.
+            if !payment_settled && attempt < MAX_ATTEMPTS {
+                backoff(attempt).await;
+            }
         }
+        Err(DbError::Unavailable(format!(
+            "{transition:?} of order {} kept conflicting",
+            order.order_id
+        )))
+    }
+
+    /// A status change's transaction: the order's status (conditional on
+    /// the one it leaves) first, then the lines' stock moves, the event, the
+    /// pending payment it expires, and the consumer's marker last.
+    fn status_change(
+        &self,
+        order: &Order,
+        updated: &Order,
+        transition: OrderTransition,
+        closes_payment: Option<&str>,
+        context: &TransitionContext,
+        correlation_id: &str,
+    ) -> Result<StatusChange, DbError> {
+        let now = &updated.updated_at;
+        let status = self.status_update(order, updated, transition, now)?;
+        let mut items = vec![TransactWriteItem::builder().update(status).build()];
+        for line in &order.items {
+            if let Some(update) =
+                self.stock_update(transition.stock_move(), &line.product_id, line.quantity)?
+            {
+                items.push(TransactWriteItem::builder().update(update).build());
+            }
+        }
+        let counters = 1..items.len();
+        let event = Envelope::new(event_type(transition), correlation_id, now, updated)?;
+        items.push(
+            TransactWriteItem::builder()
+                .put(crate::outbox::put(&event, &self.tables.events)?)
+                .build(),
+        );
+        let mut payment_at = None;
+        if let Some(payment_id) = closes_payment {
+            payment_at = Some(items.len());
+            let expire = crate::payments::expire_pending(&self.tables.payments, payment_id, now)?;
+            items.push(TransactWriteItem::builder().update(expire).build());
+        }
+        if let Some(marker) = &context.marker {
+            items.push(TransactWriteItem::builder().put(marker.put(now)?).build());
+        }
+        Ok(StatusChange {
+            items,
+            counters,
+            payment_at,
+        })
     }
 
     /// The order's payment to expire with `target`: its active payment if
@@ -677,32 +725,18 @@ impl Orders {
     /// by `now` (read from a sparse, eventually consistent index: the release
     /// transaction re-checks every condition).
     pub async fn find_expired(&self, now: OffsetDateTime) -> Result<Vec<Order>, DbError> {
-        let now = clock::rfc3339(now - self.late_payment_grace);
-        let mut found = Vec::new();
-        for shard in 0..RESERVATION_SHARDS {
-            let mut start = None;
-            loop {
-                let out = self
-                    .client
-                    .query()
-                    .table_name(&self.tables.orders)
-                    .index_name(EXPIRY_INDEX)
-                    .key_condition_expression("reservationShard = :s AND expiresAt <= :now")
-                    .expression_attribute_values(":s", s(&shard.to_string()))
-                    .expression_attribute_values(":now", s(&now))
-                    .set_exclusive_start_key(start)
-                    .send()
-                    .await?;
-                for item in out.items.unwrap_or_default() {
-                    found.push(serde_dynamo::from_item(item)?);
-                }
-                start = out.last_evaluated_key;
-                if start.is_none() {
-                    break;
-                }
-            }
-        }
-        Ok(found)
+        let until = clock::rfc3339(now - self.late_payment_grace);
+        let index = DueIndex {
+            table: &self.tables.orders,
+            index: EXPIRY_INDEX,
+            shard_attribute: "reservationShard",
+            due_attribute: "expiresAt",
+        };
+        let items = index.due(&self.client, &until).await?;
+        items
+            .into_iter()
+            .map(|item| serde_dynamo::from_item(item).map_err(DbError::from))
+            .collect()
     }
 }
 
@@ -736,18 +770,5 @@ impl From<ReplayError> for OrderError {
             ReplayError::Reused(reused) => reused.into(),
             ReplayError::Db(db) => db.into(),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shards_are_spread_and_stable() {
-        let shards: std::collections::HashSet<String> =
-            (0..200).map(|_| reservation_shard(&new_id())).collect();
-        assert_eq!(shards.len(), RESERVATION_SHARDS as usize);
-        assert_eq!(reservation_shard("abc"), reservation_shard("abc"));
     }
 }

@@ -33,6 +33,7 @@ use crate::db::{
     DbError, Item, Transact, backoff, build_err, condition_failed, conflicted, n, number, s,
     transact,
 };
+use crate::due_index::DueIndex;
 use crate::outbox::ProcessedMarker;
 use domain::clock;
 use domain::events::{Envelope, EventType};
@@ -43,8 +44,6 @@ use domain::rebates::{
 };
 
 pub const RELEASE_INDEX: &str = "byRelease";
-/// Pending entries are spread over this many index partitions.
-pub const RELEASE_SHARDS: u32 = 8;
 /// The key attributes of a ledger page token.
 pub const ENTRY_KEY: &[&str] = &["pk", "sk"];
 const CURRENT_RULES: &str = "current";
@@ -81,11 +80,6 @@ fn balance_sk(currency: &str) -> String {
 
 fn void_sk(order_id: &str) -> String {
     format!("VOID#{order_id}")
-}
-
-fn release_shard(order_id: &str) -> String {
-    let sum: u32 = order_id.bytes().map(u32::from).sum();
-    (sum % RELEASE_SHARDS).to_string()
 }
 
 impl Rebates {
@@ -188,9 +182,7 @@ impl Rebates {
                 line_amount: l.line_amount,
             })
             .collect();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
+        for attempt in 1..=MAX_ATTEMPTS {
             let (rules, month_total) = self
                 .rules_and_month_total(&pk, &month, &order.currency)
                 .await?;
@@ -207,7 +199,6 @@ impl Rebates {
                 return Ok(Credit::Nothing("the order earns no rebate"));
             }
             let now = clock::now_rfc3339();
-            let available_at = clock::rfc3339(clock::now() + self.holding_period);
             let entry = LedgerEntry {
                 entry_id: format!("{}-1", order.order_id),
                 user_id: order.user_id.clone(),
@@ -222,51 +213,10 @@ impl Rebates {
                 month: month.clone(),
                 created_at: now.clone(),
                 updated_at: now.clone(),
-                available_at: Some(available_at),
+                available_at: Some(clock::rfc3339(clock::now() + self.holding_period)),
                 reversed_at: None,
             };
-            let void = ConditionCheck::builder()
-                .table_name(&self.tables.rebates)
-                .key("pk", s(&pk))
-                .key("sk", s(&void_sk(&order.order_id)))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(build_err)?;
-            let mut item = self.entry_item(&entry, &credit_sk(&order.order_id))?;
-            item.insert("releaseShard".into(), s(&release_shard(&order.order_id)));
-            let put = Put::builder()
-                .table_name(&self.tables.rebates)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(build_err)?;
-            let month_update = self
-                .update(&pk, &month_sk(&month, &rules.currency))
-                .update_expression("ADD earned :a")
-                // The cap was computed from `month_total`; if another
-                // credit moved it since, evaluate again.
-                .condition_expression("attribute_not_exists(earned) OR earned = :seen")
-                .expression_attribute_values(":a", n(entry.amount))
-                .expression_attribute_values(":seen", n(month_total))
-                .build()
-                .map_err(build_err)?;
-            let event = Envelope::new(EventType::RebateCredited, correlation_id, &now, &entry)?;
-            let items = vec![
-                TransactWriteItem::builder().condition_check(void).build(),
-                TransactWriteItem::builder().put(put).build(),
-                TransactWriteItem::builder()
-                    .update(self.balance_update(
-                        &pk,
-                        &entry.currency,
-                        &[("pending", entry.amount)],
-                    )?)
-                    .build(),
-                TransactWriteItem::builder().update(month_update).build(),
-                TransactWriteItem::builder()
-                    .put(crate::outbox::put(&event, &self.tables.events)?)
-                    .build(),
-                TransactWriteItem::builder().put(marker.put(&now)?).build(),
-            ];
+            let items = self.crediting(&pk, &entry, month_total, marker, correlation_id)?;
             let reasons = match transact(&self.client, items).await? {
                 Transact::Committed => {
                     crate::metrics::increment(crate::metrics::Metric::RebatesCredited);
@@ -274,6 +224,7 @@ impl Rebates {
                 }
                 Transact::Cancelled(reasons) => reasons,
             };
+            // The items' order is `crediting`'s.
             let failed = |i: usize| reasons.get(i).is_some_and(condition_failed);
             if failed(0) {
                 return Ok(Credit::Nothing(
@@ -283,15 +234,83 @@ impl Rebates {
             if failed(1) || failed(5) {
                 return Ok(Credit::AlreadyDone);
             }
-            if (failed(3) || conflicted(&reasons)) && attempt < MAX_ATTEMPTS {
-                backoff(attempt).await;
-                continue;
+            let month_moved = failed(3);
+            if !(month_moved || conflicted(&reasons)) {
+                return Err(DbError::Unavailable(format!(
+                    "crediting order {} cancelled: {reasons:?}",
+                    order.order_id
+                )));
             }
-            return Err(DbError::Unavailable(format!(
-                "crediting order {} kept conflicting: {reasons:?}",
-                order.order_id
-            )));
+            if attempt < MAX_ATTEMPTS {
+                backoff(attempt).await;
+            }
         }
+        Err(DbError::Unavailable(format!(
+            "crediting order {} kept conflicting",
+            order.order_id
+        )))
+    }
+
+    /// The credit's transaction, in this order: no void for the order (0),
+    /// the entry (1), the pending balance (2), the month's total as it was
+    /// read when the cap was computed (3), the event (4), the consumer's
+    /// marker (5).
+    fn crediting(
+        &self,
+        pk: &str,
+        entry: &LedgerEntry,
+        month_total: i64,
+        marker: &ProcessedMarker,
+        correlation_id: &str,
+    ) -> Result<Vec<TransactWriteItem>, DbError> {
+        let order_id = &entry.order_id;
+        let void = ConditionCheck::builder()
+            .table_name(&self.tables.rebates)
+            .key("pk", s(pk))
+            .key("sk", s(&void_sk(order_id)))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build_err)?;
+        let mut item = self.entry_item(entry, &credit_sk(order_id))?;
+        item.insert(
+            "releaseShard".into(),
+            s(&crate::due_index::shard_of(order_id)),
+        );
+        let put = Put::builder()
+            .table_name(&self.tables.rebates)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build_err)?;
+        let balance = self.balance_update(pk, &entry.currency, &[("pending", entry.amount)])?;
+        let month = self
+            .update(pk, &month_sk(&entry.month, &entry.currency))
+            .update_expression("ADD earned :a")
+            // The cap was computed from `month_total`; if another credit
+            // moved it since, evaluate again.
+            .condition_expression("attribute_not_exists(earned) OR earned = :seen")
+            .expression_attribute_values(":a", n(entry.amount))
+            .expression_attribute_values(":seen", n(month_total))
+            .build()
+            .map_err(build_err)?;
+        let event = Envelope::new(
+            EventType::RebateCredited,
+            correlation_id,
+            &entry.created_at,
+            entry,
+        )?;
+        Ok(vec![
+            TransactWriteItem::builder().condition_check(void).build(),
+            TransactWriteItem::builder().put(put).build(),
+            TransactWriteItem::builder().update(balance).build(),
+            TransactWriteItem::builder().update(month).build(),
+            TransactWriteItem::builder()
+                .put(crate::outbox::put(&event, &self.tables.events)?)
+                .build(),
+            TransactWriteItem::builder()
+                .put(marker.put(&entry.created_at)?)
+                .build(),
+        ])
     }
 
     /// The rules and the user's total this month in `currency`, in one
@@ -396,168 +415,172 @@ impl Rebates {
         correlation_id: &str,
     ) -> Result<Reversal, DbError> {
         let pk = user_pk(&order.user_id);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
+        for attempt in 1..=MAX_ATTEMPTS {
             let now = clock::now_rfc3339();
             let credit = self.entry(&pk, &credit_sk(&order.order_id)).await?;
-            let (items, outcome) = match credit {
+            let (mut items, outcome) = match credit {
                 None if !may_still_be_credited => return Ok(Reversal::Nothing),
-                None => {
-                    let void = Put::builder()
-                        .table_name(&self.tables.rebates)
-                        .item("pk", s(&pk))
-                        .item("sk", s(&void_sk(&order.order_id)))
-                        .item("voidedAt", s(&now))
-                        .condition_expression("attribute_not_exists(pk)")
-                        .build()
-                        .map_err(build_err)?;
-                    // The credit, had it won the race, would have cancelled this.
-                    let no_credit = ConditionCheck::builder()
-                        .table_name(&self.tables.rebates)
-                        .key("pk", s(&pk))
-                        .key("sk", s(&credit_sk(&order.order_id)))
-                        .condition_expression("attribute_not_exists(pk)")
-                        .build()
-                        .map_err(build_err)?;
-                    (
-                        vec![
-                            TransactWriteItem::builder().put(void).build(),
-                            TransactWriteItem::builder()
-                                .condition_check(no_credit)
-                                .build(),
-                        ],
-                        Reversal::Voided,
-                    )
-                }
+                None => self.void_before_credit(&pk, &order.order_id, &now)?,
                 Some(entry)
                     if entry.status == EntryStatus::Reversed || entry.reversed_at.is_some() =>
                 {
                     return Ok(Reversal::AlreadyDone);
                 }
                 Some(entry) if entry.status == EntryStatus::Pending => {
-                    let reversed = LedgerEntry {
-                        status: EntryStatus::Reversed,
-                        updated_at: now.clone(),
-                        reversed_at: Some(now.clone()),
-                        ..entry
-                    };
-                    let update = self.update(&pk, &credit_sk(&order.order_id))
-                        .update_expression(
-                            "SET #status = :reversed, updatedAt = :now, reversedAt = :now REMOVE releaseShard",
-                        )
-                        .condition_expression("#status = :pending")
-                        .expression_attribute_names("#status", "status")
-                        .expression_attribute_values(":reversed", s(EntryStatus::Reversed.as_str()))
-                        .expression_attribute_values(":pending", s(EntryStatus::Pending.as_str()))
-                        .expression_attribute_values(":now", s(&now))
-                        .build()
-                        .map_err(build_err)?;
-                    let event =
-                        Envelope::new(EventType::RebateReversed, correlation_id, &now, &reversed)?;
-                    (
-                        vec![
-                            TransactWriteItem::builder().update(update).build(),
-                            TransactWriteItem::builder()
-                                .update(self.balance_update(
-                                    &pk,
-                                    &reversed.currency,
-                                    &[("pending", -reversed.amount)],
-                                )?)
-                                .build(),
-                            TransactWriteItem::builder()
-                                .update(self.month_decrement(&pk, &reversed)?)
-                                .build(),
-                            TransactWriteItem::builder()
-                                .put(crate::outbox::put(&event, &self.tables.events)?)
-                                .build(),
-                        ],
-                        Reversal::Reversed(Box::new(reversed)),
-                    )
+                    self.reverse_pending(&pk, entry, &now, correlation_id)?
                 }
-                Some(entry) => {
-                    let clawback = LedgerEntry {
-                        entry_id: format!("{}-2", order.order_id),
-                        kind: EntryKind::Clawback,
-                        status: EntryStatus::Available,
-                        amount: -entry.amount,
-                        lines: Vec::new(),
-                        capped_by: None,
-                        created_at: now.clone(),
-                        updated_at: now.clone(),
-                        available_at: None,
-                        reversed_at: None,
-                        ..entry.clone()
-                    };
-                    let put = Put::builder()
-                        .table_name(&self.tables.rebates)
-                        .set_item(Some(
-                            self.entry_item(&clawback, &clawback_sk(&order.order_id))?,
-                        ))
-                        .condition_expression("attribute_not_exists(pk)")
-                        .build()
-                        .map_err(build_err)?;
-                    let mark = self
-                        .update(&pk, &credit_sk(&order.order_id))
-                        .update_expression("SET updatedAt = :now, reversedAt = :now")
-                        .condition_expression(
-                            "#status = :available AND attribute_not_exists(reversedAt)",
-                        )
-                        .expression_attribute_names("#status", "status")
-                        .expression_attribute_values(
-                            ":available",
-                            s(EntryStatus::Available.as_str()),
-                        )
-                        .expression_attribute_values(":now", s(&now))
-                        .build()
-                        .map_err(build_err)?;
-                    let event =
-                        Envelope::new(EventType::RebateReversed, correlation_id, &now, &clawback)?;
-                    (
-                        vec![
-                            TransactWriteItem::builder().put(put).build(),
-                            TransactWriteItem::builder().update(mark).build(),
-                            TransactWriteItem::builder()
-                                .update(self.balance_update(
-                                    &pk,
-                                    &entry.currency,
-                                    &[("available", -entry.amount)],
-                                )?)
-                                .build(),
-                            TransactWriteItem::builder()
-                                .update(self.month_decrement(&pk, &entry)?)
-                                .build(),
-                            TransactWriteItem::builder()
-                                .put(crate::outbox::put(&event, &self.tables.events)?)
-                                .build(),
-                        ],
-                        Reversal::ClawedBack(Box::new(clawback)),
-                    )
-                }
+                Some(entry) => self.claw_back(&pk, entry, &now, correlation_id)?,
             };
-            let mut items = items;
             items.push(TransactWriteItem::builder().put(marker.put(&now)?).build());
             let reasons = match transact(&self.client, items).await? {
                 Transact::Committed => return Ok(outcome),
                 Transact::Cancelled(reasons) => reasons,
             };
-            if reasons.last().is_some_and(condition_failed) {
-                return Ok(Reversal::AlreadyDone);
-            }
-            if outcome == Reversal::Voided && reasons.first().is_some_and(condition_failed) {
+            let marker_there = reasons.last().is_some_and(condition_failed);
+            let voided_before =
+                outcome == Reversal::Voided && reasons.first().is_some_and(condition_failed);
+            if marker_there || voided_before {
                 return Ok(Reversal::AlreadyDone);
             }
             // The entry moved (released, credited or reversed meanwhile):
             // read it again and take the path its new state needs.
             if attempt < MAX_ATTEMPTS {
                 backoff(attempt).await;
-                continue;
             }
-            return Err(DbError::Unavailable(format!(
-                "reversing order {} kept conflicting: {reasons:?}",
-                order.order_id
-            )));
         }
+        Err(DbError::Unavailable(format!(
+            "reversing order {} kept conflicting",
+            order.order_id
+        )))
+    }
+
+    /// No credit yet: mark the order so that none will come (the credit,
+    /// had it won the race, cancels this with its own existence).
+    fn void_before_credit(
+        &self,
+        pk: &str,
+        order_id: &str,
+        now: &str,
+    ) -> Result<(Vec<TransactWriteItem>, Reversal), DbError> {
+        let void = Put::builder()
+            .table_name(&self.tables.rebates)
+            .item("pk", s(pk))
+            .item("sk", s(&void_sk(order_id)))
+            .item("voidedAt", s(now))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build_err)?;
+        let no_credit = ConditionCheck::builder()
+            .table_name(&self.tables.rebates)
+            .key("pk", s(pk))
+            .key("sk", s(&credit_sk(order_id)))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build_err)?;
+        let items = vec![
+            TransactWriteItem::builder().put(void).build(),
+            TransactWriteItem::builder()
+                .condition_check(no_credit)
+                .build(),
+        ];
+        Ok((items, Reversal::Voided))
+    }
+
+    /// A pending credit becomes `REVERSED` and leaves the pending balance
+    /// and the month's total.
+    fn reverse_pending(
+        &self,
+        pk: &str,
+        entry: LedgerEntry,
+        now: &str,
+        correlation_id: &str,
+    ) -> Result<(Vec<TransactWriteItem>, Reversal), DbError> {
+        let reversed = LedgerEntry {
+            status: EntryStatus::Reversed,
+            updated_at: now.to_owned(),
+            reversed_at: Some(now.to_owned()),
+            ..entry
+        };
+        let update = self
+            .update(pk, &credit_sk(&reversed.order_id))
+            .update_expression(
+                "SET #status = :reversed, updatedAt = :now, reversedAt = :now REMOVE releaseShard",
+            )
+            .condition_expression("#status = :pending")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":reversed", s(EntryStatus::Reversed.as_str()))
+            .expression_attribute_values(":pending", s(EntryStatus::Pending.as_str()))
+            .expression_attribute_values(":now", s(now))
+            .build()
+            .map_err(build_err)?;
+        let balance =
+            self.balance_update(pk, &reversed.currency, &[("pending", -reversed.amount)])?;
+        let event = Envelope::new(EventType::RebateReversed, correlation_id, now, &reversed)?;
+        let items = vec![
+            TransactWriteItem::builder().update(update).build(),
+            TransactWriteItem::builder().update(balance).build(),
+            TransactWriteItem::builder()
+                .update(self.month_decrement(pk, &reversed)?)
+                .build(),
+            TransactWriteItem::builder()
+                .put(crate::outbox::put(&event, &self.tables.events)?)
+                .build(),
+        ];
+        Ok((items, Reversal::Reversed(Box::new(reversed))))
+    }
+
+    /// An available credit stays as it was (its money may be spent) and gets
+    /// a negative `CLAWBACK` entry, taken from the available balance.
+    fn claw_back(
+        &self,
+        pk: &str,
+        entry: LedgerEntry,
+        now: &str,
+        correlation_id: &str,
+    ) -> Result<(Vec<TransactWriteItem>, Reversal), DbError> {
+        let order_id = entry.order_id.clone();
+        let clawback = LedgerEntry {
+            entry_id: format!("{order_id}-2"),
+            kind: EntryKind::Clawback,
+            status: EntryStatus::Available,
+            amount: -entry.amount,
+            lines: Vec::new(),
+            capped_by: None,
+            created_at: now.to_owned(),
+            updated_at: now.to_owned(),
+            available_at: None,
+            reversed_at: None,
+            ..entry.clone()
+        };
+        let put = Put::builder()
+            .table_name(&self.tables.rebates)
+            .set_item(Some(self.entry_item(&clawback, &clawback_sk(&order_id))?))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build_err)?;
+        let mark = self
+            .update(pk, &credit_sk(&order_id))
+            .update_expression("SET updatedAt = :now, reversedAt = :now")
+            .condition_expression("#status = :available AND attribute_not_exists(reversedAt)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":available", s(EntryStatus::Available.as_str()))
+            .expression_attribute_values(":now", s(now))
+            .build()
+            .map_err(build_err)?;
+        let balance = self.balance_update(pk, &entry.currency, &[("available", -entry.amount)])?;
+        let event = Envelope::new(EventType::RebateReversed, correlation_id, now, &clawback)?;
+        let items = vec![
+            TransactWriteItem::builder().put(put).build(),
+            TransactWriteItem::builder().update(mark).build(),
+            TransactWriteItem::builder().update(balance).build(),
+            TransactWriteItem::builder()
+                .update(self.month_decrement(pk, &entry)?)
+                .build(),
+            TransactWriteItem::builder()
+                .put(crate::outbox::put(&event, &self.tables.events)?)
+                .build(),
+        ];
+        Ok((items, Reversal::ClawedBack(Box::new(clawback))))
     }
 
     // ------------------------------------------------------------ release
@@ -574,36 +597,22 @@ impl Rebates {
     ) -> Result<ReleaseReport, DbError> {
         let now_text = clock::rfc3339(now);
         let mut report = ReleaseReport::default();
-        for shard in 0..RELEASE_SHARDS {
-            let mut start = None;
-            loop {
-                let out = self
-                    .client
-                    .query()
-                    .table_name(&self.tables.rebates)
-                    .index_name(RELEASE_INDEX)
-                    .key_condition_expression("releaseShard = :s AND availableAt <= :now")
-                    .expression_attribute_values(":s", s(&shard.to_string()))
-                    .expression_attribute_values(":now", s(&now_text))
-                    .set_exclusive_start_key(start)
-                    .send()
-                    .await?;
-                for item in out.items.unwrap_or_default() {
-                    if must_stop() {
-                        report.stopped_early = true;
-                        return Ok(report);
-                    }
-                    let entry: LedgerEntry = serde_dynamo::from_item(item)?;
-                    if self.release(&entry).await? {
-                        report.released += 1;
-                    } else {
-                        report.already_settled += 1;
-                    }
-                }
-                start = out.last_evaluated_key;
-                if start.is_none() {
-                    break;
-                }
+        let index = DueIndex {
+            table: &self.tables.rebates,
+            index: RELEASE_INDEX,
+            shard_attribute: "releaseShard",
+            due_attribute: "availableAt",
+        };
+        for item in index.due(&self.client, &now_text).await? {
+            if must_stop() {
+                report.stopped_early = true;
+                return Ok(report);
+            }
+            let entry: LedgerEntry = serde_dynamo::from_item(item)?;
+            if self.release(&entry).await? {
+                report.released += 1;
+            } else {
+                report.already_settled += 1;
             }
         }
         Ok(report)

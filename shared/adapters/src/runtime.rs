@@ -3,6 +3,7 @@
 
 use std::future::Future;
 
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -70,5 +71,19 @@ where
             result
         }
     }))
+    .await
+}
+
+/// Runs a queue consumer: each SQS batch goes to `handle_batch`, whose
+/// answer names the failed messages (`ReportBatchItemFailures`).
+pub async fn serve_queue<F, Fut>(handle_batch: F) -> Result<(), lambda_runtime::Error>
+where
+    F: Fn(SqsEvent) -> Fut,
+    Fut: Future<Output = SqsBatchResponse>,
+{
+    serve_events(move |event: LambdaEvent<SqsEvent>| {
+        let batch = handle_batch(event.payload);
+        async move { Ok::<_, lambda_runtime::Error>(batch.await) }
+    })
     .await
 }

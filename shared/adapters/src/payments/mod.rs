@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::config::Tables;
-use crate::db::{DbError, Item, Transact, build_err, condition_failed, s, transact};
+use crate::db::{DbError, Transact, build_err, condition_failed, s, transact};
 use crate::idempotency::{self, IdempotencyKey, ReplayError, StoredResponse};
 use crate::metrics::Metric;
 use crate::ratelimit::Throttled;
@@ -88,6 +88,56 @@ pub(crate) fn expire_pending(table: &str, payment_id: &str, now: &str) -> Result
         .expression_attribute_values(":now", s(now))
         .build()
         .map_err(build_err)
+}
+
+/// 409 unless the order can still take a payment now.
+fn check_payable(order: &Order, now: OffsetDateTime) -> Result<(), PaymentError> {
+    if !order.order_status.holds_reservation() {
+        return Err(PaymentError::order_not_payable(
+            order,
+            "only unpaid orders can be paid",
+        ));
+    }
+    let window_closed =
+        OffsetDateTime::parse(&order.expires_at, &Rfc3339).map_or(true, |expires| expires <= now);
+    if window_closed {
+        return Err(PaymentError::order_not_payable(
+            order,
+            "its payment window has closed",
+        ));
+    }
+    Ok(())
+}
+
+/// A new pending payment of the whole order, with its provider's checkout.
+async fn new_payment(
+    order: &Order,
+    method: PaymentMethod,
+    now: OffsetDateTime,
+    provider: &impl PaymentProvider,
+) -> Result<Payment, PaymentError> {
+    let created_at = clock::rfc3339(now);
+    let mut payment = Payment {
+        payment_id: new_id(),
+        order_id: order.order_id.clone(),
+        user_id: order.user_id.clone(),
+        amount: order.order_amount,
+        currency: order.currency.clone(),
+        payment_method: method,
+        payment_status: PaymentStatus::Pending,
+        payment_url: String::new(),
+        qr_code: None,
+        created_at: created_at.clone(),
+        updated_at: created_at,
+        // Never later than the order's own window.
+        expires_at: order.expires_at.clone(),
+        provider_transaction_id: None,
+        failure_reason: None,
+    };
+    let checkout = provider.checkout(&payment).await?;
+    payment.payment_url = checkout.payment_url;
+    payment.qr_code = checkout.qr_code;
+    Ok(payment)
 }
 
 impl Payments {
@@ -162,117 +212,19 @@ impl Payments {
         idempotency: Option<(IdempotencyKey, String)>,
     ) -> Result<Initiation, PaymentError> {
         let now = clock::now();
-        if !order.order_status.holds_reservation() {
-            return Err(PaymentError::order_not_payable(
-                order,
-                "only unpaid orders can be paid",
-            ));
-        }
-        let window_closed = OffsetDateTime::parse(&order.expires_at, &Rfc3339)
-            .map_or(true, |expires| expires <= now);
-        if window_closed {
-            return Err(PaymentError::order_not_payable(
-                order,
-                "its payment window has closed",
-            ));
-        }
-        let active = match &order.active_payment_id {
-            Some(id) => self
-                .get(id)
-                .await?
-                .filter(|p| p.payment_status == PaymentStatus::Pending),
-            None => None,
-        };
-        if let Some(active) = &active
-            && active.payment_method == method
-            && idempotency.is_none()
-        {
-            return Ok(Initiation::Existing(active.clone()));
-        }
-
-        let created_at = clock::rfc3339(now);
-        let mut payment = Payment {
-            payment_id: new_id(),
-            order_id: order.order_id.clone(),
-            user_id: order.user_id.clone(),
-            amount: order.order_amount,
-            currency: order.currency.clone(),
-            payment_method: method,
-            payment_status: PaymentStatus::Pending,
-            payment_url: String::new(),
-            qr_code: None,
-            created_at: created_at.clone(),
-            updated_at: created_at.clone(),
-            // Never later than the order's own window.
-            expires_at: order.expires_at.clone(),
-            provider_transaction_id: None,
-            failure_reason: None,
-        };
-        if let Some(active) = &active
-            && active.payment_method == method
-        {
+        check_payable(order, now)?;
+        let active = self.active_pending(order).await?;
+        let same_method = active.as_ref().filter(|a| a.payment_method == method);
+        let payment = match (same_method, &idempotency) {
+            (Some(pending), None) => return Ok(Initiation::Existing(pending.clone())),
             // With an Idempotency-Key the pending payment is recorded as this
             // key's answer, so the key replays it from now on.
-            payment = active.clone();
-        } else {
-            let checkout = provider.checkout(&payment).await?;
-            payment.payment_url = checkout.payment_url;
-            payment.qr_code = checkout.qr_code;
-        }
-        let reused = active
-            .as_ref()
-            .is_some_and(|a| a.payment_id == payment.payment_id);
-        // The idempotency record holds the answer as it was given: 200 for
-        // the order's pending payment, 201 for a new one.
-        let status = if reused { 200 } else { 201 };
-
-        let mut transaction = Vec::new();
-        if !reused {
-            let item: Item = serde_dynamo::to_item(&payment).map_err(DbError::from)?;
-            transaction.push(
-                TransactWriteItem::builder()
-                    .put(
-                        Put::builder()
-                            .table_name(&self.tables.payments)
-                            .set_item(Some(item))
-                            .condition_expression("attribute_not_exists(paymentId)")
-                            .build()
-                            .map_err(build_err)?,
-                    )
-                    .build(),
-            );
-            transaction.push(
-                TransactWriteItem::builder()
-                    .update(self.claim_order(order, &payment, &created_at)?)
-                    .build(),
-            );
-            if let Some(replaced) = &active {
-                transaction.push(
-                    TransactWriteItem::builder()
-                        .update(expire_pending(
-                            &self.tables.payments,
-                            &replaced.payment_id,
-                            &created_at,
-                        )?)
-                        .build(),
-                );
-            }
-        }
-        let body = serde_json::to_string(&payment).map_err(|e| DbError::Corrupt(e.to_string()))?;
-        if let Some((key, fingerprint)) = &idempotency {
-            transaction.push(
-                TransactWriteItem::builder()
-                    .put(idempotency::record_put(
-                        &self.tables.idempotency,
-                        key,
-                        fingerprint,
-                        status,
-                        &body,
-                        now.unix_timestamp(),
-                    )?)
-                    .build(),
-            );
-        }
+            (Some(pending), Some(_)) => pending.clone(),
+            (None, _) => new_payment(order, method, now, provider).await?,
+        };
+        let reused = same_method.is_some();
+        let transaction =
+            self.initiation(order, &payment, reused, active.as_ref(), &idempotency, now)?;
         let reasons = match transact(&self.client, transaction).await? {
             Transact::Committed if reused => return Ok(Initiation::Existing(payment)),
             Transact::Committed => return Ok(Initiation::Created(payment)),
@@ -281,25 +233,86 @@ impl Payments {
         if let Some((_, fingerprint)) = &idempotency
             && let Some(answer) = idempotency::replay_from(&reasons, fingerprint)
         {
-            return answer.map(Initiation::Replayed).map_err(PaymentError::from);
+            return Ok(Initiation::Replayed(answer?));
         }
-        if reasons.iter().any(condition_failed) {
-            // A racing request without a key started a payment with this
-            // same method first: that is the pending payment the README
-            // promises (200), not a conflict.
-            if idempotency.is_none()
-                && let Some(theirs) = self.pending_payment_of(&order.order_id).await?
-                && theirs.payment_method == method
-            {
-                return Ok(Initiation::Existing(theirs));
+        if !reasons.iter().any(condition_failed) {
+            return Err(StoreError::Busy(
+                "too many concurrent changes to this order; retry shortly",
+            )
+            .into());
+        }
+        // A racing request without a key started a payment with this same
+        // method first: that is the pending payment the README promises
+        // (200), not a conflict.
+        if idempotency.is_none()
+            && let Some(theirs) = self.pending_payment_of(&order.order_id).await?
+            && theirs.payment_method == method
+        {
+            return Ok(Initiation::Existing(theirs));
+        }
+        // The order stopped being payable, or another payment started first:
+        // the client may look again and retry.
+        Err(PaymentError::OrderChanged {
+            order_id: order.order_id.clone(),
+        })
+    }
+
+    /// The order's active payment, if it is still pending.
+    async fn active_pending(&self, order: &Order) -> Result<Option<Payment>, DbError> {
+        let Some(id) = &order.active_payment_id else {
+            return Ok(None);
+        };
+        Ok(self
+            .get(id)
+            .await?
+            .filter(|p| p.payment_status == PaymentStatus::Pending))
+    }
+
+    /// The payment's transaction: the new payment, the order's claim on it
+    /// and the expiry of the payment it replaces (none of which when the
+    /// pending one is answered again), and the idempotency record, whose
+    /// answer is as it was given: 200 for the pending payment, 201 for a new one.
+    fn initiation(
+        &self,
+        order: &Order,
+        payment: &Payment,
+        reused: bool,
+        active: Option<&Payment>,
+        idempotency: &Option<(IdempotencyKey, String)>,
+        now: OffsetDateTime,
+    ) -> Result<Vec<TransactWriteItem>, DbError> {
+        let mut transaction = Vec::new();
+        if !reused {
+            let put = Put::builder()
+                .table_name(&self.tables.payments)
+                .set_item(Some(serde_dynamo::to_item(payment)?))
+                .condition_expression("attribute_not_exists(paymentId)")
+                .build()
+                .map_err(build_err)?;
+            transaction.push(TransactWriteItem::builder().put(put).build());
+            let claim = self.claim_order(order, payment, &payment.created_at)?;
+            transaction.push(TransactWriteItem::builder().update(claim).build());
+            if let Some(replaced) = active {
+                let expire = expire_pending(
+                    &self.tables.payments,
+                    &replaced.payment_id,
+                    &payment.created_at,
+                )?;
+                transaction.push(TransactWriteItem::builder().update(expire).build());
             }
-            // The order stopped being payable, or another payment started
-            // first: the client may look again and retry.
-            return Err(PaymentError::OrderChanged {
-                order_id: order.order_id.clone(),
-            });
         }
-        Err(StoreError::Busy("too many concurrent changes to this order; retry shortly").into())
+        if let Some((key, fingerprint)) = idempotency {
+            let record = idempotency::record_put(
+                &self.tables.idempotency,
+                key,
+                fingerprint,
+                if reused { 200 } else { 201 },
+                &serde_json::to_string(payment)?,
+                now.unix_timestamp(),
+            )?;
+            transaction.push(TransactWriteItem::builder().put(record).build());
+        }
+        Ok(transaction)
     }
 
     /// The order's active payment as it is now, if it is pending.
