@@ -45,6 +45,59 @@ async fn texts_to(phone: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The six digits of the newest text to `phone` that carries a code.
+async fn code_texted_to(phone: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let code = texts_to(phone)
+            .await
+            .iter()
+            .rev()
+            .find_map(|t| six_digits(t));
+        if let Some(code) = code {
+            return code;
+        }
+        assert!(Instant::now() < deadline, "no code texted to {phone}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn six_digits(text: &str) -> Option<String> {
+    let is_code = text.contains("verification code") || text.contains("验证码");
+    text.split(|c: char| !c.is_ascii_digit())
+        .find(|run| run.len() == 6)
+        .filter(|_| is_code)
+        .map(str::to_owned)
+}
+
+async fn confirm(stack: &Stack, token: &str, channel: &str, code: &str) -> (StatusCode, Value) {
+    stack
+        .call(
+            Method::POST,
+            "/me/contact-verifications/confirm",
+            Some(token),
+            Some(json!({"channel": channel, "code": code})),
+        )
+        .await
+}
+
+/// Proves `phone` through the API, as a user would: ask for a code, read
+/// the text, send it back.
+async fn verify_phone(stack: &Stack, token: &str, phone: &str) {
+    let (status, sent) = stack
+        .call(
+            Method::POST,
+            "/me/contact-verifications",
+            Some(token),
+            Some(json!({"channel": "sms"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    let code = code_texted_to(phone).await;
+    let (status, confirmed) = confirm(stack, token, "sms", &code).await;
+    assert_eq!(status, StatusCode::OK, "{confirmed}");
+}
+
 #[tokio::test]
 async fn a_paid_order_gives_one_message_per_event_in_the_chosen_locale_on_every_channel() {
     let stack = Stack::from_env();
@@ -57,6 +110,7 @@ async fn a_paid_order_gives_one_message_per_event_in_the_chosen_locale_on_every_
         json!({"locale": "en", "channels": {"sms": true}, "phoneNumber": phone}),
     )
     .await;
+    verify_phone(&stack, token, &phone).await;
     let product = stack.new_product("e2e-notify", 4200, 5).await;
     let flow = stack.order_with_payment(&product, 1, token).await;
     flow.notify("SUCCESS").await;
@@ -167,6 +221,43 @@ async fn email_goes_to_the_email_topic_once_per_event_in_chinese_by_default() {
         json!({"channels": {"email": true}, "email": "notified2@example.com"}),
     )
     .await;
+    // The address is proven through the mail it gets (issue 29.3).
+    let (status, sent) = stack
+        .call(
+            Method::POST,
+            "/me/contact-verifications",
+            Some(token),
+            Some(json!({"channel": "email"})),
+        )
+        .await;
+    assert!(
+        status == StatusCode::ACCEPTED || status == StatusCode::OK,
+        "{status} {sent}"
+    );
+    if status == StatusCode::ACCEPTED {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let code = loop {
+            let out = sqs
+                .receive_message()
+                .queue_url(&queue_url)
+                .max_number_of_messages(10)
+                .message_attribute_names("All")
+                .wait_time_seconds(2)
+                .send()
+                .await
+                .unwrap();
+            let code = out.messages().iter().find_map(|m| {
+                let to = m.message_attributes()?.get("email")?.string_value()?;
+                (to == "notified2@example.com").then(|| six_digits(m.body()?))?
+            });
+            if let Some(code) = code {
+                break code;
+            }
+            assert!(Instant::now() < deadline, "no code by e-mail");
+        };
+        let (status, confirmed) = confirm(&stack, token, "email", &code).await;
+        assert_eq!(status, StatusCode::OK, "{confirmed}");
+    }
     let product = stack.new_product("e2e-mail", 1990, 5).await;
     let flow = stack.order_with_payment(&product, 1, token).await;
     let (status, _) = stack
@@ -311,4 +402,119 @@ async fn a_refund_after_a_cancel_reaches_the_inbox() {
             told,
         )
         .await;
+}
+
+/// Issue 29.3, from outside: a number typed into the preferences gets no
+/// notification until its owner proves it with the code sent there; the
+/// code takes limited guesses, is used once, and cannot be asked for again
+/// within a minute; a number outside the allowed countries is refused.
+#[tokio::test]
+async fn an_unverified_number_gets_nothing_until_its_code_comes_back() {
+    let stack = Stack::from_env();
+    let token = &stack.notify_tokens[2];
+    let suffix = domain::clock::now().unix_timestamp_nanos() % 100_000_000;
+    let victim = format!("+86137{suffix:08}");
+    let (status, refused) = stack
+        .call(
+            Method::PUT,
+            "/me/preferences",
+            Some(token),
+            Some(json!({"channels": {"sms": true}, "phoneNumber": "+447946000123"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(refused["error"]["field"], "phoneNumber");
+    set_preferences(
+        &stack,
+        token,
+        json!({"locale": "en", "channels": {"sms": true}, "phoneNumber": victim}),
+    )
+    .await;
+    let (_, preferences) = stack
+        .call(Method::GET, "/me/preferences", Some(token), None)
+        .await;
+    assert_eq!(preferences["verified"]["sms"], false, "{preferences}");
+
+    // An order's notifications reach the inbox, not the unproven number.
+    let product = stack.new_product("e2e-unverified", 990, 5).await;
+    let flow = stack.order_with_payment(&product, 1, token).await;
+    let placed: BTreeMap<String, usize> = [("Order placed".to_owned(), 1)].into();
+    stack
+        .wait_for(
+            "/me/notifications?limit=100",
+            token,
+            Duration::from_secs(30),
+            |inbox| titles_for(inbox, &flow.order_id) == placed,
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        texts_to(&victim).await.is_empty(),
+        "texted before it was proven"
+    );
+
+    // Ask for a code; a second ask within the minute is refused.
+    let ask = || {
+        stack.call(
+            Method::POST,
+            "/me/contact-verifications",
+            Some(token),
+            Some(json!({"channel": "sms"})),
+        )
+    };
+    let (status, sent) = ask().await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    assert_eq!(sent["verified"], false);
+    assert!(
+        sent["destination"].as_str().unwrap().contains("****"),
+        "{sent}"
+    );
+    let (status, again) = ask().await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{again}");
+    assert!(again["error"]["retryAfterSeconds"].as_i64().unwrap() >= 1);
+    let code = code_texted_to(&victim).await;
+    assert_eq!(texts_to(&victim).await.len(), 1, "one code, nothing else");
+
+    let wrong = if code == "000000" { "000001" } else { "000000" };
+    let (status, error) = confirm(&stack, token, "sms", wrong).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert_eq!(error["error"]["field"], "code");
+    let (status, error) = confirm(&stack, token, "email", &code).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "another channel's code: {error}"
+    );
+    let (status, confirmed) = confirm(&stack, token, "sms", &code).await;
+    assert_eq!(status, StatusCode::OK, "{confirmed}");
+    let (status, replay) = confirm(&stack, token, "sms", &code).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a code is used once: {replay}"
+    );
+    let (_, preferences) = stack
+        .call(Method::GET, "/me/preferences", Some(token), None)
+        .await;
+    assert_eq!(preferences["verified"]["sms"], true, "{preferences}");
+
+    // Now the next event texts the proven number.
+    let (status, _) = stack
+        .call(
+            Method::POST,
+            &format!("/orders/{}/cancel", flow.order_id),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !texts_to(&victim)
+        .await
+        .iter()
+        .any(|t| t.contains(&flow.order_id))
+    {
+        assert!(Instant::now() < deadline, "no text after it was proven");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }

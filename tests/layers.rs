@@ -75,7 +75,7 @@ fn only_api_functions_know_http_and_each_compiles_only_its_clients() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"),
     )
     .unwrap();
-    let sends_sms_or_publishes = ["notifier", "publish-events"];
+    let sends_sms_or_publishes = ["notifier", "publish-events", "start-contact-verification"];
     let reads_secrets = [
         "cancel-order",
         "initiate-payment",

@@ -5,14 +5,22 @@
 
 use std::sync::Mutex;
 
+use adapters::notifications::{DailyCap, code_hash};
 use adapters::notifications::{Inbox, Notifications};
 use domain::events::{Envelope, EventType};
+use domain::notifications::verification::{
+    CODE_TTL_SECONDS, Contact, MAX_ATTEMPTS, PendingCode, SmsCountries,
+};
 use domain::notifications::{Channel, ChannelError, Notification, Preferences};
 use notifier::Notifier;
 use serde_json::{Value, json};
 use system_tests::api::{ApiRequest, parts};
 use system_tests::dynamo::TestDb;
 use system_tests::sqs::{batch, failed_ids, message};
+
+fn china() -> SmsCountries {
+    SmsCountries::parse("86").unwrap()
+}
 
 /// Records what it sends; fails while `failing` is set.
 #[derive(Default)]
@@ -106,7 +114,10 @@ impl Fixture {
         let response = match route {
             "GET /me/notifications" => list_notifications::handle(store, req).await,
             "GET /me/preferences" => get_preferences::handle(store, req).await,
-            _ => put_preferences::handle(store, req).await,
+            "POST /me/contact-verifications/confirm" => {
+                confirm_contact_verification::handle(store, req).await
+            }
+            _ => put_preferences::handle(store, &china(), req).await,
         };
         parts(&http_edge::http::into_response(response))
     }
@@ -213,12 +224,15 @@ async fn preferences_are_the_callers_own_and_validated() {
     assert_eq!(status, 200);
     assert_eq!(
         defaults,
-        json!({"locale": "zh-CN", "channels": {"inbox": true, "sms": false, "email": false}})
+        json!({"locale": "zh-CN", "channels": {"inbox": true, "sms": false, "email": false},
+               "verified": {"sms": false, "email": false}})
     );
     for (body, field) in [
         (json!({"locale": "de"}), "locale"),
         (json!({"channels": {"email": true}}), "channels.email"),
         (json!({"phoneNumber": "+0123"}), "phoneNumber"),
+        // Issue 26.3: SMS go to the configured countries only.
+        (json!({"phoneNumber": "+447946000000"}), "+86"),
         (json!({"email": "not an address"}), "email"),
         (json!({"userId": "u5"}), "userId"),
         (json!(["en"]), "object"),
@@ -271,4 +285,178 @@ async fn the_inbox_pages_newest_first_and_tokens_stay_with_their_user() {
         .build();
     let (status, _) = f.call(req, "GET /me/notifications").await;
     assert_eq!(status, 400);
+}
+
+/// A code as the start route stores it, sent `ago` seconds before now.
+fn code_for(user: &str, phone: &str, code: &str, ago: i64) -> PendingCode {
+    let now = domain::clock::now().unix_timestamp() - ago;
+    PendingCode {
+        destination: phone.into(),
+        code_hash: code_hash(user, phone, code),
+        sent_at: now,
+        expires_at: now + CODE_TTL_SECONDS,
+        attempts: 0,
+    }
+}
+
+/// Issue 29.3: a number is proven once, by the code sent to it; racing
+/// requests send one code; wrong guesses are counted and used up; a new
+/// number is unverified again.
+#[tokio::test]
+async fn a_phone_number_is_proven_once_by_its_code() {
+    let f = fixture().await;
+    let store = &f.notifier.store;
+    let phone = "+8613800138001";
+    let (status, answer) = f
+        .set_preferences(
+            "v1",
+            json!({"channels": {"sms": true}, "phoneNumber": phone}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["verified"], json!({"sms": false, "email": false}));
+    assert!(!store.preferences("v1").await.unwrap().may_use(Contact::Sms));
+
+    // Eight racing sends within the resend window: one code is stored.
+    let sends = (0..8).map(|i| {
+        let code = code_for("v1", phone, &format!("{i:06}"), 0);
+        async move { store.put_code("v1", Contact::Sms, &code).await.unwrap() }
+    });
+    let stored = futures::future::join_all(sends).await;
+    assert_eq!(stored.iter().filter(|s| **s).count(), 1, "{stored:?}");
+    let winner = stored.iter().position(|s| *s).unwrap();
+    let code = format!("{winner:06}");
+
+    let confirm = |code: &str| {
+        let req = ApiRequest::post("/me/contact-verifications/confirm")
+            .as_user("v1")
+            .json(json!({"channel": "sms", "code": code}))
+            .build();
+        f.call(req, "POST /me/contact-verifications/confirm")
+    };
+    let wrong = if code == "999999" { "999998" } else { "999999" };
+    let (status, error) = confirm(wrong).await;
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(error["error"]["field"], "code");
+    assert_eq!(error["error"]["attemptsLeft"], MAX_ATTEMPTS - 1);
+    let (status, answer) = confirm(&code).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["verified"], true);
+    assert_eq!(answer["destination"], "+86*******8001");
+    // Used once.
+    let (status, error) = confirm(&code).await;
+    assert_eq!(status, 409, "{error}");
+    assert_eq!(error["error"]["code"], "NO_OPEN_CODE");
+    assert!(store.preferences("v1").await.unwrap().may_use(Contact::Sms));
+
+    // Preferences replaced with the same number: still proven; another
+    // number: not, until its own code is confirmed.
+    let (_, same) = f
+        .set_preferences(
+            "v1",
+            json!({"locale": "en", "channels": {"sms": true}, "phoneNumber": phone}),
+        )
+        .await;
+    assert_eq!(same["verified"]["sms"], true, "{same}");
+    let (_, other) = f
+        .set_preferences(
+            "v1",
+            json!({"channels": {"sms": true}, "phoneNumber": "+8613800138002"}),
+        )
+        .await;
+    assert_eq!(other["verified"]["sms"], false, "{other}");
+    assert!(!store.preferences("v1").await.unwrap().may_use(Contact::Sms));
+}
+
+/// Guesses are capped: after the last one the code is closed, even for the
+/// right digits; a code sent to a number since replaced proves nothing.
+#[tokio::test]
+async fn a_code_takes_five_guesses_and_only_for_its_number() {
+    let f = fixture().await;
+    let store = &f.notifier.store;
+    let phone = "+8613800138003";
+    f.set_preferences(
+        "v2",
+        json!({"channels": {"sms": true}, "phoneNumber": phone}),
+    )
+    .await;
+    // Sent two minutes ago, so that a new one may follow below.
+    assert!(
+        store
+            .put_code("v2", Contact::Sms, &code_for("v2", phone, "123456", 120))
+            .await
+            .unwrap()
+    );
+    let confirm = |code: &'static str| {
+        let req = ApiRequest::post("/me/contact-verifications/confirm")
+            .as_user("v2")
+            .json(json!({"channel": "sms", "code": code}))
+            .build();
+        f.call(req, "POST /me/contact-verifications/confirm")
+    };
+    for left in (0..MAX_ATTEMPTS).rev() {
+        let (status, error) = confirm("000000").await;
+        assert_eq!(status, 400, "{error}");
+        assert_eq!(error["error"]["attemptsLeft"], left);
+    }
+    let (status, error) = confirm("123456").await;
+    assert_eq!(
+        (status, error["error"]["code"].clone()),
+        (409, json!("NO_OPEN_CODE"))
+    );
+
+    // A fresh code replaces the used-up one; then the number changes: the
+    // code is for the old one.
+    assert!(
+        store
+            .put_code("v2", Contact::Sms, &code_for("v2", phone, "654321", 0))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .put_code("v2", Contact::Sms, &code_for("v2", phone, "111111", 0))
+            .await
+            .unwrap(),
+        "no second code within a minute"
+    );
+    f.set_preferences("v2", json!({"phoneNumber": "+8613800138004"}))
+        .await;
+    let (status, _) = confirm("654321").await;
+    assert_eq!(status, 409);
+    for bad in [
+        json!({"channel": "sms", "code": "12345"}),
+        json!({"channel": "fax", "code": "123456"}),
+    ] {
+        let req = ApiRequest::post("/me/contact-verifications/confirm")
+            .as_user("v2")
+            .json(bad.clone())
+            .build();
+        let (status, error) = f.call(req, "POST /me/contact-verifications/confirm").await;
+        assert_eq!(status, 400, "{bad}: {error}");
+    }
+}
+
+/// Issue 26.3: the daily cap holds under racing senders: of 16 racing
+/// messages with a cap of 10, exactly 10 go out; another user's are apart.
+#[tokio::test]
+async fn the_daily_cap_holds_under_racing_senders() {
+    let db = TestDb::new().await;
+    let cap = DailyCap {
+        client: db.client.clone(),
+        table: db.tables.rate_limits.clone(),
+        contact: Contact::Sms,
+        per_day: 10,
+    };
+    let now = domain::clock::now();
+    let takes = (0..16).map(|_| cap.take("capped", now));
+    let taken = futures::future::join_all(takes).await;
+    let granted = taken.iter().filter(|t| *t.as_ref().unwrap()).count();
+    assert_eq!(granted, 10, "{taken:?}");
+    assert!(cap.take("someone-else", now).await.unwrap());
+    let tomorrow = now + time::Duration::days(1);
+    assert!(
+        cap.take("capped", tomorrow).await.unwrap(),
+        "a new day, a new cap"
+    );
 }

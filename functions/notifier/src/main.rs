@@ -1,6 +1,7 @@
 use adapters::faults::FaultHook;
 use adapters::notifications::Inbox;
 use adapters::notifications::sns::{Email, Sms};
+use domain::notifications::verification::Contact;
 use notifier::Notifier;
 
 // One invocation at a time: a single-threaded runtime starts faster and uses less memory.
@@ -17,10 +18,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         sms: Sms {
             sns: sns.clone(),
             faults: FaultHook::from_env("NOTIFIER_FAULT_EVERY"),
+            cap: backend.daily_cap(Contact::Sms)?,
         },
         email: Email {
             sns,
             topic_arn: adapters::config::required("EMAIL_TOPIC_ARN")?,
+            cap: backend.daily_cap(Contact::Email)?,
         },
         markers_table: backend.tables.processed_events.clone(),
     };

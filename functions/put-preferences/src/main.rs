@@ -5,5 +5,6 @@ async fn main() -> Result<(), lambda_http::Error> {
     let notifications = adapters::backend::Backend::from_env()
         .await?
         .notifications();
-    http_edge::http::serve(|req| put_preferences::handle(&notifications, req)).await
+    let countries = adapters::config::sms_countries()?;
+    http_edge::http::serve(|req| put_preferences::handle(&notifications, &countries, req)).await
 }

@@ -5,12 +5,13 @@ use aws_config::SdkConfig;
 
 use crate::catalog::Catalog;
 use crate::config::{InvalidSetting, Tables};
-use crate::notifications::Notifications;
+use crate::notifications::{DailyCap, Notifications};
 use crate::orders::Orders;
 use crate::payments::Payments;
 use crate::ratelimit::RateLimit;
 use crate::rebates::Rebates;
 use crate::sales::Sales;
+use domain::notifications::verification::Contact;
 
 #[derive(Clone, Debug)]
 pub struct Backend {
@@ -74,5 +75,16 @@ impl Backend {
 
     pub fn notifications(&self) -> Notifications {
         Notifications::new(self.dynamodb.clone(), self.tables.clone())
+    }
+
+    /// The user's daily cap on `contact`'s messages, as the template sets it
+    /// (`SMS_DAILY_CAP`, `EMAIL_DAILY_CAP`).
+    pub fn daily_cap(&self, contact: Contact) -> Result<DailyCap, InvalidSetting> {
+        Ok(DailyCap {
+            client: self.dynamodb.clone(),
+            table: self.tables.rate_limits.clone(),
+            contact,
+            per_day: crate::config::daily_cap(contact)?,
+        })
     }
 }

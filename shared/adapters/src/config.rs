@@ -130,6 +130,34 @@ pub fn rebate_holding_period() -> Result<std::time::Duration, InvalidSetting> {
     Ok(std::time::Duration::from_secs(seconds))
 }
 
+/// The calling codes SMS may go to (`SMS_COUNTRY_CODES`, default `86`).
+pub fn sms_countries() -> Result<domain::notifications::verification::SmsCountries, InvalidSetting>
+{
+    let raw = std::env::var("SMS_COUNTRY_CODES").unwrap_or_else(|_| "86".into());
+    domain::notifications::verification::SmsCountries::parse(&raw)
+        .ok_or(InvalidSetting("SMS_COUNTRY_CODES", raw))
+}
+
+/// A user's daily cap on SMS (`SMS_DAILY_CAP`, default 10) or e-mails
+/// (`EMAIL_DAILY_CAP`, default 20), codes included; 1 to 1000.
+pub fn daily_cap(
+    contact: domain::notifications::verification::Contact,
+) -> Result<u32, InvalidSetting> {
+    use domain::notifications::verification::Contact;
+    let (name, default) = match contact {
+        Contact::Sms => ("SMS_DAILY_CAP", 10),
+        Contact::Email => ("EMAIL_DAILY_CAP", 20),
+    };
+    match std::env::var(name) {
+        Err(_) => Ok(default),
+        Ok(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or(InvalidSetting(name, raw)),
+    }
+}
+
 #[derive(thiserror::Error)]
 #[error("environment variable {0} has an invalid value {1:?}")]
 pub struct InvalidSetting(pub &'static str, pub String);

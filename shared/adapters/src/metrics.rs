@@ -41,10 +41,13 @@ pub enum Metric {
     ConsumerFailures,
     /// The first invocation of a new execution environment.
     ColdStart,
+    /// An SMS or e-mail not sent because its user reached the channel's
+    /// daily cap (a sign of abuse or of a loop).
+    MessagesCapped,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 11] = [
+    pub const ALL: [Metric; 12] = [
         Metric::OrdersCreated,
         Metric::StockConflicts,
         Metric::PaymentsSucceeded,
@@ -56,6 +59,7 @@ impl Metric {
         Metric::EventsSetAside,
         Metric::ConsumerFailures,
         Metric::ColdStart,
+        Metric::MessagesCapped,
     ];
 
     pub fn name(self) -> &'static str {
@@ -71,6 +75,7 @@ impl Metric {
             Metric::EventsSetAside => "EventsSetAside",
             Metric::ConsumerFailures => "ConsumerFailures",
             Metric::ColdStart => "ColdStart",
+            Metric::MessagesCapped => "MessagesCapped",
         }
     }
 }

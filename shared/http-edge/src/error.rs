@@ -4,6 +4,7 @@
 use adapters::db::DbError;
 use domain::catalog::CatalogError;
 use domain::error::{FieldError, KeyReused, RateLimited, StoreError};
+use domain::notifications::verification::VerificationError;
 use domain::orders::{OrderError, Shortage};
 use domain::payments::{PaymentError, ProviderError};
 use domain::rebates::RebateError;
@@ -326,6 +327,67 @@ impl From<RebateError> for ApiError {
                 ),
             ),
             RebateError::Store(store) => store.into(),
+        }
+    }
+}
+
+impl From<VerificationError> for ApiError {
+    fn from(err: VerificationError) -> Self {
+        let retry_in = |code: &'static str, message: String, seconds: i64| {
+            let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+                .with("retryAfterSeconds", seconds);
+            error.retry_after = Some(u32::try_from(seconds).unwrap_or(u32::MAX));
+            error
+        };
+        match err {
+            VerificationError::Invalid(field) => field.into(),
+            VerificationError::NoDestination(contact) => ApiError::conflict(
+                "NO_DESTINATION",
+                format!(
+                    "no {} is set: put one in PUT /me/preferences first",
+                    contact.field()
+                ),
+            )
+            .with("channel", contact.as_str()),
+            VerificationError::TooSoon {
+                retry_after_seconds,
+            } => retry_in(
+                "RATE_LIMITED",
+                format!("a code was sent moments ago; ask again in {retry_after_seconds} s"),
+                retry_after_seconds,
+            ),
+            VerificationError::DailyCapReached {
+                contact,
+                cap,
+                retry_after_seconds,
+            } => retry_in(
+                "DAILY_LIMIT_REACHED",
+                format!(
+                    "the daily limit of {cap} messages by {} is reached; it resets at midnight UTC",
+                    contact.as_str()
+                ),
+                retry_after_seconds,
+            ),
+            VerificationError::NoOpenCode(contact) => ApiError::conflict(
+                "NO_OPEN_CODE",
+                format!(
+                    "no code is open for this {}: it expired, was used up, or the {} changed; \
+                     ask for a new one with POST /me/contact-verifications",
+                    contact.as_str(),
+                    contact.field()
+                ),
+            )
+            .with("channel", contact.as_str()),
+            VerificationError::WrongCode { attempts_left } => ApiError::invalid_field(
+                "code",
+                format!("does not match the code sent; {attempts_left} attempt(s) left"),
+            )
+            .with("attemptsLeft", attempts_left),
+            VerificationError::NotSent(cause) => {
+                tracing::warn!(%cause, "verification code not sent");
+                ApiError::unavailable("the code could not be sent; ask again in a minute")
+            }
+            VerificationError::Store(store) => store.into(),
         }
     }
 }

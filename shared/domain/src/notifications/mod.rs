@@ -9,6 +9,10 @@ use serde_json::Value;
 use crate::error::FieldError;
 use crate::events::EventType;
 
+pub mod verification;
+
+use verification::{Contact, Verified};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Locale {
     #[default]
@@ -58,6 +62,47 @@ pub struct Preferences {
     /// Required for email.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// Which of the two are proven (never taken from a request: the store
+    /// fills it in from the codes confirmed).
+    #[serde(skip)]
+    pub verified: Verified,
+}
+
+impl Preferences {
+    /// The destination `contact` sends to, if one is set.
+    pub fn destination(&self, contact: Contact) -> Option<&str> {
+        match contact {
+            Contact::Sms => self.phone_number.as_deref(),
+            Contact::Email => self.email.as_deref(),
+        }
+    }
+
+    /// Whether `contact` is on and its destination proven.
+    pub fn may_use(&self, contact: Contact) -> bool {
+        let on = match contact {
+            Contact::Sms => self.channels.sms,
+            Contact::Email => self.channels.email,
+        };
+        on && self.destination(contact).is_some() && self.verified.of(contact)
+    }
+}
+
+/// `GET/PUT /me/preferences` answer: the preferences and which of their
+/// destinations are proven.
+#[derive(Debug, Clone, Serialize)]
+pub struct PreferencesView<'a> {
+    #[serde(flatten)]
+    pub preferences: &'a Preferences,
+    pub verified: Verified,
+}
+
+impl<'a> From<&'a Preferences> for PreferencesView<'a> {
+    fn from(preferences: &'a Preferences) -> Self {
+        Self {
+            preferences,
+            verified: preferences.verified,
+        }
+    }
 }
 
 impl Preferences {
