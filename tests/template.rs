@@ -758,3 +758,56 @@ fn every_key_attribute_is_a_string() {
         }
     }
 }
+
+/// Issue 20.4: each function gets exactly the tables its IAM policy names,
+/// and no other function's settings: no table variables in Globals.
+#[test]
+fn each_function_gets_the_tables_its_policy_names_and_no_others() {
+    let template = Template::load();
+    let globals = &template.0["Globals"]["Function"]["Environment"]["Variables"];
+    let global_tables: Vec<&str> = globals
+        .as_mapping()
+        .into_iter()
+        .flat_map(|m| m.keys())
+        .filter_map(|k| k.as_str())
+        .filter(|k| k.ends_with("_TABLE"))
+        .collect();
+    assert!(
+        global_tables.is_empty(),
+        "tables in Globals: {global_tables:?}"
+    );
+    for (id, function) in template.resources_of_type("AWS::Serverless::Function") {
+        let props = &function["Properties"];
+        let given: std::collections::BTreeSet<String> = props["Environment"]["Variables"]
+            .as_mapping()
+            .into_iter()
+            .flat_map(|m| m.iter())
+            .filter(|(k, _)| k.as_str().is_some_and(|k| k.ends_with("_TABLE")))
+            .filter_map(|(_, v)| ref_target(v).map(str::to_owned))
+            .collect();
+        let policy = serde_yaml::to_string(&props["Policies"]).unwrap();
+        let named: std::collections::BTreeSet<String> = template
+            .resources_of_type("AWS::DynamoDB::Table")
+            .map(|(table, _)| table.to_owned())
+            .filter(|table| names(&policy, table))
+            .collect();
+        assert_eq!(
+            given, named,
+            "{id}: tables given vs tables its policy names"
+        );
+    }
+}
+
+/// Whether `text` names `table`'s ARN or stream ARN as a whole word
+/// (`EventsTable.Arn` is not in `ProcessedEventsTable.Arn`).
+fn names(text: &str, table: &str) -> bool {
+    [".Arn", ".StreamArn"].iter().any(|suffix| {
+        let needle = format!("{table}{suffix}");
+        text.match_indices(&needle).any(|(at, _)| {
+            !text[..at]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_ascii_alphanumeric())
+        })
+    })
+}

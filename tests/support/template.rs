@@ -81,15 +81,25 @@ impl Template {
 
     /// The global environment variables that `!Ref` a resource:
     /// `(variable, logical id)`.
+    /// Every `VAR: !Ref X` the functions get, globally or each its own
+    /// (deduplicated).
     pub fn env_refs(&self) -> Vec<(String, String)> {
-        let vars = &self.0["Globals"]["Function"]["Environment"]["Variables"];
-        vars.as_mapping()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), ref_target(v)?.to_owned())))
-                    .collect()
-            })
-            .unwrap_or_default()
+        let mut refs = std::collections::BTreeSet::new();
+        let globals = &self.0["Globals"]["Function"]["Environment"]["Variables"];
+        let own = self
+            .resources_of_type("AWS::Serverless::Function")
+            .map(|(_, f)| f["Properties"]["Environment"]["Variables"].clone())
+            .collect::<Vec<_>>();
+        for vars in std::iter::once(globals.clone()).chain(own) {
+            if let Some(m) = vars.as_mapping() {
+                for (k, v) in m {
+                    if let (Some(k), Some(target)) = (k.as_str(), ref_target(v)) {
+                        refs.insert((k.to_owned(), target.to_owned()));
+                    }
+                }
+            }
+        }
+        refs.into_iter().collect()
     }
 }
 

@@ -5,7 +5,7 @@ use lambda_runtime::LambdaEvent;
 async fn main() -> Result<(), lambda_runtime::Error> {
     adapters::runtime::init();
     let backend = adapters::backend::Backend::from_env().await?;
-    let (orders, payments) = (backend.orders(), backend.payments());
+    let (orders, payments) = (backend.orders()?, backend.payments());
     // The scheduled event carries nothing we need: the clock decides.
     adapters::runtime::serve_events(|event: LambdaEvent<serde_json::Value>| {
         let (orders, payments) = (&orders, &payments);

@@ -2,6 +2,6 @@
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     adapters::runtime::init();
-    let orders = adapters::backend::Backend::from_env().await?.orders();
+    let orders = adapters::backend::Backend::from_env().await?.orders()?;
     http_edge::http::serve(|req| get_order_info::handle(&orders, req)).await
 }

@@ -6,6 +6,6 @@ async fn main() -> Result<(), lambda_http::Error> {
     adapters::runtime::init();
     let backend = Backend::from_env().await?;
     let provider = adapters::secrets::sandbox_provider(&backend.sdk)?;
-    let (orders, payments) = (backend.orders(), backend.payments());
+    let (orders, payments) = (backend.orders()?, backend.payments());
     http_edge::http::serve(|req| initiate_payment::handle(&orders, &payments, &provider, req)).await
 }

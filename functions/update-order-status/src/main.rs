@@ -7,7 +7,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     adapters::runtime::init();
     let backend = Backend::from_env().await?;
     let consumer = OrderStatusConsumer {
-        orders: backend.orders(),
+        orders: backend.orders()?,
         payments: backend.payments(),
         provider: adapters::secrets::sandbox_provider(&backend.sdk)?,
         markers_table: backend.tables.processed_events.clone(),

@@ -18,20 +18,17 @@ pub struct Backend {
     pub sdk: SdkConfig,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub tables: Tables,
-    late_payment_grace: time::Duration,
 }
 
 impl Backend {
     pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let tables = Tables::from_env()?;
-        let late_payment_grace = crate::config::late_payment_grace()?;
+        let tables = Tables::from_env();
         let sdk = crate::db::sdk_config().await;
         let dynamodb = crate::db::dynamodb(&sdk);
         Ok(Self {
             sdk,
             dynamodb,
             tables,
-            late_payment_grace,
         })
     }
 
@@ -42,14 +39,14 @@ impl Backend {
     /// Orders, with the per-user limit the template sets
     /// (`ORDER_RATE_PER_MINUTE`, `ORDER_RATE_BURST`) and the late-payment
     /// grace (`LATE_PAYMENT_GRACE_SECONDS`).
-    pub fn orders(&self) -> Orders {
-        Orders::new(self.dynamodb.clone(), self.tables.clone())
+    pub fn orders(&self) -> Result<Orders, InvalidSetting> {
+        Ok(Orders::new(self.dynamodb.clone(), self.tables.clone())
             .with_rate_limit(RateLimit::from_env(
                 &self.tables.rate_limits,
                 "createOrder",
                 "ORDER_RATE",
             ))
-            .with_late_payment_grace(self.late_payment_grace)
+            .with_late_payment_grace(crate::config::late_payment_grace()?))
     }
 
     /// Payments, with the per-user limit the template sets
