@@ -73,6 +73,73 @@ struct OrderTransaction {
     bucket_at: usize,
 }
 
+/// Why a status change's transaction was cancelled.
+enum NotApplied {
+    /// The answer: the marker was there, or the order is in a state the
+    /// transition does not leave.
+    Final(Transition),
+    /// Only the order's payment pointer moved: go again with it as it is.
+    OrderMoved(Box<Order>),
+    /// The pending payment settled meanwhile: go again at once (it is read
+    /// again).
+    PaymentSettled,
+    /// Another transaction held the same items: back off and go again.
+    LostRace,
+}
+
+/// Reads a cancelled status change (`change` says where its parts are).
+fn why_not_applied(
+    order: &Order,
+    transition: OrderTransition,
+    context: &TransitionContext,
+    change: &StatusChange,
+    reasons: &[CancellationReason],
+) -> Result<NotApplied, DbError> {
+    if context.marker.is_some() && reasons.last().is_some_and(condition_failed) {
+        return Ok(NotApplied::Final(Transition::AlreadyProcessed));
+    }
+    if let Some(reason) = reasons.first().filter(|r| condition_failed(r)) {
+        let current = reason
+            .item()
+            .and_then(|item| serde_dynamo::from_item::<_, Order>(item.clone()).ok());
+        return Ok(match current {
+            // Still in a state this transition leaves, so only its payment
+            // pointer moved (a payment started meanwhile).
+            Some(current)
+                if current.order_status.apply(transition).is_ok()
+                    && current.active_payment_id != order.active_payment_id =>
+            {
+                NotApplied::OrderMoved(Box::new(current))
+            }
+            current => NotApplied::Final(Transition::LostRace(current.map(|o| o.order_status))),
+        });
+    }
+    if reasons
+        .get(change.counters.clone())
+        .is_some_and(|r| r.iter().any(condition_failed))
+    {
+        // A counter would go negative: the invariant is broken somewhere;
+        // refuse to make it worse and let an operator look.
+        tracing::error!(order_id = %order.order_id, ?transition, "product counters below the order's quantities");
+        return Err(DbError::Corrupt(format!(
+            "product counters below order {} quantities",
+            order.order_id
+        )));
+    }
+    if change
+        .payment_at
+        .is_some_and(|i| reasons.get(i).is_some_and(condition_failed))
+    {
+        return Ok(NotApplied::PaymentSettled);
+    }
+    if conflicted(reasons) {
+        return Ok(NotApplied::LostRace);
+    }
+    Err(DbError::Unavailable(format!(
+        "{transition:?} cancelled: {reasons:?}"
+    )))
+}
+
 /// A status change's transaction, and where its parts are in it.
 struct StatusChange {
     items: Vec<TransactWriteItem>,
@@ -478,7 +545,7 @@ impl Orders {
             let closes_payment = self
                 .pending_payment_to_close(&order, target, context)
                 .await?;
-            let change = self.status_change(
+            let mut change = self.status_change(
                 &order,
                 &updated,
                 transition,
@@ -486,55 +553,19 @@ impl Orders {
                 context,
                 correlation_id,
             )?;
-            let reasons = match transact(&self.client, change.items).await? {
+            let reasons = match transact(&self.client, std::mem::take(&mut change.items)).await? {
                 Transact::Committed => return Ok(Transition::Applied(Box::new(updated))),
                 Transact::Cancelled(reasons) => reasons,
             };
-            if context.marker.is_some() && reasons.last().is_some_and(condition_failed) {
-                return Ok(Transition::AlreadyProcessed);
-            }
-            if let Some(reason) = reasons.first().filter(|r| condition_failed(r)) {
-                let current = reason
-                    .item()
-                    .and_then(|item| serde_dynamo::from_item::<_, Order>(item.clone()).ok());
-                match current {
-                    // Still in a state this transition leaves, so only its
-                    // payment pointer moved (a payment started meanwhile):
-                    // go again with the order as it is now.
-                    Some(current)
-                        if current.order_status.apply(transition).is_ok()
-                            && current.active_payment_id != order.active_payment_id =>
-                    {
-                        order = current;
-                        continue;
+            match why_not_applied(&order, transition, context, &change, &reasons)? {
+                NotApplied::Final(outcome) => return Ok(outcome),
+                NotApplied::OrderMoved(current) => order = *current,
+                NotApplied::PaymentSettled => {}
+                NotApplied::LostRace => {
+                    if attempt < MAX_ATTEMPTS {
+                        backoff(attempt).await;
                     }
-                    current => return Ok(Transition::LostRace(current.map(|o| o.order_status))),
                 }
-            }
-            if reasons
-                .get(change.counters)
-                .is_some_and(|r| r.iter().any(condition_failed))
-            {
-                // A counter would go negative: the invariant is broken
-                // somewhere; refuse to make it worse and let an operator look.
-                tracing::error!(order_id = %order.order_id, ?transition, "product counters below the order's quantities");
-                return Err(DbError::Corrupt(format!(
-                    "product counters below order {} quantities",
-                    order.order_id
-                )));
-            }
-            let payment_settled = change
-                .payment_at
-                .is_some_and(|i| reasons.get(i).is_some_and(condition_failed));
-            if !(payment_settled || conflicted(&reasons)) {
-                return Err(DbError::Unavailable(format!(
-                    "{transition:?} cancelled: {reasons:?}"
-                )));
-            }
-            // The pending payment settled meanwhile (it is read again at
-            // once), or another transaction held the same items.
-            if !payment_settled && attempt < MAX_ATTEMPTS {
-                backoff(attempt).await;
             }
         }
         Err(DbError::Unavailable(format!(

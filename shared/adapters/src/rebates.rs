@@ -198,24 +198,7 @@ impl Rebates {
             if evaluation.amount <= 0 {
                 return Ok(Credit::Nothing("the order earns no rebate"));
             }
-            let now = clock::now_rfc3339();
-            let entry = LedgerEntry {
-                entry_id: format!("{}-1", order.order_id),
-                user_id: order.user_id.clone(),
-                order_id: order.order_id.clone(),
-                kind: EntryKind::Credit,
-                status: EntryStatus::Pending,
-                amount: evaluation.amount,
-                currency: rules.currency.clone(),
-                rules_version: evaluation.rules_version,
-                lines: evaluation.lines,
-                capped_by: evaluation.capped_by,
-                month: month.clone(),
-                created_at: now.clone(),
-                updated_at: now.clone(),
-                available_at: Some(clock::rfc3339(clock::now() + self.holding_period)),
-                reversed_at: None,
-            };
+            let entry = self.new_credit(order, evaluation, &rules.currency, &month);
             let items = self.crediting(&pk, &entry, month_total, marker, correlation_id)?;
             let reasons = match transact(&self.client, items).await? {
                 Transact::Committed => {
@@ -249,6 +232,34 @@ impl Rebates {
             "crediting order {} kept conflicting",
             order.order_id
         )))
+    }
+
+    /// The pending credit an order earned, released after the holding period.
+    fn new_credit(
+        &self,
+        order: &Order,
+        evaluation: domain::rebates::Evaluation,
+        currency: &str,
+        month: &str,
+    ) -> LedgerEntry {
+        let now = clock::now_rfc3339();
+        LedgerEntry {
+            entry_id: format!("{}-1", order.order_id),
+            user_id: order.user_id.clone(),
+            order_id: order.order_id.clone(),
+            kind: EntryKind::Credit,
+            status: EntryStatus::Pending,
+            amount: evaluation.amount,
+            currency: currency.to_owned(),
+            rules_version: evaluation.rules_version,
+            lines: evaluation.lines,
+            capped_by: evaluation.capped_by,
+            month: month.to_owned(),
+            created_at: now.clone(),
+            updated_at: now,
+            available_at: Some(clock::rfc3339(clock::now() + self.holding_period)),
+            reversed_at: None,
+        }
     }
 
     /// The credit's transaction, in this order: no void for the order (0),

@@ -88,6 +88,44 @@ impl Sales {
         date: Date,
         marker: &ProcessedMarker,
     ) -> Result<bool, DbError> {
+        for attempt in 1..=MAX_ATTEMPTS {
+            let items = self.recording(order, change, date, marker)?;
+            match transact(&self.client, items).await? {
+                Transact::Committed => return Ok(true),
+                Transact::Cancelled(reasons)
+                    if reasons.first().is_some_and(crate::db::condition_failed) =>
+                {
+                    return Ok(false);
+                }
+                Transact::Cancelled(reasons) if conflicted(&reasons) => {
+                    if attempt < MAX_ATTEMPTS {
+                        backoff(attempt).await;
+                    }
+                }
+                Transact::Cancelled(reasons) => {
+                    return Err(DbError::Unavailable(format!(
+                        "recording sales of order {} cancelled: {reasons:?}",
+                        order.order_id
+                    )));
+                }
+            }
+        }
+        Err(DbError::Unavailable(format!(
+            "recording sales of order {} kept conflicting",
+            order.order_id
+        )))
+    }
+
+    /// The transaction that records `order`'s sale (or takes it back): the
+    /// consumer's marker first, the day's total, the deletion of the day's
+    /// report (now stale), and each product's figures.
+    fn recording(
+        &self,
+        order: &Order,
+        change: SaleChange,
+        date: Date,
+        marker: &ProcessedMarker,
+    ) -> Result<Vec<TransactWriteItem>, DbError> {
         let sign = match change {
             SaleChange::Paid => 1,
             SaleChange::Refunded => -1,
@@ -99,71 +137,50 @@ impl Sales {
                 .expression_attribute_values(":o", n(sign * figures.orders))
                 .expression_attribute_values(":u", n(sign * figures.units))
                 .expression_attribute_values(":r", n(sign * figures.revenue))
+                .build()
+                .map_err(build_err)
         };
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let now = clock::now_rfc3339();
-            let total = add(
-                self.update(&pk, &total_sk(currency))
-                    .update_expression("ADD orders :o, units :u, revenue :r, revision :one")
-                    .expression_attribute_values(":one", n(1)),
-                Figures {
-                    orders: 1,
-                    units: order.items.iter().map(|l| l.quantity).sum(),
-                    revenue: order.order_amount,
-                },
-            )
+        let total = add(
+            self.update(&pk, &total_sk(currency))
+                .update_expression("ADD orders :o, units :u, revenue :r, revision :one")
+                .expression_attribute_values(":one", n(1)),
+            Figures {
+                orders: 1,
+                units: order.items.iter().map(|l| l.quantity).sum(),
+                revenue: order.order_amount,
+            },
+        )?;
+        let report = Delete::builder()
+            .table_name(&self.tables.sales_stats)
+            .key("pk", s(&pk))
+            .key("sk", s(&report_sk(currency)))
             .build()
             .map_err(build_err)?;
-            let report = Delete::builder()
-                .table_name(&self.tables.sales_stats)
-                .key("pk", s(&pk))
-                .key("sk", s(&report_sk(currency)))
-                .build()
-                .map_err(build_err)?;
-            let mut items = vec![
-                TransactWriteItem::builder().put(marker.put(&now)?).build(),
-                TransactWriteItem::builder().update(total).build(),
-                TransactWriteItem::builder().delete(report).build(),
-            ];
-            for line in &order.items {
-                let product = add(
-                    self.update(&pk, &product_sk(currency, &line.product_id))
-                        .update_expression(
-                            "SET productId = :p, #name = :n ADD orders :o, units :u, revenue :r",
-                        )
-                        .expression_attribute_names("#name", "name")
-                        .expression_attribute_values(":p", s(&line.product_id))
-                        .expression_attribute_values(":n", s(&line.name)),
-                    Figures {
-                        orders: 1,
-                        units: line.quantity,
-                        revenue: line.line_amount,
-                    },
-                )
-                .build()
-                .map_err(build_err)?;
-                items.push(TransactWriteItem::builder().update(product).build());
-            }
-            match transact(&self.client, items).await? {
-                Transact::Committed => return Ok(true),
-                Transact::Cancelled(reasons)
-                    if reasons.first().is_some_and(crate::db::condition_failed) =>
-                {
-                    return Ok(false);
-                }
-                Transact::Cancelled(reasons) if conflicted(&reasons) && attempt < MAX_ATTEMPTS => {
-                    backoff(attempt).await;
-                }
-                Transact::Cancelled(reasons) => {
-                    return Err(DbError::Unavailable(format!(
-                        "recording sales of order {} kept conflicting: {reasons:?}",
-                        order.order_id
-                    )));
-                }
-            }
+        let mut items = vec![
+            TransactWriteItem::builder()
+                .put(marker.put(&clock::now_rfc3339())?)
+                .build(),
+            TransactWriteItem::builder().update(total).build(),
+            TransactWriteItem::builder().delete(report).build(),
+        ];
+        for line in &order.items {
+            let product = add(
+                self.update(&pk, &product_sk(currency, &line.product_id))
+                    .update_expression(
+                        "SET productId = :p, #name = :n ADD orders :o, units :u, revenue :r",
+                    )
+                    .expression_attribute_names("#name", "name")
+                    .expression_attribute_values(":p", s(&line.product_id))
+                    .expression_attribute_values(":n", s(&line.name)),
+                Figures {
+                    orders: 1,
+                    units: line.quantity,
+                    revenue: line.line_amount,
+                },
+            )?;
+            items.push(TransactWriteItem::builder().update(product).build());
         }
+        Ok(items)
     }
 
     /// The currencies the day has sales in.

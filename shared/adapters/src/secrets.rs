@@ -96,21 +96,6 @@ async fn read_parameter(config: &SdkConfig, name: &str) -> Result<Vec<u8>, Secre
     Ok(value.into_bytes())
 }
 
-/// The sandbox provider as a deployed function uses it: its signing secret
-/// is the SSM parameter named by `PAYMENT_SIGNING_SECRET_PARAM`, read when a
-/// callback first needs it.
-pub fn sandbox_provider(
-    config: &SdkConfig,
-) -> Result<crate::payments::sandbox::SandboxProvider, SecretError> {
-    let name = crate::config::required("PAYMENT_SIGNING_SECRET_PARAM")?;
-    let base_url = std::env::var("PAYMENT_SANDBOX_URL")
-        .unwrap_or_else(|_| "https://sandbox.pay.example".into());
-    Ok(crate::payments::sandbox::SandboxProvider::with_secret(
-        Secret::in_ssm(config, name),
-        base_url,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -90,6 +90,31 @@ pub(crate) fn expire_pending(table: &str, payment_id: &str, now: &str) -> Result
         .map_err(build_err)
 }
 
+/// The status a verified callback moves `payment` to, or why it changes
+/// nothing: another order or amount than the payment's (recorded only), the
+/// same result again (a duplicate), or a failure after the money arrived
+/// (the success is the truth about money: counted and kept for review).
+fn applicable(
+    payment: &Payment,
+    notification: &ProviderNotification,
+) -> Result<PaymentStatus, CallbackOutcome> {
+    if notification.order_id != payment.order_id {
+        return Err(CallbackOutcome::OrderMismatch);
+    }
+    if notification.amount != payment.amount || notification.currency != payment.currency {
+        return Err(CallbackOutcome::AmountMismatch);
+    }
+    let transition = notification.transition();
+    payment.payment_status.apply(transition).map_err(|_| {
+        if payment.payment_status.reports(transition) {
+            CallbackOutcome::Duplicate
+        } else {
+            crate::metrics::increment(Metric::PaymentResultsIgnored);
+            CallbackOutcome::Conflicting
+        }
+    })
+}
+
 /// 409 unless the order can still take a payment now.
 fn check_payable(order: &Order, now: OffsetDateTime) -> Result<(), PaymentError> {
     if !order.order_status.holds_reservation() {
@@ -373,69 +398,14 @@ impl Payments {
         correlation_id: &str,
     ) -> Result<CallbackOutcome, DbError> {
         let now = clock::now_rfc3339();
-        if notification.order_id != payment.order_id {
-            self.audit(payment, notification, CallbackOutcome::OrderMismatch, &now)
-                .await?;
-            return Ok(CallbackOutcome::OrderMismatch);
-        }
-        if notification.amount != payment.amount || notification.currency != payment.currency {
-            self.audit(payment, notification, CallbackOutcome::AmountMismatch, &now)
-                .await?;
-            return Ok(CallbackOutcome::AmountMismatch);
-        }
-        let transition = notification.transition();
-        let Ok(target) = payment.payment_status.apply(transition) else {
-            // Only the same result again is a duplicate. A failure reported
-            // after the money arrived changes nothing (the success is the
-            // truth about money), but it is counted and kept for review.
-            let outcome = if payment.payment_status.reports(transition) {
-                CallbackOutcome::Duplicate
-            } else {
-                crate::metrics::increment(Metric::PaymentResultsIgnored);
-                CallbackOutcome::Conflicting
-            };
-            self.audit(payment, notification, outcome, &now).await?;
-            return Ok(outcome);
+        let target = match applicable(payment, notification) {
+            Ok(target) => target,
+            Err(outcome) => {
+                self.audit(payment, notification, outcome, &now).await?;
+                return Ok(outcome);
+            }
         };
-
-        let settled = Payment {
-            payment_status: target,
-            updated_at: now.clone(),
-            provider_transaction_id: Some(notification.provider_transaction_id.clone()),
-            failure_reason: notification.failure_reason.clone(),
-            ..payment.clone()
-        };
-        let event_type = if target == PaymentStatus::Succeeded {
-            EventType::PaymentSucceeded
-        } else {
-            EventType::PaymentFailed
-        };
-        let event = Envelope::new(event_type, correlation_id, &now, &settled)?;
-        let settle = Update::builder()
-            .table_name(&self.tables.payments)
-            .key("paymentId", s(&payment.payment_id))
-            .update_expression("SET paymentStatus = :to, updatedAt = :now, providerTransactionId = :tx, failureReason = :reason")
-            .condition_expression("paymentStatus = :from")
-            .expression_attribute_values(":to", s(target.as_str()))
-            .expression_attribute_values(":from", s(payment.payment_status.as_str()))
-            .expression_attribute_values(":now", s(&now))
-            .expression_attribute_values(":tx", s(&notification.provider_transaction_id))
-            .expression_attribute_values(
-                ":reason",
-                notification.failure_reason.as_deref().map_or(AttributeValue::Null(true), s),
-            )
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(build_err)?;
-        let transaction = vec![
-            TransactWriteItem::builder().update(settle).build(),
-            TransactWriteItem::builder()
-                .put(crate::outbox::put(&event, &self.tables.events)?)
-                .build(),
-            TransactWriteItem::builder()
-                .put(self.audit_put(payment, notification, CallbackOutcome::Applied, &now)?)
-                .build(),
-        ];
+        let transaction = self.settlement(payment, notification, target, correlation_id, &now)?;
         let reasons = match transact(&self.client, transaction).await? {
             Transact::Committed => {
                 crate::metrics::increment(match notification.payment_status {
@@ -461,6 +431,56 @@ impl Payments {
                 "payment settlement kept conflicting: {reasons:?}"
             ))),
         }
+    }
+
+    /// The settlement's transaction: the payment's new status (conditional
+    /// on the one it was judged from), its event, and the callback's audit
+    /// record.
+    fn settlement(
+        &self,
+        payment: &Payment,
+        notification: &ProviderNotification,
+        target: PaymentStatus,
+        correlation_id: &str,
+        now: &str,
+    ) -> Result<Vec<TransactWriteItem>, DbError> {
+        let settled = Payment {
+            payment_status: target,
+            updated_at: now.to_owned(),
+            provider_transaction_id: Some(notification.provider_transaction_id.clone()),
+            failure_reason: notification.failure_reason.clone(),
+            ..payment.clone()
+        };
+        let event_type = if target == PaymentStatus::Succeeded {
+            EventType::PaymentSucceeded
+        } else {
+            EventType::PaymentFailed
+        };
+        let event = Envelope::new(event_type, correlation_id, now, &settled)?;
+        let settle = Update::builder()
+            .table_name(&self.tables.payments)
+            .key("paymentId", s(&payment.payment_id))
+            .update_expression("SET paymentStatus = :to, updatedAt = :now, providerTransactionId = :tx, failureReason = :reason")
+            .condition_expression("paymentStatus = :from")
+            .expression_attribute_values(":to", s(target.as_str()))
+            .expression_attribute_values(":from", s(payment.payment_status.as_str()))
+            .expression_attribute_values(":now", s(now))
+            .expression_attribute_values(":tx", s(&notification.provider_transaction_id))
+            .expression_attribute_values(
+                ":reason",
+                notification.failure_reason.as_deref().map_or(AttributeValue::Null(true), s),
+            )
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_err)?;
+        let audit = self.audit_put(payment, notification, CallbackOutcome::Applied, now)?;
+        Ok(vec![
+            TransactWriteItem::builder().update(settle).build(),
+            TransactWriteItem::builder()
+                .put(crate::outbox::put(&event, &self.tables.events)?)
+                .build(),
+            TransactWriteItem::builder().put(audit).build(),
+        ])
     }
 
     /// Returns a succeeded payment's money through the provider, then marks

@@ -14,7 +14,7 @@ use domain::payments::{
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::secrets::Secret;
+use crate::secrets::{Secret, SecretError};
 
 pub const HEADER: &str = "x-payment-signature";
 /// Oldest acceptable timestamp, in seconds before now: limits replays.
@@ -161,6 +161,16 @@ impl SandboxProvider {
     /// A provider with a known secret (tests, local tools).
     pub fn new(secret: impl Into<Vec<u8>>, base_url: impl Into<String>) -> Self {
         Self::with_secret(Secret::known(secret), base_url)
+    }
+
+    /// The sandbox provider as a deployed function uses it: its signing
+    /// secret is the SSM parameter named by `PAYMENT_SIGNING_SECRET_PARAM`,
+    /// read when a callback or a refund first needs it.
+    pub fn from_env(config: &aws_config::SdkConfig) -> Result<Self, SecretError> {
+        let name = crate::config::required("PAYMENT_SIGNING_SECRET_PARAM")?;
+        let base_url = std::env::var("PAYMENT_SANDBOX_URL")
+            .unwrap_or_else(|_| "https://sandbox.pay.example".into());
+        Ok(Self::with_secret(Secret::in_ssm(config, name), base_url))
     }
 
     pub fn with_secret(secret: Secret, base_url: impl Into<String>) -> Self {
