@@ -163,6 +163,8 @@ const RETRYABLE_CODES: &[&str] = &[
     "InternalServerError",
     "ServiceUnavailable",
     "TransactionInProgressException",
+    // A global table's concurrent write in another region (issue 26.6).
+    "ReplicatedWriteConflictException",
 ];
 
 impl<E, R> From<SdkError<E, R>> for DbError
@@ -367,6 +369,22 @@ pub fn conflicted(reasons: &[CancellationReason]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttling_and_conflicts_are_worth_a_retry() {
+        use aws_sdk_dynamodb::operation::get_item::GetItemError;
+        for code in ["ThrottlingException", "ReplicatedWriteConflictException"] {
+            let meta = aws_sdk_dynamodb::error::ErrorMetadata::builder()
+                .code(code)
+                .build();
+            let err: SdkError<GetItemError, ()> =
+                SdkError::service_error(GetItemError::generic(meta), ());
+            assert!(
+                matches!(DbError::from(err), DbError::Unavailable(_)),
+                "{code}"
+            );
+        }
+    }
 
     #[tokio::test]
     async fn the_trust_store_holds_the_six_aws_root_certificates() {
