@@ -225,6 +225,21 @@ async fn other_users_get_404_shoppers_get_403_and_nothing_leaks() {
             Some(json!({})),
             StatusCode::OK,
         ),
+        // After the preferences above: nothing to verify, no code open.
+        (
+            "POST",
+            "/me/contact-verifications",
+            "/me/contact-verifications".into(),
+            Some(json!({"channel": "email"})),
+            StatusCode::CONFLICT,
+        ),
+        (
+            "POST",
+            "/me/contact-verifications/confirm",
+            "/me/contact-verifications/confirm".into(),
+            Some(json!({"channel": "sms", "code": "123456"})),
+            StatusCode::CONFLICT,
+        ),
         (
             "POST",
             "/orders",
