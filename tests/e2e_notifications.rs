@@ -45,6 +45,39 @@ async fn texts_to(phone: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// How many SMS the daily cap counted for the token's user today.
+async fn sms_sent_today(token: &str) -> i64 {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    let user = claims["sub"].as_str().unwrap();
+    let day = domain::sales::date_text(domain::clock::now().date());
+    let (outputs, config) = stack_aws().await;
+    let table = outputs["RateLimitsTableName"].as_str().unwrap();
+    let item = aws_sdk_dynamodb::Client::new(&config)
+        .get_item()
+        .table_name(table)
+        .key(
+            "bucketId",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("daily#sms#{user}#{day}")),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap_or_default();
+    item.get("count")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 /// The six digits of the newest text to `phone` that carries a code.
 async fn code_texted_to(phone: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -462,18 +495,33 @@ async fn an_unverified_number_gets_nothing_until_its_code_comes_back() {
             Some(json!({"channel": "sms"})),
         )
     };
-    let (status, sent) = ask().await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
-    assert_eq!(sent["verified"], false);
+    // Six at once: one code goes out, the others are told to wait, and
+    // only the one sent counts towards the day's cap.
+    let answers = futures::future::join_all((0..6).map(|_| ask())).await;
+    let sent: Vec<&Value> = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::ACCEPTED)
+        .map(|(_, body)| body)
+        .collect();
+    assert_eq!(sent.len(), 1, "{answers:?}");
+    assert_eq!(sent[0]["verified"], false);
     assert!(
-        sent["destination"].as_str().unwrap().contains("****"),
-        "{sent}"
+        sent[0]["destination"].as_str().unwrap().contains("****"),
+        "{sent:?}"
     );
+    for (status, again) in answers.iter().filter(|(s, _)| *s != StatusCode::ACCEPTED) {
+        assert_eq!(*status, StatusCode::TOO_MANY_REQUESTS, "{again}");
+        assert!(again["error"]["retryAfterSeconds"].as_i64().unwrap() >= 1);
+    }
     let (status, again) = ask().await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{again}");
-    assert!(again["error"]["retryAfterSeconds"].as_i64().unwrap() >= 1);
     let code = code_texted_to(&victim).await;
     assert_eq!(texts_to(&victim).await.len(), 1, "one code, nothing else");
+    assert_eq!(
+        sms_sent_today(token).await,
+        1,
+        "the refused asks took no message"
+    );
 
     let wrong = if code == "000000" { "000001" } else { "000000" };
     let (status, error) = confirm(&stack, token, "sms", wrong).await;

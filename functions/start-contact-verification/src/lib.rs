@@ -69,15 +69,6 @@ pub async fn handle(sender: &CodeSender, req: Request) -> ApiResult {
         }
         .into());
     }
-    let cap = sender.cap(channel);
-    if !cap.take(user_id, now).await? {
-        return Err(VerificationError::DailyCapReached {
-            contact: channel,
-            cap: cap.per_day,
-            retry_after_seconds: DailyCap::seconds_to_reset(now),
-        }
-        .into());
-    }
     let code = new_code();
     let pending = PendingCode {
         destination: destination.to_owned(),
@@ -90,6 +81,17 @@ pub async fn handle(sender: &CodeSender, req: Request) -> ApiResult {
         // Another request sent one first.
         return Err(VerificationError::TooSoon {
             retry_after_seconds: RESEND_AFTER_SECONDS,
+        }
+        .into());
+    }
+    // The cap after the one-a-minute write: racing requests, refused there,
+    // do not use up the day's messages.
+    let cap = sender.cap(channel);
+    if !cap.take(user_id, now).await? {
+        return Err(VerificationError::DailyCapReached {
+            contact: channel,
+            cap: cap.per_day,
+            retry_after_seconds: DailyCap::seconds_to_reset(now),
         }
         .into());
     }
