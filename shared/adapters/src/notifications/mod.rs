@@ -16,7 +16,6 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use domain::notifications::verification::{Contact, PendingCode, RESEND_AFTER_SECONDS, Verified};
 use domain::notifications::{Channel, ChannelError, Notification, Preferences};
-use sha2::{Digest, Sha256};
 
 use crate::config::Tables;
 use crate::db::{DbError, Item, build_err, n, s};
@@ -81,10 +80,7 @@ fn verified_attribute(contact: Contact) -> &'static str {
 /// A code's hash as stored: bound to the user and the destination, so a
 /// code is good for nothing else, and never kept in clear.
 pub fn code_hash(user_id: &str, destination: &str, code: &str) -> String {
-    Sha256::digest(format!("{user_id}\n{destination}\n{code}").as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::idempotency::fingerprint(&(user_id, destination, code))
 }
 
 /// The contact state an item of the preferences table holds.
@@ -118,9 +114,9 @@ fn state_of(user_id: &str, item: &Item) -> Result<ContactState, DbError> {
 }
 
 /// `Ok(false)` for a condition that did not hold.
-fn conditional(result: Result<(), DbError>) -> Result<bool, DbError> {
-    match result {
-        Ok(()) => Ok(true),
+fn conditional<T, E: Into<DbError>>(result: Result<T, E>) -> Result<bool, DbError> {
+    match result.map_err(Into::into) {
+        Ok(_) => Ok(true),
         Err(DbError::ConditionFailed) => Ok(false),
         Err(other) => Err(other),
     }
@@ -160,7 +156,7 @@ impl DailyCap {
             .expression_attribute_values(":expires", n(expires))
             .send()
             .await;
-        let taken = conditional(result.map(|_| ()).map_err(DbError::from))?;
+        let taken = conditional(result)?;
         if !taken {
             crate::metrics::increment(crate::metrics::Metric::MessagesCapped);
         }
@@ -252,7 +248,7 @@ impl Notifications {
             .expression_attribute_values(":before", n(code.sent_at - RESEND_AFTER_SECONDS))
             .send()
             .await;
-        conditional(result.map(|_| ()).map_err(DbError::from))
+        conditional(result)
     }
 
     /// Counts a wrong guess at `code` (once per guess: conditional on the
@@ -276,7 +272,7 @@ impl Notifications {
             .expression_attribute_values(":next", n(i64::from(code.attempts) + 1))
             .send()
             .await;
-        conditional(result.map(|_| ()).map_err(DbError::from)).map(|_| ())
+        conditional(result).map(|_| ())
     }
 
     /// Makes `code`'s destination the verified one and uses the code up;
@@ -301,7 +297,7 @@ impl Notifications {
             .expression_attribute_values(":seen", n(i64::from(code.attempts)))
             .send()
             .await;
-        conditional(result.map(|_| ()).map_err(DbError::from))
+        conditional(result)
     }
 
     /// Stores a notification once; `false` when it was already there.
