@@ -29,8 +29,17 @@ use crate::idempotency::{self, IdempotencyKey, ReplayError, StoredResponse};
 use crate::metrics::Metric;
 use crate::ratelimit::Throttled;
 
+#[cfg(feature = "providers")]
+pub mod alipay;
+#[cfg(feature = "providers")]
+pub mod keys;
 #[cfg(feature = "ssm")]
 pub mod sandbox;
+#[cfg(feature = "providers")]
+pub mod stripe;
+pub mod webhook_signature;
+#[cfg(feature = "providers")]
+pub mod wechatpay;
 
 #[derive(Clone, Debug)]
 pub struct Payments {

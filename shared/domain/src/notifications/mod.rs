@@ -213,7 +213,8 @@ pub fn format_amount(amount: i64, currency: &str) -> String {
     if decimals == 0 {
         format!("{sign}{symbol}{abs}")
     } else {
-        format!("{sign}{symbol}{}.{:02}", abs / 100, abs % 100)
+        let digits = crate::money::to_decimal(amount);
+        format!("{sign}{symbol}{}", digits.trim_start_matches('-'))
     }
 }
 
