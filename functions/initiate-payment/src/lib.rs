@@ -9,7 +9,7 @@ use adapters::orders::Orders;
 use adapters::payments::{Initiation, Payments};
 use domain::orders::plausible_order_id;
 use domain::payments::{InitiatePaymentRequest, PaymentProvider};
-use http_edge::http::{created, json, json_body};
+use http_edge::http::{created, json, json_body, public_base_url};
 use http_edge::idempotency::replayed;
 use http_edge::{ApiError, ApiResult, Caller};
 use lambda_http::Request;
@@ -44,7 +44,13 @@ pub async fn handle(
 
     Ok(
         match payments
-            .initiate(&order, body.payment_method, provider, idempotency)
+            .initiate(
+                &order,
+                body.payment_method,
+                provider,
+                &public_base_url(&req),
+                idempotency,
+            )
             .await?
         {
             Initiation::Created(payment) => {

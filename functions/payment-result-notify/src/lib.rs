@@ -4,21 +4,17 @@
 //! and writes its event in one transaction; repeats change nothing.
 
 use adapters::metrics::{self, Metric};
-use adapters::payments::sandbox::HEADER;
+use adapters::payments::sandbox::{HEADER, SandboxProvider};
 use adapters::payments::{CallbackOutcome, Payments};
 use domain::clock;
-use domain::payments::{PaymentProvider, ProviderNotification, VerifyError};
+use domain::payments::{ProviderNotification, VerifyError};
 use http_edge::http::{MAX_BODY_BYTES, correlation_id, json, parse_json};
 use http_edge::{ApiError, ApiResult};
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 use serde_json::json;
 
-pub async fn handle(
-    payments: &Payments,
-    provider: &impl PaymentProvider,
-    req: Request,
-) -> ApiResult {
+pub async fn handle(payments: &Payments, provider: &SandboxProvider, req: Request) -> ApiResult {
     let body: &[u8] = req.body().as_ref();
     if body.len() > MAX_BODY_BYTES {
         return Err(ApiError::payload_too_large(MAX_BODY_BYTES));
@@ -28,7 +24,7 @@ pub async fn handle(
         .verify_notification(signature, body, clock::now().unix_timestamp())
         .await
         .map_err(|err| match err {
-            VerifyError::BadSignature(err) => {
+            VerifyError::BadSignature(err) | VerifyError::Foreign(err) => {
                 tracing::warn!(%err, "payment callback rejected");
                 metrics::increment(Metric::InvalidSignatures);
                 ApiError::new(

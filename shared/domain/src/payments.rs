@@ -130,7 +130,20 @@ pub struct Payment {
     pub provider_transaction_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
+    /// The provider that took it (`sandbox`, `alipay`, `wechatpay`,
+    /// `stripe`): its refunds, queries and closing go there, whatever the
+    /// configuration says later. Payments from before providers were
+    /// configurable were all the sandbox's.
+    #[serde(default = "sandbox")]
+    pub provider: String,
 }
+
+fn sandbox() -> String {
+    SANDBOX.to_owned()
+}
+
+/// The name of the project's own provider.
+pub const SANDBOX: &str = "sandbox";
 
 /// The body of `POST /payments`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -197,9 +210,48 @@ pub struct Checkout {
     pub qr_code: Option<String>,
 }
 
+/// A refund to make at the provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundOrder {
+    /// Ours, and the provider's idempotency key (`out_request_no`,
+    /// `out_refund_no`, `Idempotency-Key`): asking again with the same id
+    /// refunds once.
+    pub refund_id: String,
+    /// Minor units, at most the payment's amount.
+    pub amount: i64,
+    pub reason: String,
+}
+
+impl RefundOrder {
+    /// The whole payment back (a cancelled paid order, a success after its
+    /// order expired): one refund per payment, so its id is the payment's.
+    pub fn whole(payment: &Payment, reason: &str) -> Self {
+        Self {
+            refund_id: format!("{}-whole", payment.payment_id),
+            amount: payment.amount,
+            reason: reason.to_owned(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefundReceipt {
     pub provider_refund_id: String,
+}
+
+/// What a provider says about a payment when asked (reconciliation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TradeState {
+    /// Paid: the same facts a success notification carries.
+    Paid {
+        provider_transaction_id: String,
+        amount: i64,
+        currency: String,
+    },
+    /// Not paid yet: the buyer may still pay.
+    Open,
+    /// Closed unpaid, or never created at the provider.
+    Closed,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -260,37 +312,53 @@ pub enum VerifyError {
     /// The notification is not from the provider (or is stale): the caller's fault.
     #[error("{0}")]
     BadSignature(String),
+    /// Signed by the provider but not for us or not what we asked: another
+    /// merchant, app or account, or a field that does not read.
+    #[error("{0}")]
+    Foreign(String),
     /// We could not check it (the signing secret is unreadable): ours.
     #[error(transparent)]
     Provider(#[from] ProviderError),
 }
 
-/// A payment service provider (Alipay, WeChat Pay, a card acquirer).
+/// A payment service provider (Alipay, WeChat Pay, Stripe, the sandbox).
 ///
-/// Real providers start a checkout with an API call, report the result
-/// asynchronously to `POST /payments/notify` with a signature, and refund
-/// with another call; this trait is that contract.
+/// Providers start a checkout with an API call, report the result
+/// asynchronously to their own callback route with their own signature (each
+/// callback function verifies its provider's), answer queries, close unpaid
+/// trades and refund; this trait is the part every payment path shares.
 pub trait PaymentProvider: Send + Sync {
-    /// Starts a checkout for a new payment.
+    /// The provider that takes payments by `method`, recorded on each
+    /// payment (`Payment::provider`).
+    fn name_for(&self, method: PaymentMethod) -> &'static str;
+
+    /// Starts a checkout for a new payment. `Unavailable` leaves nothing to
+    /// undo: the payment is written only after this returns.
+    /// `callback_base` is the API's public URL (`https://host[/stage]`);
+    /// providers that take a notification URL per trade get
+    /// `{callback_base}/payments/notify/{provider}`.
     fn checkout(
         &self,
         payment: &Payment,
+        callback_base: &str,
     ) -> impl Future<Output = Result<Checkout, ProviderError>> + Send;
 
-    /// Returns the money of a succeeded payment.
+    /// Returns money of a succeeded payment; the same `refund_id` again
+    /// refunds once.
     fn refund(
         &self,
         payment: &Payment,
-        reason: &str,
+        refund: &RefundOrder,
     ) -> impl Future<Output = Result<RefundReceipt, ProviderError>> + Send;
 
-    /// Checks that a notification comes from the provider.
-    fn verify_notification(
+    /// Asks the provider what became of a payment.
+    fn query(
         &self,
-        signature: Option<&str>,
-        body: &[u8],
-        now: i64,
-    ) -> impl Future<Output = Result<(), VerifyError>> + Send;
+        payment: &Payment,
+    ) -> impl Future<Output = Result<TradeState, ProviderError>> + Send;
+
+    /// Closes an unpaid trade so that it can no longer be paid.
+    fn close(&self, payment: &Payment) -> impl Future<Output = Result<(), ProviderError>> + Send;
 }
 
 #[cfg(test)]

@@ -192,6 +192,29 @@ pub fn correlation_id(req: &Request) -> String {
     }
 }
 
+/// The API's public URL, `https://host[/stage]`, where providers send their
+/// notifications: `PUBLIC_API_URL` when an operator set one (a custom
+/// domain, CloudFront), else the host and stage API Gateway served this
+/// request on. Derived per request because the template cannot hand the API's
+/// own URL to a function behind it (that reference would be circular).
+pub fn public_base_url(req: &Request) -> String {
+    if let Ok(url) = std::env::var("PUBLIC_API_URL")
+        && !url.trim().is_empty()
+    {
+        return url.trim().trim_end_matches('/').to_owned();
+    }
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => {
+            let host = ctx.domain_name.as_deref().unwrap_or("localhost");
+            match ctx.stage.as_deref() {
+                None | Some("$default") | Some("") => format!("https://{host}"),
+                Some(stage) => format!("https://{host}/{stage}"),
+            }
+        }
+        _ => "https://localhost".to_owned(),
+    }
+}
+
 /// Parses the JSON body into `T`, naming the offending field on failure.
 ///
 /// Rejects bodies over [`MAX_BODY_BYTES`] (413), a body with a missing or

@@ -22,7 +22,22 @@ use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use time::macros::{format_description, offset};
 
+use std::sync::Arc;
+
+use bytes::Bytes;
+use domain::clock;
+use domain::money::to_decimal;
+use domain::payments::{
+    Checkout, NotifiedResult, Payment, PaymentMethod, PaymentProvider, ProviderError,
+    ProviderNotification, RefundOrder, RefundReceipt, TradeState, VerifyError,
+};
+use http_body_util::Full;
+use serde_json::json;
+use time::format_description::well_known::Rfc3339;
+
+use super::http::ProviderHttp;
 use super::keys::{SigningKey, VerifyingKey};
+use crate::secrets::Credentials;
 
 /// Alipay's production gateway; a parameter points it elsewhere (the
 /// sandbox `https://openapi-sandbox.dl.alipaydev.com/gateway.do`, the local
@@ -236,6 +251,420 @@ impl Notification {
     }
 }
 
+/// The Alipay app's credentials, one SSM SecureString parameter of JSON:
+/// `{"appId", "sellerId", "appPrivateKey", "alipayPublicKey"}` (the keys as
+/// Alipay's key tool prints them or as PEM; `sellerId` is the merchant's
+/// 2088… partner id, checked on every notification when set).
+#[derive(Debug)]
+pub struct Account {
+    pub app_id: String,
+    pub seller_id: Option<String>,
+    app_key: SigningKey,
+    alipay_key: VerifyingKey,
+}
+
+impl Account {
+    pub fn parse(json: &[u8]) -> Result<Self, String> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        struct Stored {
+            app_id: String,
+            #[serde(default)]
+            seller_id: Option<String>,
+            app_private_key: String,
+            alipay_public_key: String,
+        }
+        let stored: Stored =
+            serde_json::from_slice(json).map_err(|e| format!("Alipay credentials: {e}"))?;
+        Ok(Self {
+            app_key: SigningKey::from_text(&stored.app_private_key)
+                .map_err(|e| format!("appPrivateKey: {e}"))?,
+            alipay_key: VerifyingKey::from_text(&stored.alipay_public_key)
+                .map_err(|e| format!("alipayPublicKey: {e}"))?,
+            app_id: stored.app_id,
+            seller_id: stored.seller_id.filter(|s| !s.is_empty()),
+        })
+    }
+}
+
+/// Why a call to the gateway did not do what it asked.
+#[derive(Debug)]
+enum CallError {
+    /// Alipay answered, signed, with a business error (`code` ≠ 10000).
+    Business {
+        sub_code: String,
+        message: String,
+    },
+    Provider(ProviderError),
+}
+
+impl From<ProviderError> for CallError {
+    fn from(err: ProviderError) -> Self {
+        Self::Provider(err)
+    }
+}
+
+impl From<CallError> for ProviderError {
+    fn from(err: CallError) -> Self {
+        match err {
+            CallError::Business { sub_code, message } => {
+                ProviderError::Refused(format!("Alipay {sub_code}: {message}"))
+            }
+            CallError::Provider(err) => err,
+        }
+    }
+}
+
+/// `ALIPAY` payments at Alipay: a QR code from `alipay.trade.precreate`
+/// and a page-pay URL for the same trade, refunds, queries and closing.
+pub struct AlipayProvider {
+    account: Credentials<Account>,
+    gateway: String,
+    http: ProviderHttp,
+}
+
+impl std::fmt::Debug for AlipayProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlipayProvider")
+            .field("account", &self.account)
+            .field("gateway", &self.gateway)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A verified notification, judged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Callback {
+    /// A trade's result, for the payment it names.
+    Payment {
+        notify_id: String,
+        notification: ProviderNotification,
+    },
+    /// Signed by Alipay but about nothing we act on (`WAIT_BUYER_PAY`,
+    /// `TRADE_CLOSED`, refund syncs): acknowledged so it is not resent.
+    Ignored { notify_id: String, why: String },
+}
+
+impl AlipayProvider {
+    pub fn new(
+        account: Credentials<Account>,
+        gateway: impl Into<String>,
+        http: ProviderHttp,
+    ) -> Self {
+        Self {
+            account,
+            gateway: gateway.into(),
+            http,
+        }
+    }
+
+    /// The provider as a deployed function uses it: credentials in the SSM
+    /// parameter `ALIPAY_CREDENTIALS_PARAM`, the gateway `ALIPAY_GATEWAY`
+    /// (Alipay's production gateway by default).
+    pub fn from_env(config: &aws_config::SdkConfig) -> Result<Self, crate::config::MissingSetting> {
+        let name = crate::config::required("ALIPAY_CREDENTIALS_PARAM")?;
+        let gateway = std::env::var("ALIPAY_GATEWAY").unwrap_or_else(|_| GATEWAY.into());
+        Ok(Self::new(
+            Credentials::in_ssm(config, name, Account::parse),
+            gateway,
+            ProviderHttp::default(),
+        ))
+    }
+
+    async fn account(&self) -> Result<Arc<Account>, ProviderError> {
+        self.account.get().await.map_err(unavailable_credentials)
+    }
+
+    /// Verifies and judges a notification: Alipay's signature (re-reading
+    /// the key once if a rotated one may be waiting), then that it is for
+    /// this app and seller, then its amount as fen.
+    pub async fn verify_callback(&self, form: &[u8]) -> Result<Callback, VerifyError> {
+        let account = self.account().await?;
+        let fields = match Notification::verify(form, &account.alipay_key) {
+            Err(AlipayError::BadSignature) => match self
+                .account
+                .refresh()
+                .await
+                .map_err(unavailable_credentials)?
+            {
+                Some(newer) => Notification::verify(form, &newer.alipay_key),
+                None => Err(AlipayError::BadSignature),
+            },
+            other => other,
+        }
+        .map_err(|e| VerifyError::BadSignature(e.to_string()))?;
+        let notify_id = fields.get("notify_id").unwrap_or("").to_owned();
+        let foreign = |what: &str| {
+            VerifyError::Foreign(format!("notification {notify_id} is for another {what}"))
+        };
+        if fields.get("app_id") != Some(account.app_id.as_str()) {
+            return Err(foreign("app_id"));
+        }
+        if let Some(seller) = &account.seller_id
+            && fields.get("seller_id") != Some(seller.as_str())
+        {
+            return Err(foreign("seller_id"));
+        }
+        if !fields.is_paid() {
+            let why = format!(
+                "trade_status {}",
+                fields.get("trade_status").unwrap_or("(none)")
+            );
+            return Ok(Callback::Ignored { notify_id, why });
+        }
+        let bad = |e: AlipayError| VerifyError::Foreign(format!("notification {notify_id}: {e}"));
+        let notification = ProviderNotification {
+            payment_id: fields.required("out_trade_no").map_err(bad)?.to_owned(),
+            // Alipay does not echo our order id; the caller fills it in
+            // from the payment that out_trade_no names.
+            order_id: String::new(),
+            payment_status: NotifiedResult::Success,
+            amount: fields.total_amount().map_err(bad)?,
+            currency: "CNY".into(),
+            provider_transaction_id: fields.required("trade_no").map_err(bad)?.to_owned(),
+            failure_reason: None,
+        };
+        Ok(Callback::Payment {
+            notify_id,
+            notification,
+        })
+    }
+
+    /// One gateway call: signed, sent, and its answer verified with Alipay's
+    /// key before anything in it is read. Every method used here is keyed
+    /// by `out_trade_no` or `out_request_no`, so one retry of an unknown
+    /// outcome cannot do a thing twice.
+    async fn call(
+        &self,
+        method: &str,
+        biz_content: serde_json::Value,
+        notify_url: Option<&str>,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, CallError> {
+        let mut last = None;
+        for attempt in 0..2 {
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            match self.call_once(method, &biz_content, notify_url).await {
+                Err(CallError::Provider(ProviderError::Unavailable(cause))) => {
+                    tracing::warn!(method, %cause, attempt, "Alipay call failed");
+                    last = Some(cause);
+                }
+                other => return other,
+            }
+        }
+        Err(ProviderError::Unavailable(last.unwrap_or_default()).into())
+    }
+
+    async fn call_once(
+        &self,
+        method: &str,
+        biz_content: &serde_json::Value,
+        notify_url: Option<&str>,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, CallError> {
+        let account = self.account().await?;
+        let request = SignedRequest::new(
+            &account.app_id,
+            method,
+            biz_content,
+            notify_url,
+            clock::now(),
+            &account.app_key,
+        );
+        let http_request = http::Request::post(&self.gateway)
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded;charset=utf-8",
+            )
+            .body(Full::new(Bytes::from(request.form_body())))
+            .map_err(|e| ProviderError::Unavailable(format!("request: {e}")))?;
+        let answer = self.http.send(http_request).await?;
+        if !answer.status.is_success() {
+            return Err(ProviderError::Unavailable(format!(
+                "Alipay answered HTTP {}",
+                answer.status
+            ))
+            .into());
+        }
+        let response = verify_response(answer.text()?, method, &account.alipay_key)
+            .map_err(|e| ProviderError::Unavailable(format!("Alipay's answer to {method}: {e}")))?;
+        let text = |field: &str| {
+            response
+                .get(field)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_owned()
+        };
+        match text("code").as_str() {
+            SUCCESS_CODE => Ok(response),
+            // 20000: Alipay's service is unavailable; the outcome is unknown.
+            "20000" => Err(ProviderError::Unavailable(format!(
+                "Alipay {}: {}",
+                text("sub_code"),
+                text("sub_msg")
+            ))
+            .into()),
+            code => Err(CallError::Business {
+                sub_code: if text("sub_code").is_empty() {
+                    code.to_owned()
+                } else {
+                    text("sub_code")
+                },
+                message: format!("{} {}", text("msg"), text("sub_msg"))
+                    .trim()
+                    .to_owned(),
+            }),
+        }
+    }
+
+    fn trade(payment: &Payment) -> Result<serde_json::Value, ProviderError> {
+        if payment.currency != "CNY" {
+            return Err(ProviderError::Refused(format!(
+                "Alipay takes CNY, not {}",
+                payment.currency
+            )));
+        }
+        let mut trade = json!({
+            "out_trade_no": payment.payment_id,
+            "total_amount": to_decimal(payment.amount),
+            "subject": format!("Order {}", payment.order_id),
+        });
+        // The trade cannot be paid after the order's window: Alipay refuses it.
+        if let Ok(expires) = OffsetDateTime::parse(&payment.expires_at, &Rfc3339) {
+            trade["time_expire"] = json!(beijing_time(expires));
+        }
+        Ok(trade)
+    }
+}
+
+fn unavailable_credentials(err: crate::secrets::SecretError) -> ProviderError {
+    tracing::error!(%err, "Alipay credentials unavailable");
+    ProviderError::Unavailable(format!("Alipay credentials: {err}"))
+}
+
+impl PaymentProvider for AlipayProvider {
+    fn name_for(&self, _method: PaymentMethod) -> &'static str {
+        NAME
+    }
+
+    async fn checkout(
+        &self,
+        payment: &Payment,
+        callback_base: &str,
+    ) -> Result<Checkout, ProviderError> {
+        let notify_url = format!(
+            "{}/payments/notify/alipay",
+            callback_base.trim_end_matches('/')
+        );
+        let trade = Self::trade(payment)?;
+        let answer = self
+            .call("alipay.trade.precreate", trade.clone(), Some(&notify_url))
+            .await?;
+        let qr_code = answer
+            .get("qr_code")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| {
+                ProviderError::Unavailable("Alipay's precreate answer has no qr_code".into())
+            })?
+            .to_owned();
+        let mut page = trade;
+        page["product_code"] = json!("FAST_INSTANT_TRADE_PAY");
+        let account = self.account().await?;
+        let page_pay = SignedRequest::new(
+            &account.app_id,
+            "alipay.trade.page.pay",
+            &page,
+            Some(&notify_url),
+            clock::now(),
+            &account.app_key,
+        );
+        Ok(Checkout {
+            payment_url: page_pay.url(&self.gateway),
+            qr_code: Some(qr_code),
+        })
+    }
+
+    async fn refund(
+        &self,
+        payment: &Payment,
+        refund: &RefundOrder,
+    ) -> Result<RefundReceipt, ProviderError> {
+        let answer = self
+            .call(
+                "alipay.trade.refund",
+                json!({
+                    "out_trade_no": payment.payment_id,
+                    "refund_amount": to_decimal(refund.amount),
+                    "out_request_no": refund.refund_id,
+                    "refund_reason": refund.reason.chars().take(256).collect::<String>(),
+                }),
+                None,
+            )
+            .await?;
+        // fund_change "N" on a repeat of the same out_request_no: refunded
+        // before, not again.
+        let trade_no = answer
+            .get("trade_no")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        Ok(RefundReceipt {
+            provider_refund_id: format!("{trade_no}/{}", refund.refund_id),
+        })
+    }
+
+    async fn query(&self, payment: &Payment) -> Result<TradeState, ProviderError> {
+        let answer = match self
+            .call(
+                "alipay.trade.query",
+                json!({"out_trade_no": payment.payment_id}),
+                None,
+            )
+            .await
+        {
+            Ok(answer) => answer,
+            // A page-pay trade exists only once the buyer opened the page.
+            Err(CallError::Business { sub_code, .. }) if sub_code == "ACQ.TRADE_NOT_EXIST" => {
+                return Ok(TradeState::Open);
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let text = |field: &str| answer.get(field).and_then(|v| v.as_str()).unwrap_or("");
+        Ok(match text("trade_status") {
+            "TRADE_SUCCESS" | "TRADE_FINISHED" => TradeState::Paid {
+                provider_transaction_id: text("trade_no").to_owned(),
+                amount: parse_decimal(text("total_amount")).map_err(|e| {
+                    ProviderError::Unavailable(format!("Alipay's query answer: {e}"))
+                })?,
+                currency: "CNY".into(),
+            },
+            "TRADE_CLOSED" => TradeState::Closed,
+            _ => TradeState::Open,
+        })
+    }
+
+    async fn close(&self, payment: &Payment) -> Result<(), ProviderError> {
+        match self
+            .call(
+                "alipay.trade.close",
+                json!({"out_trade_no": payment.payment_id}),
+                None,
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Never opened by the buyer: its signed URL expires with the
+            // order (time_expire), so there is nothing left to close.
+            Err(CallError::Business { sub_code, .. }) if sub_code == "ACQ.TRADE_NOT_EXIST" => {
+                Ok(())
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+}
+
+/// The provider's name on payments it took.
+pub const NAME: &str = "alipay";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,6 +859,136 @@ mod tests {
         assert!(matches!(
             verify_response("<html>", "alipay.trade.precreate", &public),
             Err(AlipayError::NotJson(_))
+        ));
+    }
+
+    fn provider() -> AlipayProvider {
+        // The test merchant key plays both the app's key and Alipay's.
+        let credentials = json!({
+            "appId": "2021000000000000",
+            "sellerId": "2088000000000000",
+            "appPrivateKey": fixtures::MERCHANT_PRIVATE_PEM,
+            "alipayPublicKey": fixtures::MERCHANT_PUBLIC_PEM,
+        });
+        AlipayProvider::new(
+            Credentials::known(credentials.to_string(), Account::parse),
+            "http://127.0.0.1:9/gateway.do",
+            ProviderHttp::default(),
+        )
+    }
+
+    /// A notification signed as Alipay signs it, with `changes` applied
+    /// before signing.
+    fn signed_notification(changes: &[(&str, &str)]) -> Vec<u8> {
+        let key = SigningKey::from_text(fixtures::MERCHANT_PRIVATE_PEM).unwrap();
+        let mut fields: BTreeMap<String, String> = [
+            ("app_id", "2021000000000000"),
+            ("seller_id", "2088000000000000"),
+            ("notify_id", "n-1"),
+            ("out_trade_no", "pay1"),
+            ("trade_no", "2026112222001400000000000001"),
+            ("total_amount", "168.00"),
+            ("trade_status", "TRADE_SUCCESS"),
+            ("charset", "utf-8"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        for (k, v) in changes {
+            fields.insert((*k).to_owned(), (*v).to_owned());
+        }
+        let content = signing_content(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())), &[]);
+        fields.insert("sign".into(), key.sign(content.as_bytes()));
+        fields.insert("sign_type".into(), "RSA2".into());
+        form(&fields.into_iter().collect::<Vec<_>>())
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn callbacks_are_judged_after_the_signature() {
+        let alipay = provider();
+        match alipay
+            .verify_callback(&signed_notification(&[]))
+            .await
+            .unwrap()
+        {
+            Callback::Payment {
+                notify_id,
+                notification,
+            } => {
+                assert_eq!(notify_id, "n-1");
+                assert_eq!(notification.payment_id, "pay1");
+                assert_eq!(notification.amount, 16800);
+                assert_eq!(notification.currency, "CNY");
+                assert_eq!(notification.payment_status, NotifiedResult::Success);
+            }
+            other => panic!("{other:?}"),
+        }
+        for (field, value) in [
+            ("app_id", "2021999999999999"),
+            ("seller_id", "2088999999999999"),
+        ] {
+            assert!(
+                matches!(
+                    alipay
+                        .verify_callback(&signed_notification(&[(field, value)]))
+                        .await,
+                    Err(VerifyError::Foreign(_))
+                ),
+                "{field}"
+            );
+        }
+        assert!(matches!(
+            alipay
+                .verify_callback(&signed_notification(&[("trade_status", "WAIT_BUYER_PAY")]))
+                .await,
+            Ok(Callback::Ignored { .. })
+        ));
+        assert!(matches!(
+            alipay
+                .verify_callback(&signed_notification(&[("total_amount", "168")]))
+                .await,
+            Err(VerifyError::Foreign(_))
+        ));
+        // Tampered after signing.
+        let tampered = String::from_utf8(signed_notification(&[]))
+            .unwrap()
+            .replace("168.00", "1.00");
+        assert!(matches!(
+            alipay.verify_callback(tampered.as_bytes()).await,
+            Err(VerifyError::BadSignature(_))
+        ));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_unreachable_gateway_is_unavailable_and_nothing_else() {
+        let payment = Payment {
+            payment_id: "pay1".into(),
+            order_id: "o1".into(),
+            user_id: "u1".into(),
+            amount: 16800,
+            currency: "CNY".into(),
+            payment_method: PaymentMethod::Alipay,
+            payment_status: domain::payments::PaymentStatus::Pending,
+            payment_url: String::new(),
+            qr_code: None,
+            created_at: String::new(),
+            updated_at: String::new(),
+            expires_at: "2026-11-22T08:15:00Z".into(),
+            provider_transaction_id: None,
+            failure_reason: None,
+            provider: NAME.into(),
+        };
+        assert!(matches!(
+            provider().checkout(&payment, "https://api.example").await,
+            Err(ProviderError::Unavailable(_))
+        ));
+        let usd = Payment {
+            currency: "USD".into(),
+            ..payment
+        };
+        assert!(matches!(
+            provider().checkout(&usd, "https://api.example").await,
+            Err(ProviderError::Refused(_))
         ));
     }
 }

@@ -18,7 +18,7 @@ use domain::ids::new_id;
 use domain::orders::{Order, OrderStatus};
 use domain::payments::{
     NotifiedResult, Payment, PaymentError, PaymentMethod, PaymentProvider, PaymentStatus,
-    PaymentTransition, ProviderNotification,
+    PaymentTransition, ProviderNotification, RefundOrder,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -31,6 +31,8 @@ use crate::ratelimit::Throttled;
 
 #[cfg(feature = "providers")]
 pub mod alipay;
+#[cfg(feature = "providers")]
+pub mod http;
 #[cfg(feature = "providers")]
 pub mod keys;
 #[cfg(feature = "ssm")]
@@ -149,6 +151,7 @@ async fn new_payment(
     method: PaymentMethod,
     now: OffsetDateTime,
     provider: &impl PaymentProvider,
+    callback_base: &str,
 ) -> Result<Payment, PaymentError> {
     let created_at = clock::rfc3339(now);
     let mut payment = Payment {
@@ -167,8 +170,9 @@ async fn new_payment(
         expires_at: order.expires_at.clone(),
         provider_transaction_id: None,
         failure_reason: None,
+        provider: provider.name_for(method).to_owned(),
     };
-    let checkout = provider.checkout(&payment).await?;
+    let checkout = provider.checkout(&payment, callback_base).await?;
     payment.payment_url = checkout.payment_url;
     payment.qr_code = checkout.qr_code;
     Ok(payment)
@@ -243,6 +247,7 @@ impl Payments {
         order: &Order,
         method: PaymentMethod,
         provider: &impl PaymentProvider,
+        callback_base: &str,
         idempotency: Option<(IdempotencyKey, String)>,
     ) -> Result<Initiation, PaymentError> {
         let now = clock::now();
@@ -254,7 +259,7 @@ impl Payments {
             // With an Idempotency-Key the pending payment is recorded as this
             // key's answer, so the key replays it from now on.
             (Some(pending), Some(_)) => pending.clone(),
-            (None, _) => new_payment(order, method, now, provider).await?,
+            (None, _) => new_payment(order, method, now, provider, callback_base).await?,
         };
         let reused = same_method.is_some();
         let transaction =
@@ -518,7 +523,9 @@ impl Payments {
         }
         // Providers deduplicate refunds by payment, so a retry after a crash
         // between this call and the write below does not pay out twice.
-        let receipt = provider.refund(payment, reason).await?;
+        let receipt = provider
+            .refund(payment, &RefundOrder::whole(payment, reason))
+            .await?;
         let now = clock::now_rfc3339();
         let refunded = Payment {
             payment_status: PaymentStatus::Refunded,

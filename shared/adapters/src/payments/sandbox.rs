@@ -3,7 +3,8 @@
 //! with Stripe's scheme ([`super::webhook_signature`]) under our own header.
 
 use domain::payments::{
-    Checkout, Payment, PaymentProvider, ProviderError, RefundReceipt, VerifyError,
+    Checkout, Payment, PaymentMethod, PaymentProvider, ProviderError, RefundOrder, RefundReceipt,
+    SANDBOX, TradeState, VerifyError,
 };
 
 pub use super::webhook_signature::sign;
@@ -66,8 +67,32 @@ impl SandboxProvider {
     }
 }
 
+impl SandboxProvider {
+    /// Checks that a callback to `POST /payments/notify` was signed with
+    /// the sandbox's secret.
+    pub async fn verify_notification(
+        &self,
+        signature: Option<&str>,
+        body: &[u8],
+        now: i64,
+    ) -> Result<(), VerifyError> {
+        verify(self.secret().await?, signature, body, now)
+            .map_err(|e| VerifyError::BadSignature(e.to_string()))
+    }
+}
+
 impl PaymentProvider for SandboxProvider {
-    async fn checkout(&self, payment: &Payment) -> Result<Checkout, ProviderError> {
+    fn name_for(&self, _method: PaymentMethod) -> &'static str {
+        SANDBOX
+    }
+
+    /// The sandbox's callbacks go to `POST /payments/notify`, wherever
+    /// `scripts/local pay` sends them.
+    async fn checkout(
+        &self,
+        payment: &Payment,
+        _callback_base: &str,
+    ) -> Result<Checkout, ProviderError> {
         let payment_url = format!(
             "{}/pay/{}",
             self.base_url.trim_end_matches('/'),
@@ -90,22 +115,23 @@ impl PaymentProvider for SandboxProvider {
 
     async fn refund(
         &self,
-        payment: &Payment,
-        _reason: &str,
+        _payment: &Payment,
+        refund: &RefundOrder,
     ) -> Result<RefundReceipt, ProviderError> {
         Ok(RefundReceipt {
-            provider_refund_id: format!("sandbox-refund-{}", payment.payment_id),
+            provider_refund_id: format!("sandbox-refund-{}", refund.refund_id),
         })
     }
 
-    async fn verify_notification(
-        &self,
-        signature: Option<&str>,
-        body: &[u8],
-        now: i64,
-    ) -> Result<(), VerifyError> {
-        verify(self.secret().await?, signature, body, now)
-            .map_err(|e| VerifyError::BadSignature(e.to_string()))
+    /// The sandbox keeps no ledger: what it reports arrives only by
+    /// callback, so a query learns nothing and reconciliation leaves its
+    /// payments to expire.
+    async fn query(&self, _payment: &Payment) -> Result<TradeState, ProviderError> {
+        Ok(TradeState::Open)
+    }
+
+    async fn close(&self, _payment: &Payment) -> Result<(), ProviderError> {
+        Ok(())
     }
 }
 
@@ -131,6 +157,7 @@ mod tests {
             expires_at: String::new(),
             provider_transaction_id: None,
             failure_reason: None,
+            provider: SANDBOX.into(),
         }
     }
 
@@ -138,7 +165,7 @@ mod tests {
     async fn sandbox_checkouts() {
         let provider = SandboxProvider::new("top-secret-value", "http://localhost/sandbox/");
         let wallet = provider
-            .checkout(&payment(PaymentMethod::WechatPay))
+            .checkout(&payment(PaymentMethod::WechatPay), "https://api")
             .await
             .unwrap();
         assert_eq!(wallet.payment_url, "http://localhost/sandbox/pay/pay1");
@@ -148,7 +175,7 @@ mod tests {
         );
         assert_eq!(
             provider
-                .checkout(&payment(PaymentMethod::Card))
+                .checkout(&payment(PaymentMethod::Card), "https://api")
                 .await
                 .unwrap()
                 .qr_code,
