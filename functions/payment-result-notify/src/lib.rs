@@ -3,11 +3,10 @@
 //! before anything else is read. A first result settles a pending payment
 //! and writes its event in one transaction; repeats change nothing.
 
-use adapters::metrics::{self, Metric};
 use adapters::payments::sandbox::{HEADER, SandboxProvider};
 use adapters::payments::{CallbackOutcome, Payments};
 use domain::clock;
-use domain::payments::{ProviderNotification, VerifyError};
+use domain::payments::ProviderNotification;
 use http_edge::http::{MAX_BODY_BYTES, correlation_id, json, parse_json};
 use http_edge::{ApiError, ApiResult};
 use lambda_http::Request;
@@ -22,20 +21,7 @@ pub async fn handle(payments: &Payments, provider: &SandboxProvider, req: Reques
     let signature = req.headers().get(HEADER).map(|v| v.to_str().unwrap_or(""));
     provider
         .verify_notification(signature, body, clock::now().unix_timestamp())
-        .await
-        .map_err(|err| match err {
-            VerifyError::BadSignature(err) | VerifyError::Foreign(err) => {
-                tracing::warn!(%err, "payment callback rejected");
-                metrics::increment(Metric::InvalidSignatures);
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "INVALID_SIGNATURE",
-                    err.to_string(),
-                )
-            }
-            // We cannot check it now; 503 makes the provider send it again.
-            VerifyError::Provider(err) => err.into(),
-        })?;
+        .await?;
 
     let notification: ProviderNotification = parse_json(body)?;
     notification.validate()?;

@@ -9,7 +9,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let consumer = OrderStatusConsumer {
         orders: backend.orders()?,
         payments: backend.payments(),
-        provider: adapters::payments::sandbox::SandboxProvider::from_env(&backend.sdk)?,
+        provider: adapters::payments::providers::Providers::from_env(&backend.sdk)?,
         markers_table: backend.tables.processed_events.clone(),
     };
     adapters::runtime::serve_queue(|batch| consumer.handle_batch(batch)).await

@@ -6,7 +6,7 @@ use domain::catalog::CatalogError;
 use domain::error::{FieldError, KeyReused, RateLimited, StoreError};
 use domain::notifications::verification::VerificationError;
 use domain::orders::{OrderError, Shortage};
-use domain::payments::{PaymentError, ProviderError};
+use domain::payments::{PaymentError, ProviderError, VerifyError};
 use domain::rebates::RebateError;
 use lambda_http::http::StatusCode;
 use serde_json::{Map, Value};
@@ -265,6 +265,28 @@ impl From<ProviderError> for ApiError {
                 "PAYMENT_REFUSED",
                 format!("the payment provider refused: {cause}"),
             ),
+        }
+    }
+}
+
+/// A provider callback that failed its checks: counted and logged, and
+/// answered 401 (not signed by the provider) or 400 (signed, but not for this
+/// merchant or not readable), changing nothing. A check we could not make
+/// (the key is unreadable) is 503: the provider sends it again.
+impl From<VerifyError> for ApiError {
+    fn from(err: VerifyError) -> Self {
+        match err {
+            VerifyError::BadSignature(cause) => {
+                tracing::warn!(%cause, "payment callback rejected: signature");
+                adapters::metrics::increment(adapters::metrics::Metric::InvalidSignatures);
+                ApiError::new(StatusCode::UNAUTHORIZED, "INVALID_SIGNATURE", cause)
+            }
+            VerifyError::Foreign(cause) => {
+                tracing::warn!(%cause, "payment callback rejected: not ours");
+                adapters::metrics::increment(adapters::metrics::Metric::InvalidSignatures);
+                ApiError::new(StatusCode::BAD_REQUEST, "FOREIGN_NOTIFICATION", cause)
+            }
+            VerifyError::Provider(err) => err.into(),
         }
     }
 }

@@ -35,6 +35,8 @@ pub mod alipay;
 pub mod http;
 #[cfg(feature = "providers")]
 pub mod keys;
+#[cfg(feature = "providers")]
+pub mod providers;
 #[cfg(feature = "ssm")]
 pub mod sandbox;
 #[cfg(feature = "providers")]
@@ -74,7 +76,7 @@ pub enum CallbackOutcome {
 }
 
 impl CallbackOutcome {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             CallbackOutcome::Applied => "APPLIED",
             CallbackOutcome::Duplicate => "DUPLICATE",

@@ -1,0 +1,12 @@
+use adapters::backend::Backend;
+use adapters::payments::alipay::AlipayProvider;
+
+// One invocation at a time: a single-threaded runtime starts faster and uses less memory.
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_http::Error> {
+    adapters::runtime::init();
+    let backend = Backend::from_env().await?;
+    let alipay = AlipayProvider::from_env(&backend.sdk)?;
+    let payments = backend.payments();
+    http_edge::http::serve(|req| alipay_notify::handle(&payments, &alipay, req)).await
+}

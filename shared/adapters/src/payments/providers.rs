@@ -1,0 +1,155 @@
+//! The providers a deployment uses, one per payment method by configuration
+//! (`PAYMENT_PROVIDER_ALIPAY`, `PAYMENT_PROVIDER_WECHAT_PAY`,
+//! `PAYMENT_PROVIDER_CARD`: `sandbox` unless set). A payment's refunds,
+//! queries and closing go to the provider recorded on it, so switching a
+//! method to another provider leaves earlier payments with theirs.
+
+use domain::payments::{
+    Checkout, Payment, PaymentMethod, PaymentProvider, ProviderError, RefundOrder, RefundReceipt,
+    SANDBOX, TradeState,
+};
+
+use super::alipay::{self, AlipayProvider};
+use super::sandbox::SandboxProvider;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProvidersError {
+    #[error("{setting} is {value:?}: one of {allowed}")]
+    Unknown {
+        setting: &'static str,
+        value: String,
+        allowed: &'static str,
+    },
+    #[error(transparent)]
+    Missing(#[from] crate::config::MissingSetting),
+    #[error(transparent)]
+    Secret(#[from] crate::secrets::SecretError),
+}
+
+#[derive(Debug)]
+pub struct Providers {
+    sandbox: SandboxProvider,
+    alipay: Option<AlipayProvider>,
+    /// The provider of each method: Alipay, WeChat Pay, card.
+    chosen: [&'static str; 3],
+}
+
+fn slot(method: PaymentMethod) -> usize {
+    match method {
+        PaymentMethod::Alipay => 0,
+        PaymentMethod::WechatPay => 1,
+        PaymentMethod::Card => 2,
+    }
+}
+
+impl Providers {
+    pub fn new(
+        sandbox: SandboxProvider,
+        alipay: Option<AlipayProvider>,
+        chosen: [&'static str; 3],
+    ) -> Self {
+        Self {
+            sandbox,
+            alipay,
+            chosen,
+        }
+    }
+
+    /// The providers as configured for a deployed function. A provider's
+    /// credentials are needed when any method uses it, or when they are set
+    /// (payments it took earlier are still refunded through it).
+    pub fn from_env(config: &aws_config::SdkConfig) -> Result<Self, ProvidersError> {
+        let choose = |setting: &'static str, allowed: &'static [&'static str]| {
+            let value = std::env::var(setting).unwrap_or_default();
+            let value = if value.is_empty() {
+                SANDBOX
+            } else {
+                value.as_str()
+            };
+            allowed
+                .iter()
+                .find(|name| **name == value)
+                .copied()
+                .ok_or_else(|| ProvidersError::Unknown {
+                    setting,
+                    value: value.to_owned(),
+                    allowed: "the names in the template's parameter",
+                })
+        };
+        let chosen = [
+            choose("PAYMENT_PROVIDER_ALIPAY", &[SANDBOX, alipay::NAME])?,
+            choose("PAYMENT_PROVIDER_WECHAT_PAY", &[SANDBOX])?,
+            choose("PAYMENT_PROVIDER_CARD", &[SANDBOX])?,
+        ];
+        let alipay = if chosen.contains(&alipay::NAME)
+            || std::env::var_os("ALIPAY_CREDENTIALS_PARAM").is_some()
+        {
+            Some(AlipayProvider::from_env(config)?)
+        } else {
+            None
+        };
+        Ok(Self::new(
+            SandboxProvider::from_env(config)?,
+            alipay,
+            chosen,
+        ))
+    }
+
+    fn alipay(&self) -> Result<&AlipayProvider, ProviderError> {
+        self.alipay
+            .as_ref()
+            .ok_or_else(|| not_configured(alipay::NAME))
+    }
+}
+
+fn not_configured(name: &str) -> ProviderError {
+    ProviderError::Unavailable(format!(
+        "the {name} provider is not configured in this deployment"
+    ))
+}
+
+impl PaymentProvider for Providers {
+    fn name_for(&self, method: PaymentMethod) -> &'static str {
+        self.chosen[slot(method)]
+    }
+
+    async fn checkout(
+        &self,
+        payment: &Payment,
+        callback_base: &str,
+    ) -> Result<Checkout, ProviderError> {
+        match payment.provider.as_str() {
+            SANDBOX => self.sandbox.checkout(payment, callback_base).await,
+            alipay::NAME => self.alipay()?.checkout(payment, callback_base).await,
+            other => Err(not_configured(other)),
+        }
+    }
+
+    async fn refund(
+        &self,
+        payment: &Payment,
+        refund: &RefundOrder,
+    ) -> Result<RefundReceipt, ProviderError> {
+        match payment.provider.as_str() {
+            SANDBOX => self.sandbox.refund(payment, refund).await,
+            alipay::NAME => self.alipay()?.refund(payment, refund).await,
+            other => Err(not_configured(other)),
+        }
+    }
+
+    async fn query(&self, payment: &Payment) -> Result<TradeState, ProviderError> {
+        match payment.provider.as_str() {
+            SANDBOX => self.sandbox.query(payment).await,
+            alipay::NAME => self.alipay()?.query(payment).await,
+            other => Err(not_configured(other)),
+        }
+    }
+
+    async fn close(&self, payment: &Payment) -> Result<(), ProviderError> {
+        match payment.provider.as_str() {
+            SANDBOX => self.sandbox.close(payment).await,
+            alipay::NAME => self.alipay()?.close(payment).await,
+            other => Err(not_configured(other)),
+        }
+    }
+}
