@@ -29,6 +29,7 @@ import sys
 import time
 import tomllib
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -266,11 +267,28 @@ def signing_secret(outputs):
     return ssm.get_parameter(Name=SIGNING_SECRET_PARAMETER, WithDecryption=True)["Parameter"]["Value"]
 
 
+ALIPAY_CREDENTIALS_PARAMETER = "/shop/payments/alipay"
+
+
+def put_alipay_credentials(endpoint, credentials_file):
+    """The Alipay app's credentials (made by the simulator's `keys`), put
+    into the emulator's SSM as an operator puts real ones on AWS."""
+    clients(endpoint, "ssm").put_parameter(
+        Name=ALIPAY_CREDENTIALS_PARAMETER, Type="SecureString", Overwrite=True,
+        Value=Path(credentials_file).read_text(),
+        Description="Alipay app credentials (local stack: the Alipay simulator's keys)",
+    )
+
+
 def deploy(args):
     endpoint = args.endpoint
     ensure_signing_secret(endpoint)
+    parameters = list(args.parameter)
+    if args.alipay_simulator:
+        put_alipay_credentials(endpoint, args.alipay_credentials)
+        parameters += ["AlipayPaymentProvider=alipay", f"AlipayGateway={args.alipay_simulator}/gateway.do"]
     built = lay_out_build(args.dir, args.profile)
-    sam_deploy(endpoint, built, args.parameter)
+    sam_deploy(endpoint, built, parameters)
     stack_name = "shop-local"
     apis = create_http_api_routes(endpoint, stack_name)
     cfn = clients(endpoint, "cloudformation")
@@ -288,6 +306,7 @@ def deploy(args):
         "adminConsoleClientId": out["AdminConsoleClientId"],
         "outputs": out,
         "routes": apis.get("HttpApi", {}).get("routes", []),
+        "alipaySimulator": args.alipay_simulator or None,
     }
     outputs_path(args.dir).write_text(json.dumps(outputs, indent=2))
     print(f"deployed {stack_name}: {len(outputs['routes'])} routes at {outputs['apiUrl']}")
@@ -442,8 +461,9 @@ def seed(args):
 
 
 def pay(args):
-    """Plays the customer at the sandbox provider: sends the signed result
-    callback for a payment, as the provider would."""
+    """Plays the customer at the payment's provider: the sandbox's signed
+    result callback, or the Alipay simulator's pay page (which then notifies
+    the API as Alipay does)."""
     outputs = load_outputs(args.dir)
     dynamodb = clients(outputs["endpoint"], "dynamodb")
     item = dynamodb.get_item(
@@ -451,6 +471,8 @@ def pay(args):
     ).get("Item")
     if not item:
         sys.exit(f"no payment {args.payment_id}")
+    if item.get("provider", {}).get("S") == "alipay":
+        return pay_at_alipay(outputs, args)
     body = {
         "paymentId": args.payment_id,
         "orderId": item["orderId"]["S"],
@@ -479,6 +501,25 @@ def pay(args):
     except urllib.error.HTTPError as err:
         print(err.code, err.read().decode())
         sys.exit(1)
+
+
+def pay_at_alipay(outputs, args):
+    simulator = outputs.get("alipaySimulator")
+    if not simulator:
+        sys.exit("this payment is Alipay's but the stack has no Alipay simulator")
+    action = "close" if args.fail else "pay"
+    request = urllib.request.Request(
+        f"{simulator}/pay/{args.payment_id}", method="POST",
+        data=urllib.parse.urlencode({"action": action}).encode(),
+        headers={"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            print(response.status, response.read().decode())
+    except urllib.error.HTTPError as err:
+        print(err.code, err.read().decode())
+        sys.exit(1)
+    print(f"the simulator now notifies the API; its ledger: {simulator}/_sim/trades/{args.payment_id}")
 
 
 def dead_letter_queues(outputs):
@@ -736,6 +777,8 @@ def main():
     p.add_argument("--endpoint", required=True)
     p.add_argument("--profile", default="debug", help="cargo profile folder under target/")
     p.add_argument("--parameter", action="append", default=[], help="extra template parameter, Name=Value")
+    p.add_argument("--alipay-simulator", help="the Alipay simulator's URL: ALIPAY payments go to it")
+    p.add_argument("--alipay-credentials", help="with --alipay-simulator: its credentials.json")
     p.set_defaults(run=deploy)
     p = sub.add_parser("token")
     p.add_argument("--user", default="alice")

@@ -44,7 +44,7 @@ async fn pay_an_order_through_the_provider_callback() {
             Method::POST,
             "/payments",
             None,
-            Some(json!({"orderId": order_id, "paymentMethod": "ALIPAY"})),
+            Some(json!({"orderId": order_id, "paymentMethod": "WECHAT_PAY"})),
         )
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -53,7 +53,7 @@ async fn pay_an_order_through_the_provider_callback() {
             Method::POST,
             "/payments",
             Some(&stack.other_token),
-            Some(json!({"orderId": order_id, "paymentMethod": "ALIPAY"})),
+            Some(json!({"orderId": order_id, "paymentMethod": "WECHAT_PAY"})),
         )
         .await;
     assert_eq!(
@@ -67,7 +67,7 @@ async fn pay_an_order_through_the_provider_callback() {
             Method::POST,
             "/payments",
             Some(&stack.user_token),
-            Some(json!({"orderId": order_id, "paymentMethod": "ALIPAY"})),
+            Some(json!({"orderId": order_id, "paymentMethod": "WECHAT_PAY"})),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{payment}");
@@ -130,7 +130,7 @@ async fn an_idempotent_payment_retry_replays_after_the_order_was_paid() {
             .post(format!("{}/payments", stack.api_url))
             .bearer_auth(&stack.user_token)
             .header("Idempotency-Key", &key)
-            .json(&json!({"orderId": order_id, "paymentMethod": "ALIPAY"}))
+            .json(&json!({"orderId": order_id, "paymentMethod": "WECHAT_PAY"}))
             .send()
             .await
             .unwrap();

@@ -81,12 +81,14 @@ fn only_api_functions_know_http_and_each_compiles_only_its_clients() {
         "cancel-order",
         "initiate-payment",
         "payment-result-notify",
+        "reconcile-payments",
         "update-order-status",
     ];
     let talks_to_providers = [
         "alipay-notify",
         "cancel-order",
         "initiate-payment",
+        "reconcile-payments",
         "update-order-status",
     ];
     for function in functions() {

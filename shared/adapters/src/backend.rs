@@ -52,9 +52,17 @@ impl Backend {
     /// Payments, with the per-user limit the template sets
     /// (`PAYMENT_RATE_PER_MINUTE`, `PAYMENT_RATE_BURST`).
     pub fn payments(&self) -> Payments {
-        Payments::new(self.dynamodb.clone(), self.tables.clone()).with_rate_limit(
-            RateLimit::from_env(&self.tables.rate_limits, "initiatePayment", "PAYMENT_RATE"),
-        )
+        let reconcile_after = crate::config::reconcile_after().unwrap_or_else(|err| {
+            tracing::error!(%err, "using the default reconciliation delay");
+            time::Duration::minutes(2)
+        });
+        Payments::new(self.dynamodb.clone(), self.tables.clone())
+            .with_rate_limit(RateLimit::from_env(
+                &self.tables.rate_limits,
+                "initiatePayment",
+                "PAYMENT_RATE",
+            ))
+            .with_reconcile_after(reconcile_after)
     }
 
     /// The rebate ledger, with the holding period the template sets.

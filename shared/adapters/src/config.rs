@@ -100,44 +100,45 @@ impl Tables {
 /// default 15 minutes, 10 seconds to 1 day; the template's parameter has the
 /// same bounds).
 pub fn payment_window() -> Result<std::time::Duration, InvalidSetting> {
-    let seconds = match std::env::var("PAYMENT_WINDOW_SECONDS") {
-        Err(_) => 900,
+    seconds("PAYMENT_WINDOW_SECONDS", 900, 10..=86_400).map(std::time::Duration::from_secs)
+}
+
+/// A duration setting in whole seconds: `default` when unset, refused
+/// outside `bounds` (the template's parameter has the same bounds).
+fn seconds(
+    name: &'static str,
+    default: u64,
+    bounds: std::ops::RangeInclusive<u64>,
+) -> Result<u64, InvalidSetting> {
+    match std::env::var(name) {
+        Err(_) => Ok(default),
         Ok(raw) => raw
             .parse::<u64>()
             .ok()
-            .filter(|s| (10..=86_400).contains(s))
-            .ok_or(InvalidSetting("PAYMENT_WINDOW_SECONDS", raw))?,
-    };
-    Ok(std::time::Duration::from_secs(seconds))
+            .filter(|s| bounds.contains(s))
+            .ok_or(InvalidSetting(name, raw)),
+    }
 }
 
 /// How long after an order's payment window closes a payment's success
 /// still pays it (`LATE_PAYMENT_GRACE_SECONDS`, default 60 s, 0 to 1 hour;
 /// the template's parameter has the same bounds). Expiry waits as long.
 pub fn late_payment_grace() -> Result<time::Duration, InvalidSetting> {
-    let seconds = match std::env::var("LATE_PAYMENT_GRACE_SECONDS") {
-        Err(_) => 60,
-        Ok(raw) => raw
-            .parse::<i64>()
-            .ok()
-            .filter(|s| (0..=3600).contains(s))
-            .ok_or(InvalidSetting("LATE_PAYMENT_GRACE_SECONDS", raw))?,
-    };
-    Ok(time::Duration::seconds(seconds))
+    seconds("LATE_PAYMENT_GRACE_SECONDS", 60, 0..=3600).map(|s| time::Duration::seconds(s as i64))
 }
 
 /// How long a credited rebate stays `PENDING` before it becomes
 /// `AVAILABLE` (`REBATE_HOLDING_SECONDS`, default 7 days; 0 to 366 days).
 pub fn rebate_holding_period() -> Result<std::time::Duration, InvalidSetting> {
-    let seconds = match std::env::var("REBATE_HOLDING_SECONDS") {
-        Err(_) => 7 * 86_400,
-        Ok(raw) => raw
-            .parse::<u64>()
-            .ok()
-            .filter(|s| *s <= 366 * 86_400)
-            .ok_or(InvalidSetting("REBATE_HOLDING_SECONDS", raw))?,
-    };
-    Ok(std::time::Duration::from_secs(seconds))
+    seconds("REBATE_HOLDING_SECONDS", 7 * 86_400, 0..=366 * 86_400)
+        .map(std::time::Duration::from_secs)
+}
+
+/// How long after its creation a real provider's payment that is still
+/// pending is first asked about (`RECONCILE_AFTER_SECONDS`, default 120 s,
+/// 1 s to 1 day): Alipay and WeChat Pay lose and delay notifications.
+pub fn reconcile_after() -> Result<time::Duration, InvalidSetting> {
+    seconds("RECONCILE_AFTER_SECONDS", 120, 1..=86_400).map(|s| time::Duration::seconds(s as i64))
 }
 
 /// The calling codes SMS may go to (`SMS_COUNTRY_CODES`, default `86`).

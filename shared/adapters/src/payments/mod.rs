@@ -51,6 +51,24 @@ pub struct Payments {
     tables: Tables,
     /// Per-user limit on starting payments (none unless configured).
     rate_limit: Option<crate::ratelimit::RateLimit>,
+    /// How long after creation a real provider's pending payment is first
+    /// asked about ([`Payments::due_for_reconciliation`]).
+    reconcile_after: time::Duration,
+}
+
+/// The sparse index of payments the reconciliation sweep asks their
+/// provider about: only real providers' payments are in it (the sandbox
+/// keeps no ledger to ask), from their creation until the sweep finds them
+/// settled or closed at the provider.
+pub const RECONCILE_INDEX: &str = "byReconcileAt";
+
+/// What the reconciliation sweep does with a payment it asked about next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NextCheck {
+    /// Ask again at this time (RFC 3339).
+    At(String),
+    /// Settled or closed at the provider: out of the index.
+    Never,
 }
 
 pub enum Initiation {
@@ -181,11 +199,61 @@ async fn new_payment(
 }
 
 impl Payments {
+    /// Payments of real providers are asked about this long after creation
+    /// if no notification settled them first.
+    pub fn with_reconcile_after(mut self, after: time::Duration) -> Self {
+        self.reconcile_after = after;
+        self
+    }
+
+    /// Real providers' payments whose reconciliation is due at `now`.
+    pub async fn due_for_reconciliation(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Payment>, DbError> {
+        let index = crate::due_index::DueIndex {
+            table: &self.tables.payments,
+            index: RECONCILE_INDEX,
+            shard_attribute: "reconcileShard",
+            due_attribute: "reconcileAt",
+        };
+        index
+            .due(&self.client, &clock::rfc3339(now))
+            .await?
+            .into_iter()
+            .map(|item| serde_dynamo::from_item(item).map_err(DbError::from))
+            .collect()
+    }
+
+    /// Records when the sweep asks about `payment` again, or takes it out of
+    /// the index.
+    pub async fn schedule_reconciliation(
+        &self,
+        payment_id: &str,
+        next: NextCheck,
+    ) -> Result<(), DbError> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.tables.payments)
+            .key("paymentId", s(payment_id))
+            .condition_expression("attribute_exists(paymentId)");
+        let update = match next {
+            NextCheck::At(at) => update
+                .update_expression("SET reconcileAt = :at")
+                .expression_attribute_values(":at", s(&at)),
+            NextCheck::Never => update.update_expression("REMOVE reconcileShard, reconcileAt"),
+        };
+        update.send().await?;
+        Ok(())
+    }
+
     pub fn new(client: Client, tables: Tables) -> Self {
         Self {
             client,
             tables,
             rate_limit: None,
+            reconcile_after: time::Duration::minutes(2),
         }
     }
 
@@ -324,9 +392,20 @@ impl Payments {
     ) -> Result<Vec<TransactWriteItem>, DbError> {
         let mut transaction = Vec::new();
         if !reused {
+            let mut item: crate::db::Item = serde_dynamo::to_item(payment)?;
+            if payment.provider != domain::payments::SANDBOX {
+                item.insert(
+                    "reconcileShard".into(),
+                    s(&crate::due_index::shard_of(&payment.payment_id)),
+                );
+                item.insert(
+                    "reconcileAt".into(),
+                    s(&clock::rfc3339(now + self.reconcile_after)),
+                );
+            }
             let put = Put::builder()
                 .table_name(&self.tables.payments)
-                .set_item(Some(serde_dynamo::to_item(payment)?))
+                .set_item(Some(item))
                 .condition_expression("attribute_not_exists(paymentId)")
                 .build()
                 .map_err(build_err)?;
@@ -476,7 +555,12 @@ impl Payments {
         let settle = Update::builder()
             .table_name(&self.tables.payments)
             .key("paymentId", s(&payment.payment_id))
-            .update_expression("SET paymentStatus = :to, updatedAt = :now, providerTransactionId = :tx, failureReason = :reason")
+            // A success is final: the reconciliation sweep need not ask.
+            .update_expression(if target == PaymentStatus::Succeeded {
+                "SET paymentStatus = :to, updatedAt = :now, providerTransactionId = :tx, failureReason = :reason REMOVE reconcileShard, reconcileAt"
+            } else {
+                "SET paymentStatus = :to, updatedAt = :now, providerTransactionId = :tx, failureReason = :reason"
+            })
             .condition_expression("paymentStatus = :from")
             .expression_attribute_values(":to", s(target.as_str()))
             .expression_attribute_values(":from", s(payment.payment_status.as_str()))
