@@ -83,6 +83,7 @@ fn only_api_functions_know_http_and_each_compiles_only_its_clients() {
         "payment-result-notify",
         "reconcile-payments",
         "update-order-status",
+        "wechatpay-notify",
     ];
     let talks_to_providers = [
         "alipay-notify",
@@ -90,6 +91,7 @@ fn only_api_functions_know_http_and_each_compiles_only_its_clients() {
         "initiate-payment",
         "reconcile-payments",
         "update-order-status",
+        "wechatpay-notify",
     ];
     for function in functions() {
         let deps = dependencies(&function);

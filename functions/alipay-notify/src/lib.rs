@@ -7,8 +7,8 @@
 //! could not record it wants.
 
 use adapters::payments::Payments;
-use adapters::payments::alipay::{self, ACKNOWLEDGEMENT, AlipayProvider, Callback};
-use domain::payments::ProviderNotification;
+use adapters::payments::alipay::{self, ACKNOWLEDGEMENT, AlipayProvider};
+use domain::payments::VerifiedCallback;
 use http_edge::http::{MAX_BODY_BYTES, correlation_id};
 use http_edge::{ApiError, ApiResult};
 use lambda_http::http::{HeaderValue, StatusCode, header};
@@ -20,34 +20,30 @@ pub async fn handle(payments: &Payments, alipay: &AlipayProvider, req: Request) 
         return Err(ApiError::payload_too_large(MAX_BODY_BYTES));
     }
     let (notify_id, notification) = match alipay.verify_callback(body).await? {
-        Callback::Ignored { notify_id, why } => {
+        VerifiedCallback::Ignored {
+            notification_id,
+            why,
+        } => {
             tracing::info!(
-                notify_id,
+                notification_id,
                 why,
                 "Alipay notification acknowledged without effect"
             );
             return Ok(acknowledged());
         }
-        Callback::Payment {
-            notify_id,
+        VerifiedCallback::Payment {
+            notification_id,
             notification,
-        } => (notify_id, notification),
+        } => (notification_id, notification),
     };
+    let payment_id = notification.payment_id.clone();
     // Unknown: not acknowledged, so Alipay sends it again (a trade whose
     // payment is not written yet would then apply; one that never will stops
     // after Alipay's last try).
-    let payment = payments
-        .get(&notification.payment_id)
+    let (payment, outcome) = payments
+        .record_notification(alipay::NAME, notification, &correlation_id(&req))
         .await?
-        .filter(|p| p.provider == alipay::NAME)
-        .ok_or_else(|| ApiError::payment_not_found(&notification.payment_id))?;
-    let notification = ProviderNotification {
-        order_id: payment.order_id.clone(),
-        ..notification
-    };
-    let outcome = payments
-        .record_callback(&payment, &notification, &correlation_id(&req))
-        .await?;
+        .ok_or_else(|| ApiError::payment_not_found(&payment_id))?;
     tracing::info!(
         notify_id,
         payment_id = %payment.payment_id,

@@ -306,6 +306,24 @@ impl PaymentError {
     }
 }
 
+/// A provider's notification once its checks hold (signature, timestamp,
+/// merchant), in provider-neutral terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifiedCallback {
+    /// A trade's result, for the payment it names (its `order_id` is filled
+    /// in from that payment: providers echo only their own trade number).
+    Payment {
+        notification_id: String,
+        notification: ProviderNotification,
+    },
+    /// Genuine but about nothing we act on (an unpaid or closed trade, a
+    /// refund's progress): acknowledged so that it is not resent.
+    Ignored {
+        notification_id: String,
+        why: String,
+    },
+}
+
 /// Why a provider notification was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {

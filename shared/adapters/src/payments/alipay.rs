@@ -29,7 +29,7 @@ use domain::clock;
 use domain::money::to_decimal;
 use domain::payments::{
     Checkout, NotifiedResult, Payment, PaymentMethod, PaymentProvider, ProviderError,
-    ProviderNotification, RefundOrder, RefundReceipt, TradeState, VerifyError,
+    ProviderNotification, RefundOrder, RefundReceipt, TradeState, VerifiedCallback, VerifyError,
 };
 use http_body_util::Full;
 use serde_json::json;
@@ -332,19 +332,6 @@ impl std::fmt::Debug for AlipayProvider {
     }
 }
 
-/// A verified notification, judged.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Callback {
-    /// A trade's result, for the payment it names.
-    Payment {
-        notify_id: String,
-        notification: ProviderNotification,
-    },
-    /// Signed by Alipay but about nothing we act on (`WAIT_BUYER_PAY`,
-    /// `TRADE_CLOSED`, refund syncs): acknowledged so it is not resent.
-    Ignored { notify_id: String, why: String },
-}
-
 impl AlipayProvider {
     pub fn new(
         account: Credentials<Account>,
@@ -378,7 +365,7 @@ impl AlipayProvider {
     /// Verifies and judges a notification: Alipay's signature (re-reading
     /// the key once if a rotated one may be waiting), then that it is for
     /// this app and seller, then its amount as fen.
-    pub async fn verify_callback(&self, form: &[u8]) -> Result<Callback, VerifyError> {
+    pub async fn verify_callback(&self, form: &[u8]) -> Result<VerifiedCallback, VerifyError> {
         let account = self.account().await?;
         let fields = match Notification::verify(form, &account.alipay_key) {
             Err(AlipayError::BadSignature) => match self
@@ -410,7 +397,10 @@ impl AlipayProvider {
                 "trade_status {}",
                 fields.get("trade_status").unwrap_or("(none)")
             );
-            return Ok(Callback::Ignored { notify_id, why });
+            return Ok(VerifiedCallback::Ignored {
+                notification_id: notify_id,
+                why,
+            });
         }
         let bad = |e: AlipayError| VerifyError::Foreign(format!("notification {notify_id}: {e}"));
         let notification = ProviderNotification {
@@ -424,8 +414,8 @@ impl AlipayProvider {
             provider_transaction_id: fields.required("trade_no").map_err(bad)?.to_owned(),
             failure_reason: None,
         };
-        Ok(Callback::Payment {
-            notify_id,
+        Ok(VerifiedCallback::Payment {
+            notification_id: notify_id,
             notification,
         })
     }
@@ -911,11 +901,11 @@ mod tests {
             .await
             .unwrap()
         {
-            Callback::Payment {
-                notify_id,
+            VerifiedCallback::Payment {
+                notification_id,
                 notification,
             } => {
-                assert_eq!(notify_id, "n-1");
+                assert_eq!(notification_id, "n-1");
                 assert_eq!(notification.payment_id, "pay1");
                 assert_eq!(notification.amount, 16800);
                 assert_eq!(notification.currency, "CNY");
@@ -941,7 +931,7 @@ mod tests {
             alipay
                 .verify_callback(&signed_notification(&[("trade_status", "WAIT_BUYER_PAY")]))
                 .await,
-            Ok(Callback::Ignored { .. })
+            Ok(VerifiedCallback::Ignored { .. })
         ));
         assert!(matches!(
             alipay

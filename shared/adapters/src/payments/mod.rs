@@ -483,6 +483,33 @@ impl Payments {
         update.build().map_err(build_err)
     }
 
+    /// Applies a real provider's verified notification to the payment it
+    /// names: `None` when that payment does not exist or is another
+    /// provider's (the provider should send it again later, or give up).
+    pub async fn record_notification(
+        &self,
+        provider: &str,
+        notification: ProviderNotification,
+        correlation_id: &str,
+    ) -> Result<Option<(Payment, CallbackOutcome)>, DbError> {
+        let Some(payment) = self
+            .get(&notification.payment_id)
+            .await?
+            .filter(|p| p.provider == provider)
+        else {
+            return Ok(None);
+        };
+        // Providers echo only their trade number: the order is the payment's.
+        let notification = ProviderNotification {
+            order_id: payment.order_id.clone(),
+            ..notification
+        };
+        let outcome = self
+            .record_callback(&payment, &notification, correlation_id)
+            .await?;
+        Ok(Some((payment, outcome)))
+    }
+
     /// Applies a verified provider callback to `payment` (read by the caller).
     /// Every callback leaves an audit record; only a first result for a
     /// pending payment changes it, together with its event.

@@ -11,6 +11,7 @@ use domain::payments::{
 
 use super::alipay::{self, AlipayProvider};
 use super::sandbox::SandboxProvider;
+use super::wechatpay::{self, WechatPayProvider};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProvidersError {
@@ -30,6 +31,7 @@ pub enum ProvidersError {
 pub struct Providers {
     sandbox: SandboxProvider,
     alipay: Option<AlipayProvider>,
+    wechatpay: Option<WechatPayProvider>,
     /// The provider of each method: Alipay, WeChat Pay, card.
     chosen: [&'static str; 3],
 }
@@ -46,11 +48,13 @@ impl Providers {
     pub fn new(
         sandbox: SandboxProvider,
         alipay: Option<AlipayProvider>,
+        wechatpay: Option<WechatPayProvider>,
         chosen: [&'static str; 3],
     ) -> Self {
         Self {
             sandbox,
             alipay,
+            wechatpay,
             chosen,
         }
     }
@@ -78,7 +82,7 @@ impl Providers {
         };
         let chosen = [
             choose("PAYMENT_PROVIDER_ALIPAY", &[SANDBOX, alipay::NAME])?,
-            choose("PAYMENT_PROVIDER_WECHAT_PAY", &[SANDBOX])?,
+            choose("PAYMENT_PROVIDER_WECHAT_PAY", &[SANDBOX, wechatpay::NAME])?,
             choose("PAYMENT_PROVIDER_CARD", &[SANDBOX])?,
         ];
         let alipay = if chosen.contains(&alipay::NAME)
@@ -88,11 +92,25 @@ impl Providers {
         } else {
             None
         };
+        let wechatpay = if chosen.contains(&wechatpay::NAME)
+            || std::env::var_os("WECHATPAY_CREDENTIALS_PARAM").is_some()
+        {
+            Some(WechatPayProvider::from_env(config)?)
+        } else {
+            None
+        };
         Ok(Self::new(
             SandboxProvider::from_env(config)?,
             alipay,
+            wechatpay,
             chosen,
         ))
+    }
+
+    fn wechatpay(&self) -> Result<&WechatPayProvider, ProviderError> {
+        self.wechatpay
+            .as_ref()
+            .ok_or_else(|| not_configured(wechatpay::NAME))
     }
 
     fn alipay(&self) -> Result<&AlipayProvider, ProviderError> {
@@ -121,6 +139,7 @@ impl PaymentProvider for Providers {
         match payment.provider.as_str() {
             SANDBOX => self.sandbox.checkout(payment, callback_base).await,
             alipay::NAME => self.alipay()?.checkout(payment, callback_base).await,
+            wechatpay::NAME => self.wechatpay()?.checkout(payment, callback_base).await,
             other => Err(not_configured(other)),
         }
     }
@@ -133,6 +152,7 @@ impl PaymentProvider for Providers {
         match payment.provider.as_str() {
             SANDBOX => self.sandbox.refund(payment, refund).await,
             alipay::NAME => self.alipay()?.refund(payment, refund).await,
+            wechatpay::NAME => self.wechatpay()?.refund(payment, refund).await,
             other => Err(not_configured(other)),
         }
     }
@@ -141,6 +161,7 @@ impl PaymentProvider for Providers {
         match payment.provider.as_str() {
             SANDBOX => self.sandbox.query(payment).await,
             alipay::NAME => self.alipay()?.query(payment).await,
+            wechatpay::NAME => self.wechatpay()?.query(payment).await,
             other => Err(not_configured(other)),
         }
     }
@@ -149,6 +170,7 @@ impl PaymentProvider for Providers {
         match payment.provider.as_str() {
             SANDBOX => self.sandbox.close(payment).await,
             alipay::NAME => self.alipay()?.close(payment).await,
+            wechatpay::NAME => self.wechatpay()?.close(payment).await,
             other => Err(not_configured(other)),
         }
     }

@@ -20,7 +20,22 @@ use base64::engine::general_purpose::STANDARD;
 use ring::aead::{AES_128_GCM, AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use serde::Deserialize;
 
+use std::sync::Arc;
+
+use bytes::Bytes;
+use domain::clock;
+use domain::payments::{
+    Checkout, NotifiedResult, Payment, PaymentMethod, PaymentProvider, ProviderError,
+    ProviderNotification, RefundOrder, RefundReceipt, TradeState, VerifiedCallback, VerifyError,
+};
+use http_body_util::Full;
+use serde_json::json;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::http::ProviderHttp;
 use super::keys::{SigningKey, VerifyingKey};
+use crate::secrets::Credentials;
 
 /// WeChat Pay's production API host; a parameter points it elsewhere (the
 /// local simulator).
@@ -240,6 +255,496 @@ pub struct TransactionAmount {
     pub total: i64,
     #[serde(default = "domain::money::default_currency")]
     pub currency: String,
+}
+
+/// The merchant's credentials, one SSM SecureString parameter of JSON:
+/// `{"mchid", "appid", "merchantSerialNo", "merchantPrivateKey",
+/// "apiV3Key", "platformCertificates": [PEM…], "publicKeyId",
+/// "publicKey"}`: platform certificates, a WeChat Pay public key, or both
+/// while WeChat Pay moves the merchant from one to the other.
+pub struct Account {
+    pub mchid: String,
+    pub appid: String,
+    merchant_serial_no: String,
+    merchant_key: SigningKey,
+    api_v3_key: ApiV3Key,
+    platform_keys: PlatformKeys,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("mchid", &self.mchid)
+            .field("appid", &self.appid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Account {
+    pub fn parse(json: &[u8]) -> Result<Self, String> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        struct Stored {
+            mchid: String,
+            appid: String,
+            merchant_serial_no: String,
+            merchant_private_key: String,
+            api_v3_key: String,
+            #[serde(default)]
+            platform_certificates: Vec<String>,
+            #[serde(default)]
+            public_key_id: Option<String>,
+            #[serde(default)]
+            public_key: Option<String>,
+        }
+        let stored: Stored =
+            serde_json::from_slice(json).map_err(|e| format!("WeChat Pay credentials: {e}"))?;
+        let mut platform_keys = PlatformKeys::default();
+        for pem in &stored.platform_certificates {
+            platform_keys = platform_keys
+                .with_certificate(pem)
+                .map_err(|e| format!("platformCertificates: {e}"))?;
+        }
+        if let (Some(id), Some(pem)) = (&stored.public_key_id, &stored.public_key) {
+            platform_keys = platform_keys
+                .with_public_key(id, pem)
+                .map_err(|e| format!("publicKey: {e}"))?;
+        }
+        if platform_keys.is_empty() {
+            return Err(
+                "WeChat Pay credentials hold no platform certificate and no public key".into(),
+            );
+        }
+        Ok(Self {
+            merchant_key: SigningKey::from_text(&stored.merchant_private_key)
+                .map_err(|e| format!("merchantPrivateKey: {e}"))?,
+            api_v3_key: ApiV3Key::new(stored.api_v3_key.as_bytes())
+                .map_err(|e| format!("apiV3Key: {e}"))?,
+            merchant_serial_no: stored.merchant_serial_no,
+            mchid: stored.mchid,
+            appid: stored.appid,
+            platform_keys,
+        })
+    }
+}
+
+/// The provider's name on payments it took.
+pub const NAME: &str = "wechatpay";
+
+/// `WECHAT_PAY` payments at WeChat Pay: Native pay (a `code_url` to show as
+/// a QR code), refunds, queries and closing.
+pub struct WechatPayProvider {
+    account: Credentials<Account>,
+    api: String,
+    http: ProviderHttp,
+}
+
+impl std::fmt::Debug for WechatPayProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WechatPayProvider")
+            .field("account", &self.account)
+            .field("api", &self.api)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a call did not do what it asked.
+#[derive(Debug)]
+enum CallError {
+    /// WeChat Pay answered 4xx with its `{code, message}`.
+    Business {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    Provider(ProviderError),
+}
+
+impl From<ProviderError> for CallError {
+    fn from(err: ProviderError) -> Self {
+        Self::Provider(err)
+    }
+}
+
+impl From<CallError> for ProviderError {
+    fn from(err: CallError) -> Self {
+        match err {
+            CallError::Business { code, message, .. } => {
+                ProviderError::Refused(format!("WeChat Pay {code}: {message}"))
+            }
+            CallError::Provider(err) => err,
+        }
+    }
+}
+
+fn unavailable_credentials(err: crate::secrets::SecretError) -> ProviderError {
+    tracing::error!(%err, "WeChat Pay credentials unavailable");
+    ProviderError::Unavailable(format!("WeChat Pay credentials: {err}"))
+}
+
+impl WechatPayProvider {
+    pub fn new(account: Credentials<Account>, api: impl Into<String>, http: ProviderHttp) -> Self {
+        Self {
+            account,
+            api: api.into(),
+            http,
+        }
+    }
+
+    /// The provider as a deployed function uses it: credentials in the SSM
+    /// parameter `WECHATPAY_CREDENTIALS_PARAM`, the API host
+    /// `WECHATPAY_API` (WeChat Pay's own by default).
+    pub fn from_env(config: &aws_config::SdkConfig) -> Result<Self, crate::config::MissingSetting> {
+        let name = crate::config::required("WECHATPAY_CREDENTIALS_PARAM")?;
+        let api = std::env::var("WECHATPAY_API").unwrap_or_else(|_| API.into());
+        Ok(Self::new(
+            Credentials::in_ssm(config, name, Account::parse),
+            api,
+            ProviderHttp::default(),
+        ))
+    }
+
+    async fn account(&self) -> Result<Arc<Account>, ProviderError> {
+        self.account.get().await.map_err(unavailable_credentials)
+    }
+
+    /// Verifies with the platform keys, re-reading them once when the
+    /// signature fails (or names an unknown serial) with a cached copy old
+    /// enough for a rotation to be waiting.
+    async fn verified<'h>(
+        &self,
+        header: impl Fn(&str) -> Option<&'h str> + Copy,
+        body: &[u8],
+        now: i64,
+    ) -> Result<Arc<Account>, VerifyError> {
+        let account = self.account().await?;
+        match account.platform_keys.verify(header, body, now) {
+            Ok(()) => Ok(account),
+            Err(err @ (WechatPayError::BadSignature | WechatPayError::UnknownSerial(_))) => {
+                match self
+                    .account
+                    .refresh()
+                    .await
+                    .map_err(unavailable_credentials)?
+                {
+                    Some(newer) => {
+                        newer
+                            .platform_keys
+                            .verify(header, body, now)
+                            .map_err(|e| VerifyError::BadSignature(e.to_string()))?;
+                        Ok(newer)
+                    }
+                    None => Err(VerifyError::BadSignature(err.to_string())),
+                }
+            }
+            Err(err) => Err(VerifyError::BadSignature(err.to_string())),
+        }
+    }
+
+    /// Verifies, decrypts and judges a notification: WeChat Pay's signature
+    /// and timestamp first, then the resource (which only the APIv3 key
+    /// opens), then the merchant and app, then the trade.
+    pub async fn verify_callback<'h>(
+        &self,
+        header: impl Fn(&str) -> Option<&'h str> + Copy,
+        body: &[u8],
+        now: i64,
+    ) -> Result<VerifiedCallback, VerifyError> {
+        let account = self.verified(header, body, now).await?;
+        let envelope =
+            Notification::parse(body).map_err(|e| VerifyError::Foreign(e.to_string()))?;
+        let id = envelope.id.clone();
+        let foreign = |why: String| VerifyError::Foreign(format!("notification {id}: {why}"));
+        let plain = account
+            .api_v3_key
+            .decrypt(&envelope.resource)
+            .map_err(|e| foreign(e.to_string()))?;
+        if envelope.event_type != "TRANSACTION.SUCCESS" {
+            return Ok(VerifiedCallback::Ignored {
+                notification_id: id.clone(),
+                why: format!("event {}", envelope.event_type),
+            });
+        }
+        let transaction: Transaction =
+            serde_json::from_slice(&plain).map_err(|e| foreign(format!("resource: {e}")))?;
+        if transaction.mchid != account.mchid {
+            return Err(foreign("for another mchid".into()));
+        }
+        if transaction.appid != account.appid {
+            return Err(foreign("for another appid".into()));
+        }
+        if transaction.trade_state != "SUCCESS" {
+            return Ok(VerifiedCallback::Ignored {
+                notification_id: id.clone(),
+                why: format!("trade_state {}", transaction.trade_state),
+            });
+        }
+        Ok(VerifiedCallback::Payment {
+            notification_id: id.clone(),
+            notification: ProviderNotification {
+                payment_id: transaction.out_trade_no,
+                order_id: String::new(),
+                payment_status: NotifiedResult::Success,
+                amount: transaction.amount.total,
+                currency: transaction.amount.currency,
+                provider_transaction_id: transaction.transaction_id,
+                failure_reason: None,
+            },
+        })
+    }
+
+    /// One signed call; a 2xx answer's signature is verified before its body
+    /// is read. Every call here is keyed by `out_trade_no` or
+    /// `out_refund_no`, so one retry of an unknown outcome cannot do a thing
+    /// twice.
+    async fn call(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<Option<serde_json::Value>, CallError> {
+        let mut last = String::new();
+        for attempt in 0..2 {
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            match self.call_once(method.clone(), path, body.as_ref()).await {
+                Err(CallError::Provider(ProviderError::Unavailable(cause))) => {
+                    tracing::warn!(path, %cause, attempt, "WeChat Pay call failed");
+                    last = cause;
+                }
+                other => return other,
+            }
+        }
+        Err(ProviderError::Unavailable(last).into())
+    }
+
+    async fn call_once(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Option<serde_json::Value>, CallError> {
+        let account = self.account().await?;
+        let text = body.map(|b| b.to_string()).unwrap_or_default();
+        let now = clock::now().unix_timestamp();
+        let nonce = domain::ids::new_id();
+        let authorization = authorization(
+            &account.mchid,
+            &account.merchant_serial_no,
+            &account.merchant_key,
+            method.as_str(),
+            path,
+            &text,
+            now,
+            &nonce,
+        );
+        let request = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.api.trim_end_matches('/')))
+            .header(http::header::AUTHORIZATION, authorization)
+            .header(http::header::ACCEPT, "application/json")
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::USER_AGENT, "shop-backend/1 (+rust)")
+            .body(Full::new(Bytes::from(text)))
+            .map_err(|e| ProviderError::Unavailable(format!("request: {e}")))?;
+        let answer = self.http.send(request).await?;
+        let status = answer.status.as_u16();
+        if answer.status.is_success() {
+            let header = |name: &str| answer.header(name);
+            self.verified(header, &answer.body, clock::now().unix_timestamp())
+                .await
+                .map_err(|e| {
+                    ProviderError::Unavailable(format!("WeChat Pay's answer to {path}: {e}"))
+                })?;
+            if answer.body.is_empty() {
+                return Ok(None);
+            }
+            return serde_json::from_slice(&answer.body).map(Some).map_err(|e| {
+                ProviderError::Unavailable(format!("WeChat Pay's answer to {path}: {e}")).into()
+            });
+        }
+        #[derive(Deserialize, Default)]
+        struct Failure {
+            #[serde(default)]
+            code: String,
+            #[serde(default)]
+            message: String,
+        }
+        let failure: Failure = serde_json::from_slice(&answer.body).unwrap_or_default();
+        // 429 and 5xx: WeChat Pay is busy or failing; the outcome is unknown.
+        if status == 429 || status >= 500 {
+            return Err(ProviderError::Unavailable(format!(
+                "WeChat Pay answered HTTP {status} {} {}",
+                failure.code, failure.message
+            ))
+            .into());
+        }
+        Err(CallError::Business {
+            status,
+            code: failure.code,
+            message: failure.message,
+        })
+    }
+}
+
+/// WeChat Pay's `time_expire`: RFC 3339 with the +08:00 offset.
+fn time_expire(payment: &Payment) -> Option<String> {
+    let until = OffsetDateTime::parse(&payment.expires_at, &Rfc3339).ok()?;
+    until
+        .to_offset(time::macros::offset!(+8))
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]+08:00"
+        ))
+        .ok()
+}
+
+impl PaymentProvider for WechatPayProvider {
+    fn name_for(&self, _method: PaymentMethod) -> &'static str {
+        NAME
+    }
+
+    async fn checkout(
+        &self,
+        payment: &Payment,
+        callback_base: &str,
+    ) -> Result<Checkout, ProviderError> {
+        if payment.currency != "CNY" {
+            return Err(ProviderError::Refused(format!(
+                "WeChat Pay Native takes CNY, not {}",
+                payment.currency
+            )));
+        }
+        let account = self.account().await?;
+        let mut body = json!({
+            "appid": account.appid,
+            "mchid": account.mchid,
+            "description": format!("Order {}", payment.order_id),
+            "out_trade_no": payment.payment_id,
+            "attach": payment.order_id,
+            "notify_url": format!("{}/payments/notify/wechatpay", callback_base.trim_end_matches('/')),
+            "amount": {"total": payment.amount, "currency": payment.currency},
+        });
+        // The trade cannot be paid after the order's window.
+        if let Some(until) = time_expire(payment) {
+            body["time_expire"] = json!(until);
+        }
+        let answer = self
+            .call(
+                http::Method::POST,
+                "/v3/pay/transactions/native",
+                Some(body),
+            )
+            .await?
+            .unwrap_or_default();
+        let code_url = answer["code_url"]
+            .as_str()
+            .ok_or_else(|| {
+                ProviderError::Unavailable("WeChat Pay's answer has no code_url".into())
+            })?
+            .to_owned();
+        Ok(Checkout {
+            // Native pay has no web page: the code is the way to pay.
+            payment_url: code_url.clone(),
+            qr_code: Some(code_url),
+        })
+    }
+
+    async fn refund(
+        &self,
+        payment: &Payment,
+        refund: &RefundOrder,
+    ) -> Result<RefundReceipt, ProviderError> {
+        let answer = self
+            .call(
+                http::Method::POST,
+                "/v3/refund/domestic/refunds",
+                Some(json!({
+                    "out_trade_no": payment.payment_id,
+                    "out_refund_no": refund.refund_id,
+                    "reason": refund.reason.chars().take(80).collect::<String>(),
+                    "amount": {"refund": refund.amount, "total": payment.amount, "currency": payment.currency},
+                })),
+            )
+            .await?
+            .unwrap_or_default();
+        match answer["status"].as_str() {
+            // PROCESSING completes asynchronously (REFUND.SUCCESS follows).
+            Some("SUCCESS" | "PROCESSING") => Ok(RefundReceipt {
+                provider_refund_id: answer["refund_id"]
+                    .as_str()
+                    .unwrap_or(&refund.refund_id)
+                    .to_owned(),
+            }),
+            other => Err(ProviderError::Refused(format!(
+                "WeChat Pay refund status {other:?}"
+            ))),
+        }
+    }
+
+    async fn query(&self, payment: &Payment) -> Result<TradeState, ProviderError> {
+        let account = self.account().await?;
+        let path = format!(
+            "/v3/pay/transactions/out-trade-no/{}?mchid={}",
+            payment.payment_id, account.mchid
+        );
+        let answer = match self.call(http::Method::GET, &path, None).await {
+            Ok(answer) => answer.unwrap_or_default(),
+            // Never created (the checkout failed after all): nothing to pay.
+            Err(CallError::Business { code, .. }) if code == "ORDER_NOT_EXIST" => {
+                return Ok(TradeState::Closed);
+            }
+            Err(err) => return Err(err.into()),
+        };
+        Ok(match answer["trade_state"].as_str() {
+            Some("SUCCESS" | "REFUND") => TradeState::Paid {
+                provider_transaction_id: answer["transaction_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                amount: answer["amount"]["total"].as_i64().ok_or_else(|| {
+                    ProviderError::Unavailable("WeChat Pay's query answer has no amount".into())
+                })?,
+                currency: answer["amount"]["currency"]
+                    .as_str()
+                    .unwrap_or("CNY")
+                    .to_owned(),
+            },
+            Some("CLOSED" | "REVOKED" | "PAYERROR") => TradeState::Closed,
+            _ => TradeState::Open,
+        })
+    }
+
+    async fn close(&self, payment: &Payment) -> Result<(), ProviderError> {
+        let account = self.account().await?;
+        let path = format!(
+            "/v3/pay/transactions/out-trade-no/{}/close",
+            payment.payment_id
+        );
+        match self
+            .call(
+                http::Method::POST,
+                &path,
+                Some(json!({"mchid": account.mchid})),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(CallError::Business { code, .. })
+                if code == "ORDER_NOT_EXIST" || code == "ORDER_CLOSED" =>
+            {
+                Ok(())
+            }
+            Err(CallError::Business {
+                status,
+                code,
+                message,
+            }) => Err(ProviderError::Refused(format!(
+                "WeChat Pay {status} {code}: {message}"
+            ))),
+            Err(err) => Err(err.into()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -468,5 +973,137 @@ mod tests {
             ),
             Ok(())
         );
+    }
+
+    const API_V3_KEY: &str = "0123456789abcdef0123456789abcdef";
+
+    fn provider() -> WechatPayProvider {
+        // The test merchant key plays the merchant's key and WeChat Pay's.
+        let credentials = serde_json::json!({
+            "mchid": "1900000001",
+            "appid": "wx0000000000000001",
+            "merchantSerialNo": "5157F09EFDC096DE",
+            "merchantPrivateKey": fixtures::MERCHANT_PRIVATE_PEM,
+            "apiV3Key": API_V3_KEY,
+            "publicKeyId": "PUB_KEY_ID_0114",
+            "publicKey": fixtures::MERCHANT_PUBLIC_PEM,
+        });
+        WechatPayProvider::new(
+            Credentials::known(credentials.to_string(), Account::parse),
+            "http://127.0.0.1:9",
+            ProviderHttp::default(),
+        )
+    }
+
+    /// A notification as WeChat Pay sends it: the transaction encrypted,
+    /// the envelope signed at `at`.
+    fn signed(
+        event: &str,
+        transaction: serde_json::Value,
+        at: i64,
+    ) -> (BTreeMap<&'static str, String>, String) {
+        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, API_V3_KEY.as_bytes()).unwrap());
+        let mut data = transaction.to_string().into_bytes();
+        key.seal_in_place_append_tag(
+            Nonce::try_assume_unique_for_key(b"0123456789ab").unwrap(),
+            Aad::from(b"transaction"),
+            &mut data,
+        )
+        .unwrap();
+        let body = serde_json::json!({
+            "id": "EV-1", "create_time": "2026-11-22T16:00:00+08:00", "event_type": event,
+            "resource_type": "encrypt-resource", "summary": "支付成功",
+            "resource": {"original_type": "transaction", "algorithm": "AEAD_AES_256_GCM",
+                          "ciphertext": STANDARD.encode(&data), "associated_data": "transaction",
+                          "nonce": "0123456789ab"},
+        })
+        .to_string();
+        let signer = SigningKey::from_text(fixtures::MERCHANT_PRIVATE_PEM).unwrap();
+        let headers = [
+            (TIMESTAMP, at.to_string()),
+            (NONCE, "n1".to_owned()),
+            (
+                SIGNATURE,
+                signer.sign(format!("{at}\nn1\n{body}\n").as_bytes()),
+            ),
+            (SERIAL, "PUB_KEY_ID_0114".to_owned()),
+        ]
+        .into();
+        (headers, body)
+    }
+
+    fn transaction() -> serde_json::Value {
+        serde_json::json!({
+            "appid": "wx0000000000000001", "mchid": "1900000001", "out_trade_no": "pay1",
+            "transaction_id": "4200000000202611220000000001", "trade_state": "SUCCESS",
+            "trade_type": "NATIVE", "amount": {"total": 16800, "payer_total": 16800, "currency": "CNY"},
+        })
+    }
+
+    async fn judge(
+        headers: &BTreeMap<&'static str, String>,
+        body: &str,
+        now: i64,
+    ) -> Result<VerifiedCallback, VerifyError> {
+        provider()
+            .verify_callback(|n| headers.get(n).map(String::as_str), body.as_bytes(), now)
+            .await
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn callbacks_are_decrypted_and_judged_after_the_signature() {
+        let now = 1_795_334_400;
+        let (headers, body) = signed("TRANSACTION.SUCCESS", transaction(), now);
+        match judge(&headers, &body, now + 5).await.unwrap() {
+            VerifiedCallback::Payment {
+                notification_id,
+                notification,
+            } => {
+                assert_eq!(notification_id, "EV-1");
+                assert_eq!(notification.payment_id, "pay1");
+                assert_eq!(notification.amount, 16800);
+                assert_eq!(
+                    notification.provider_transaction_id,
+                    "4200000000202611220000000001"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Stale, tampered.
+        assert!(matches!(
+            judge(&headers, &body, now + 300).await,
+            Err(VerifyError::BadSignature(_))
+        ));
+        let tampered = body.replacen("EV-1", "EV-2", 1);
+        assert!(matches!(
+            judge(&headers, &tampered, now).await,
+            Err(VerifyError::BadSignature(_))
+        ));
+        // Another merchant or app, signed and encrypted correctly.
+        for (field, value) in [("mchid", "1900009999"), ("appid", "wx9999")] {
+            let mut other = transaction();
+            other[field] = serde_json::json!(value);
+            let (headers, body) = signed("TRANSACTION.SUCCESS", other, now);
+            assert!(
+                matches!(
+                    judge(&headers, &body, now).await,
+                    Err(VerifyError::Foreign(_))
+                ),
+                "{field}"
+            );
+        }
+        // Other events and states are acknowledged and ignored.
+        let (headers, body) = signed("REFUND.SUCCESS", transaction(), now);
+        assert!(matches!(
+            judge(&headers, &body, now).await,
+            Ok(VerifiedCallback::Ignored { .. })
+        ));
+        let mut unpaid = transaction();
+        unpaid["trade_state"] = serde_json::json!("NOTPAY");
+        let (headers, body) = signed("TRANSACTION.SUCCESS", unpaid, now);
+        assert!(matches!(
+            judge(&headers, &body, now).await,
+            Ok(VerifiedCallback::Ignored { .. })
+        ));
     }
 }
