@@ -104,17 +104,17 @@ start_dynamodb_local() { # dir port
   wait_for "DynamoDB Local" 60 port_open "$port"
 }
 
-# The Alipay simulator (test tooling: scripts/simulators/alipay.py), with
-# keys made once in DIR; its notifications for *.execute-api.localhost go
-# to the emulator on GATEWAY_PORT.
-start_alipay_simulator() { # dir port gateway_port
-  local dir=$1 port=$2 gateway=$3
+# A provider simulator (test tooling: scripts/simulators/NAME.py), with keys
+# made once in DIR; its notifications for *.execute-api.localhost go to the
+# emulator on GATEWAY_PORT.
+start_simulator() { # name dir port gateway_port
+  local name=$1 dir=$2 port=$3 gateway=$4
   mkdir -p "$dir"
-  "$VENV/bin/python" "$ROOT/scripts/simulators/alipay.py" keys "$dir" >/dev/null
-  start_daemon "$dir/../alipay-simulator.pid" "$dir/simulator.log" \
-    "$VENV/bin/python" "$ROOT/scripts/simulators/alipay.py" serve "$dir" --port "$port" \
+  "$VENV/bin/python" "$ROOT/scripts/simulators/$name.py" keys "$dir" >/dev/null
+  start_daemon "$dir/simulator.pid" "$dir/simulator.log" \
+    "$VENV/bin/python" "$ROOT/scripts/simulators/$name.py" serve "$dir" --port "$port" \
     --deliver-to "http://127.0.0.1:$gateway"
-  wait_for "the Alipay simulator" 30 curl -fsS "http://127.0.0.1:$port/_sim/health"
+  wait_for "the $name simulator" 30 curl -fsS "http://127.0.0.1:$port/_sim/health"
 }
 
 ministack_healthy() { curl -fsS "http://127.0.0.1:$1/_ministack/health" >/dev/null 2>&1; }

@@ -267,16 +267,13 @@ def signing_secret(outputs):
     return ssm.get_parameter(Name=SIGNING_SECRET_PARAMETER, WithDecryption=True)["Parameter"]["Value"]
 
 
-ALIPAY_CREDENTIALS_PARAMETER = "/shop/payments/alipay"
-
-
-def put_alipay_credentials(endpoint, credentials_file):
-    """The Alipay app's credentials (made by the simulator's `keys`), put
-    into the emulator's SSM as an operator puts real ones on AWS."""
+def put_credentials(endpoint, name, credentials_file):
+    """A provider's credentials (made by its simulator's `keys`), put into
+    the emulator's SSM as an operator puts real ones on AWS."""
     clients(endpoint, "ssm").put_parameter(
-        Name=ALIPAY_CREDENTIALS_PARAMETER, Type="SecureString", Overwrite=True,
+        Name=name, Type="SecureString", Overwrite=True,
         Value=Path(credentials_file).read_text(),
-        Description="Alipay app credentials (local stack: the Alipay simulator's keys)",
+        Description="payment provider credentials (local stack: its simulator's keys)",
     )
 
 
@@ -285,8 +282,11 @@ def deploy(args):
     ensure_signing_secret(endpoint)
     parameters = list(args.parameter)
     if args.alipay_simulator:
-        put_alipay_credentials(endpoint, args.alipay_credentials)
+        put_credentials(endpoint, "/shop/payments/alipay", args.alipay_credentials)
         parameters += ["AlipayPaymentProvider=alipay", f"AlipayGateway={args.alipay_simulator}/gateway.do"]
+    if args.wechatpay_simulator:
+        put_credentials(endpoint, "/shop/payments/wechatpay", args.wechatpay_credentials)
+        parameters += ["WechatPayPaymentProvider=wechatpay", f"WechatPayApi={args.wechatpay_simulator}"]
     built = lay_out_build(args.dir, args.profile)
     sam_deploy(endpoint, built, parameters)
     stack_name = "shop-local"
@@ -306,7 +306,7 @@ def deploy(args):
         "adminConsoleClientId": out["AdminConsoleClientId"],
         "outputs": out,
         "routes": apis.get("HttpApi", {}).get("routes", []),
-        "alipaySimulator": args.alipay_simulator or None,
+        "simulators": {"alipay": args.alipay_simulator, "wechatpay": args.wechatpay_simulator},
     }
     outputs_path(args.dir).write_text(json.dumps(outputs, indent=2))
     print(f"deployed {stack_name}: {len(outputs['routes'])} routes at {outputs['apiUrl']}")
@@ -471,8 +471,9 @@ def pay(args):
     ).get("Item")
     if not item:
         sys.exit(f"no payment {args.payment_id}")
-    if item.get("provider", {}).get("S") == "alipay":
-        return pay_at_alipay(outputs, args)
+    provider = item.get("provider", {}).get("S", "sandbox")
+    if provider != "sandbox":
+        return pay_at_simulator(outputs, provider, args)
     body = {
         "paymentId": args.payment_id,
         "orderId": item["orderId"]["S"],
@@ -503,10 +504,10 @@ def pay(args):
         sys.exit(1)
 
 
-def pay_at_alipay(outputs, args):
-    simulator = outputs.get("alipaySimulator")
+def pay_at_simulator(outputs, provider, args):
+    simulator = (outputs.get("simulators") or {}).get(provider)
     if not simulator:
-        sys.exit("this payment is Alipay's but the stack has no Alipay simulator")
+        sys.exit(f"this payment is {provider}'s but the stack has no {provider} simulator")
     action = "close" if args.fail else "pay"
     request = urllib.request.Request(
         f"{simulator}/pay/{args.payment_id}", method="POST",
@@ -779,6 +780,8 @@ def main():
     p.add_argument("--parameter", action="append", default=[], help="extra template parameter, Name=Value")
     p.add_argument("--alipay-simulator", help="the Alipay simulator's URL: ALIPAY payments go to it")
     p.add_argument("--alipay-credentials", help="with --alipay-simulator: its credentials.json")
+    p.add_argument("--wechatpay-simulator", help="the WeChat Pay simulator's URL: WECHAT_PAY payments go to it")
+    p.add_argument("--wechatpay-credentials", help="with --wechatpay-simulator: its credentials.json")
     p.set_defaults(run=deploy)
     p = sub.add_parser("token")
     p.add_argument("--user", default="alice")

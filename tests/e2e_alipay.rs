@@ -6,63 +6,33 @@
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use system_tests::e2e::{Stack, stack_aws};
+use system_tests::e2e::Stack;
+use system_tests::simulator::{Simulator, audit, reconcile};
+
+fn alipay() -> Simulator {
+    Simulator::from_env("E2E_ALIPAY_SIMULATOR")
+}
 
 fn simulator() -> String {
-    system_tests::required_env("E2E_ALIPAY_SIMULATOR")
+    alipay().url
 }
 
 async fn sim(method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut request = reqwest::Client::new().request(method, format!("{}{path}", simulator()));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("the Alipay simulator answers");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
+    alipay().call(method, path, body).await
 }
 
-/// Clicks on the simulator's pay page; `notify: false` loses Alipay's
-/// notification, as a network may.
 async fn pay_at_alipay(payment_id: &str, notify: bool) {
-    let response = reqwest::Client::new()
-        .post(format!("{}/pay/{payment_id}", simulator()))
-        .header("accept", "application/json")
-        .form(&[
-            ("action", "pay"),
-            ("notify", if notify { "yes" } else { "no" }),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        response.status(),
-        StatusCode::OK,
-        "{:?}",
-        response.text().await
-    );
+    alipay().pay(payment_id, notify).await
 }
 
-/// The simulator sends a notification `variant` for the trade `times`
-/// times; our API's answers.
 async fn notifications(payment_id: &str, variant: &str, times: usize) -> Vec<Value> {
-    let (status, answers) = sim(
-        Method::POST,
-        &format!("/_sim/notify/{payment_id}"),
-        Some(json!({"variant": variant, "times": times})),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
-    answers.as_array().unwrap().clone()
+    alipay().notify(payment_id, variant, times).await
 }
 
 async fn ledger(payment_id: &str) -> Value {
-    let (status, trade) = sim(Method::GET, &format!("/_sim/trades/{payment_id}"), None).await;
-    assert_eq!(status, StatusCode::OK, "{trade}");
-    trade
+    alipay().ledger(payment_id).await
 }
 
 async fn alipay_payment(stack: &Stack, price: i64) -> (String, Value) {
@@ -79,28 +49,6 @@ async fn alipay_payment(stack: &Stack, price: i64) -> (String, Value) {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{payment}");
     (order_id, payment)
-}
-
-/// What the payment's callback audit says: outcome → count.
-async fn audit(payment_id: &str) -> std::collections::BTreeMap<String, usize> {
-    let (outputs, config) = stack_aws().await;
-    let items = aws_sdk_dynamodb::Client::new(&config)
-        .query()
-        .table_name(outputs["PaymentCallbacksTableName"].as_str().unwrap())
-        .key_condition_expression("paymentId = :p")
-        .expression_attribute_values(":p", AttributeValue::S(payment_id.to_owned()))
-        .send()
-        .await
-        .unwrap()
-        .items
-        .unwrap_or_default();
-    let mut outcomes = std::collections::BTreeMap::new();
-    for item in items {
-        *outcomes
-            .entry(item["outcome"].as_s().unwrap().clone())
-            .or_default() += 1;
-    }
-    outcomes
 }
 
 #[tokio::test]
@@ -235,21 +183,6 @@ async fn alipay_from_qr_code_to_paid_then_refunded_once_at_alipay() {
         )
         .await;
     assert_eq!(payment["paymentStatus"], "REFUNDED");
-}
-
-/// Runs the reconciliation sweep now (the schedule runs it every minute
-/// too); its report.
-async fn reconcile() -> Value {
-    let (outputs, config) = stack_aws().await;
-    let out = aws_sdk_lambda::Client::new(&config)
-        .invoke()
-        .function_name(outputs["ReconcilePaymentsFunctionName"].as_str().unwrap())
-        .payload(aws_smithy_types::Blob::new("{}"))
-        .send()
-        .await
-        .unwrap();
-    assert!(out.function_error().is_none(), "{out:?}");
-    serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap()
 }
 
 #[tokio::test]

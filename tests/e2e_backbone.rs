@@ -71,7 +71,7 @@ async fn a_failed_payment_keeps_the_reservation_for_a_retry() {
             Method::POST,
             "/payments",
             Some(&stack.user_token),
-            Some(json!({"orderId": flow.order_id, "paymentMethod": "WECHAT_PAY"})),
+            Some(json!({"orderId": flow.order_id, "paymentMethod": "CARD"})),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{retry}");

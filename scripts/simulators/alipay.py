@@ -32,26 +32,24 @@ emulator, so deliveries go to this address over HTTP with that Host header.
 """
 
 import argparse
-import base64
-import html
 import json
 import secrets
 import sys
 import threading
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from flask import Flask, Response, jsonify, redirect, request
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # noqa: E402
+    BEIJING, load_private, load_public, new_key, now_beijing, pay_page, pem_private, pem_public,
+    post, resend_until, rsa_sign, rsa_verifies,
+)
 
 APP_ID = "2021000000000001"
 SELLER_ID = "2088000000000001"
-BEIJING = timezone(timedelta(hours=8))
 # Alipay resends at 4m, 10m, 10m, 1h, 2h, 6h, 15h; compressed to seconds here.
 RESEND_DELAYS = [1, 2, 4, 8, 15, 30, 60]
 
@@ -59,24 +57,11 @@ RESEND_DELAYS = [1, 2, 4, 8, 15, 30, 60]
 # ------------------------------------------------------------------ keys
 
 
-def pem_private(key):
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-
-
-def pem_public(key):
-    return key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
-
-
 def make_keys(state):
     state.mkdir(parents=True, exist_ok=True)
     path = state / "keys.json"
     if not path.exists():
-        app = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        alipay = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        app, alipay = new_key(), new_key()
         path.write_text(json.dumps({
             "appPrivateKey": pem_private(app), "appPublicKey": pem_public(app),
             "alipayPrivateKey": pem_private(alipay), "alipayPublicKey": pem_public(alipay),
@@ -92,14 +77,6 @@ def make_keys(state):
     return keys
 
 
-def load_private(pem):
-    return serialization.load_pem_private_key(pem.encode(), password=None)
-
-
-def load_public(pem):
-    return serialization.load_pem_public_key(pem.encode())
-
-
 # --------------------------------------------------------------- signing
 
 
@@ -108,15 +85,11 @@ def content(params, excluded):
 
 
 def sign(private_key, text):
-    return base64.b64encode(private_key.sign(text.encode(), padding.PKCS1v15(), hashes.SHA256())).decode()
+    return rsa_sign(private_key, text)
 
 
 def verifies(public_key, text, signature):
-    try:
-        public_key.verify(base64.b64decode(signature), text.encode(), padding.PKCS1v15(), hashes.SHA256())
-        return True
-    except Exception:
-        return False
+    return rsa_verifies(public_key, text, signature)
 
 
 def yuan(fen):
@@ -139,10 +112,6 @@ class Ledger:
 
     def trade(self, out_trade_no):
         return self.trades.get(out_trade_no)
-
-
-def now_beijing():
-    return datetime.now(BEIJING).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def make_app(state, deliver_to):
@@ -282,22 +251,10 @@ def make_app(state, deliver_to):
         trade = ledger.trade(out_trade_no)
         if trade is None:
             return "交易不存在 / no such trade", 404
-        t = {k: html.escape(str(v)) for k, v in trade.items() if isinstance(v, (str, int))}
         closed = trade["trade_status"] != "WAIT_BUYER_PAY" or expired(trade)
-        buttons = "" if closed else f"""
-  <form method="post"><input type="hidden" name="action" value="pay">
-    <button id="pay" type="submit">确认付款 Pay ¥{yuan(trade['total_amount'])}</button></form>
-  <form method="post"><input type="hidden" name="action" value="close">
-    <button id="fail" type="submit">取消 Cancel</button></form>"""
-        status = "expired" if expired(trade) and trade["trade_status"] == "WAIT_BUYER_PAY" else t["trade_status"]
-        return f"""<!doctype html><html lang="zh"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1"><title>支付宝 (simulator)</title>
-<style>body{{font-family:sans-serif;max-width:28rem;margin:2rem auto;padding:0 1rem}}
-button{{font-size:1.1rem;padding:.6rem 1rem;margin:.3rem 0;width:100%}}#pay{{background:#1677ff;color:#fff;border:0}}</style></head>
-<body><h1>支付宝 Alipay <small>(local simulator)</small></h1>
-<p>{t['subject']}</p><p>订单号 <code>{t['out_trade_no']}</code></p>
-<p id="amount">¥{yuan(trade['total_amount'])}</p><p>状态 <b id="status">{status}</b></p>{buttons}
-</body></html>"""
+        status = "expired" if expired(trade) and trade["trade_status"] == "WAIT_BUYER_PAY" else trade["trade_status"]
+        return pay_page("支付宝 Alipay", "#1677ff", trade["subject"], trade["out_trade_no"],
+                        f"¥{yuan(trade['total_amount'])}", status, not closed)
 
     @app.post("/pay/<out_trade_no>")
     def pay(out_trade_no):
@@ -316,7 +273,7 @@ button{{font-size:1.1rem;padding:.6rem 1rem;margin:.3rem 0;width:100%}}#pay{{bac
                 trade["notify_id"] = datetime.now(BEIJING).strftime("%Y%m%d") + secrets.token_hex(12)
                 trade["paid_at"] = now_beijing()
         if action != "close" and request.form.get("notify", "yes") != "no":
-            threading.Thread(target=deliver_until_acknowledged, args=(trade,), daemon=True).start()
+            deliver_until_acknowledged(trade)
         if request.headers.get("accept", "").startswith("application/json"):
             return jsonify({"trade_status": trade["trade_status"], "trade_no": trade["trade_no"]})
         return redirect(f"/pay/{out_trade_no}")
@@ -343,7 +300,7 @@ button{{font-size:1.1rem;padding:.6rem 1rem;margin:.3rem 0;width:100%}}#pay{{bac
         elif variant == "wrong-amount":
             fields["total_amount"] = yuan(trade["total_amount"] + 1)
         elif variant == "forged":
-            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            key = new_key()
         elif variant == "closed":
             fields["trade_status"] = "TRADE_CLOSED"
         fields["sign"] = sign(key, content(fields, {"sign", "sign_type"}))
@@ -354,33 +311,23 @@ button{{font-size:1.1rem;padding:.6rem 1rem;margin:.3rem 0;width:100%}}#pay{{bac
             del fields["sign"]
         return urllib.parse.urlencode(fields).encode()
 
-    def post(trade, body):
-        url = urllib.parse.urlsplit(trade["notify_url"])
-        target, headers = trade["notify_url"], {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
-        if deliver_to and url.hostname and url.hostname.endswith(".localhost"):
-            target = deliver_to.rstrip("/") + url.path + (f"?{url.query}" if url.query else "")
-            headers["Host"] = url.hostname
-        req = urllib.request.Request(target, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=10) as response:
-                status, text = response.status, response.read().decode("utf-8", "replace")
-        except urllib.error.HTTPError as err:
-            status, text = err.code, err.read().decode("utf-8", "replace")
-        except Exception as err:  # a connection failure is a failed delivery
-            status, text = 0, str(err)
-        delivery = {"at": now_beijing(), "status": status, "body": text[:500]}
+    def deliver(trade, body):
+        delivery = post(trade["notify_url"], body,
+                        {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}, deliver_to)
         with ledger.lock:
             trade["deliveries"].append(delivery)
         return delivery
 
     def deliver_until_acknowledged(trade):
         body = notification(trade)
-        for delay in [0] + RESEND_DELAYS:
-            time.sleep(delay)
-            if post(trade, body)["body"] == "success":
-                trade["notify"] = "acknowledged"
-                return
-        trade["notify"] = "gave up"
+        resend_until(
+            acknowledged=lambda d: d["body"] == "success",
+            send=lambda: post(trade["notify_url"], body,
+                              {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}, deliver_to),
+            delays=RESEND_DELAYS,
+            record=lambda d: trade["deliveries"].append(d),
+            done=lambda outcome: trade.update(notify=outcome),
+        )
 
     # ---------------------------------------------------------------- tests
 
@@ -401,7 +348,7 @@ button{{font-size:1.1rem;padding:.6rem 1rem;margin:.3rem 0;width:100%}}#pay{{bac
         ask = request.get_json(force=True, silent=True) or {}
         variant, times = ask.get("variant", "genuine"), int(ask.get("times", 1))
         body = notification(trade, variant)
-        return jsonify([post(trade, body) for _ in range(times)])
+        return jsonify([deliver(trade, body) for _ in range(times)])
 
     @app.post("/_sim/outage")
     def set_outage():

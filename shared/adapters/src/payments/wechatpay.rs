@@ -93,6 +93,13 @@ pub fn authorization(
     )
 }
 
+/// A serial as the map holds it: hex serials are written with and without
+/// a leading zero digit (`0A1B…` by openssl, `A1B…` by others); the
+/// number is the same.
+fn serial_key(serial: &str) -> &str {
+    serial.trim_start_matches('0')
+}
+
 /// WeChat Pay's keys by the serial (or public-key id) it signs with.
 #[derive(Debug, Clone, Default)]
 pub struct PlatformKeys(BTreeMap<String, VerifyingKey>);
@@ -101,13 +108,14 @@ impl PlatformKeys {
     /// Adds a platform certificate (PEM), named by its serial number.
     pub fn with_certificate(mut self, pem: &str) -> Result<Self, super::keys::KeyError> {
         let (serial, key) = VerifyingKey::from_certificate(pem)?;
-        self.0.insert(serial, key);
+        self.0.insert(serial_key(&serial).to_owned(), key);
         Ok(self)
     }
 
     /// Adds a WeChat Pay public key (PEM) under its id (`PUB_KEY_ID_…`).
     pub fn with_public_key(mut self, id: &str, pem: &str) -> Result<Self, super::keys::KeyError> {
-        self.0.insert(id.to_owned(), VerifyingKey::from_text(pem)?);
+        self.0
+            .insert(serial_key(id).to_owned(), VerifyingKey::from_text(pem)?);
         Ok(self)
     }
 
@@ -141,7 +149,7 @@ impl PlatformKeys {
         }
         let key = self
             .0
-            .get(serial)
+            .get(serial_key(serial))
             .ok_or_else(|| WechatPayError::UnknownSerial(serial.to_owned()))?;
         if !key.valid_at(now) {
             return Err(WechatPayError::ExpiredKey(serial.to_owned()));
