@@ -44,7 +44,7 @@ from flask import Flask, Response, jsonify, redirect, request
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    BEIJING, load_private, load_public, new_key, now_beijing, pay_page, pem_private, pem_public,
+    BEIJING, load_private, load_public, new_key, now_beijing, pem_private, pem_public, render_pay_page,
     post, resend_until, rsa_sign, rsa_verifies,
 )
 
@@ -253,7 +253,7 @@ def make_app(state, deliver_to):
             return "交易不存在 / no such trade", 404
         closed = trade["trade_status"] != "WAIT_BUYER_PAY" or expired(trade)
         status = "expired" if expired(trade) and trade["trade_status"] == "WAIT_BUYER_PAY" else trade["trade_status"]
-        return pay_page("支付宝 Alipay", "#1677ff", trade["subject"], trade["out_trade_no"],
+        return render_pay_page("支付宝 Alipay", "#1677ff", trade["subject"], trade["out_trade_no"],
                         f"¥{yuan(trade['total_amount'])}", status, not closed)
 
     @app.post("/pay/<out_trade_no>")

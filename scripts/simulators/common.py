@@ -106,7 +106,7 @@ PAGE_STYLE = (
 )
 
 
-def pay_page(brand, colour, subject, trade_no, amount_text, status, payable):
+def render_pay_page(brand, colour, subject, trade_no, amount_text, status, payable):
     """The page a buyer (or a browser test) pays on: #pay and #fail buttons."""
     import html
 

@@ -46,7 +46,7 @@ from flask import Flask, Response, jsonify, request
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    BEIJING, load_private, load_public, new_key, now_beijing, pay_page, pem_private, pem_public,
+    BEIJING, load_private, load_public, new_key, now_beijing, pem_private, pem_public, render_pay_page,
     post, resend_until, rsa_sign, rsa_verifies,
 )
 
@@ -232,7 +232,7 @@ def make_app(state, deliver_to):
             return "订单不存在 / no such trade", 404
         payable = trade["trade_state"] == "NOTPAY" and not expired(trade)
         status = "expired" if trade["trade_state"] == "NOTPAY" and expired(trade) else trade["trade_state"]
-        return pay_page("微信支付 WeChat Pay", "#07c160", trade["description"], no,
+        return render_pay_page("微信支付 WeChat Pay", "#07c160", trade["description"], no,
                         f"¥{trade['total'] // 100}.{trade['total'] % 100:02d}", status, payable)
 
     @app.post("/pay/<no>")
