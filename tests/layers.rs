@@ -82,6 +82,7 @@ fn only_api_functions_know_http_and_each_compiles_only_its_clients() {
         "initiate-payment",
         "payment-result-notify",
         "reconcile-payments",
+        "stripe-notify",
         "update-order-status",
         "wechatpay-notify",
     ];
@@ -90,6 +91,7 @@ fn only_api_functions_know_http_and_each_compiles_only_its_clients() {
         "cancel-order",
         "initiate-payment",
         "reconcile-payments",
+        "stripe-notify",
         "update-order-status",
         "wechatpay-notify",
     ];

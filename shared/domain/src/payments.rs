@@ -136,6 +136,8 @@ pub struct Payment {
     /// configurable were all the sandbox's.
     #[serde(default = "sandbox")]
     pub provider: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_reference: Option<String>,
 }
 
 fn sandbox() -> String {
@@ -208,6 +210,9 @@ impl ProviderNotification {
 pub struct Checkout {
     pub payment_url: String,
     pub qr_code: Option<String>,
+    /// The provider's own id for the checkout when it is not our payment id
+    /// (Stripe's Checkout Session): queries and closing need it.
+    pub provider_reference: Option<String>,
 }
 
 /// A refund to make at the provider.

@@ -571,6 +571,7 @@ impl PaymentProvider for AlipayProvider {
         Ok(Checkout {
             payment_url: page_pay.url(&self.gateway),
             qr_code: Some(qr_code),
+            provider_reference: None,
         })
     }
 
@@ -967,6 +968,7 @@ mod tests {
             provider_transaction_id: None,
             failure_reason: None,
             provider: NAME.into(),
+            provider_reference: None,
         };
         assert!(matches!(
             provider().checkout(&payment, "https://api.example").await,

@@ -191,10 +191,12 @@ async fn new_payment(
         provider_transaction_id: None,
         failure_reason: None,
         provider: provider.name_for(method).to_owned(),
+        provider_reference: None,
     };
     let checkout = provider.checkout(&payment, callback_base).await?;
     payment.payment_url = checkout.payment_url;
     payment.qr_code = checkout.qr_code;
+    payment.provider_reference = checkout.provider_reference;
     Ok(payment)
 }
 

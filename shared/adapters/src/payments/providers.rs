@@ -11,6 +11,7 @@ use domain::payments::{
 
 use super::alipay::{self, AlipayProvider};
 use super::sandbox::SandboxProvider;
+use super::stripe::{self, StripeProvider};
 use super::wechatpay::{self, WechatPayProvider};
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,7 @@ pub struct Providers {
     sandbox: SandboxProvider,
     alipay: Option<AlipayProvider>,
     wechatpay: Option<WechatPayProvider>,
+    stripe: Option<StripeProvider>,
     /// The provider of each method: Alipay, WeChat Pay, card.
     chosen: [&'static str; 3],
 }
@@ -49,12 +51,14 @@ impl Providers {
         sandbox: SandboxProvider,
         alipay: Option<AlipayProvider>,
         wechatpay: Option<WechatPayProvider>,
+        stripe: Option<StripeProvider>,
         chosen: [&'static str; 3],
     ) -> Self {
         Self {
             sandbox,
             alipay,
             wechatpay,
+            stripe,
             chosen,
         }
     }
@@ -83,7 +87,7 @@ impl Providers {
         let chosen = [
             choose("PAYMENT_PROVIDER_ALIPAY", &[SANDBOX, alipay::NAME])?,
             choose("PAYMENT_PROVIDER_WECHAT_PAY", &[SANDBOX, wechatpay::NAME])?,
-            choose("PAYMENT_PROVIDER_CARD", &[SANDBOX])?,
+            choose("PAYMENT_PROVIDER_CARD", &[SANDBOX, stripe::NAME])?,
         ];
         let alipay = if chosen.contains(&alipay::NAME)
             || std::env::var_os("ALIPAY_CREDENTIALS_PARAM").is_some()
@@ -99,12 +103,26 @@ impl Providers {
         } else {
             None
         };
+        let stripe = if chosen.contains(&stripe::NAME)
+            || std::env::var_os("STRIPE_CREDENTIALS_PARAM").is_some()
+        {
+            Some(StripeProvider::from_env(config)?)
+        } else {
+            None
+        };
         Ok(Self::new(
             SandboxProvider::from_env(config)?,
             alipay,
             wechatpay,
+            stripe,
             chosen,
         ))
+    }
+
+    fn stripe(&self) -> Result<&StripeProvider, ProviderError> {
+        self.stripe
+            .as_ref()
+            .ok_or_else(|| not_configured(stripe::NAME))
     }
 
     fn wechatpay(&self) -> Result<&WechatPayProvider, ProviderError> {
@@ -140,6 +158,7 @@ impl PaymentProvider for Providers {
             SANDBOX => self.sandbox.checkout(payment, callback_base).await,
             alipay::NAME => self.alipay()?.checkout(payment, callback_base).await,
             wechatpay::NAME => self.wechatpay()?.checkout(payment, callback_base).await,
+            stripe::NAME => self.stripe()?.checkout(payment, callback_base).await,
             other => Err(not_configured(other)),
         }
     }
@@ -153,6 +172,7 @@ impl PaymentProvider for Providers {
             SANDBOX => self.sandbox.refund(payment, refund).await,
             alipay::NAME => self.alipay()?.refund(payment, refund).await,
             wechatpay::NAME => self.wechatpay()?.refund(payment, refund).await,
+            stripe::NAME => self.stripe()?.refund(payment, refund).await,
             other => Err(not_configured(other)),
         }
     }
@@ -162,6 +182,7 @@ impl PaymentProvider for Providers {
             SANDBOX => self.sandbox.query(payment).await,
             alipay::NAME => self.alipay()?.query(payment).await,
             wechatpay::NAME => self.wechatpay()?.query(payment).await,
+            stripe::NAME => self.stripe()?.query(payment).await,
             other => Err(not_configured(other)),
         }
     }
@@ -171,6 +192,7 @@ impl PaymentProvider for Providers {
             SANDBOX => self.sandbox.close(payment).await,
             alipay::NAME => self.alipay()?.close(payment).await,
             wechatpay::NAME => self.wechatpay()?.close(payment).await,
+            stripe::NAME => self.stripe()?.close(payment).await,
             other => Err(not_configured(other)),
         }
     }

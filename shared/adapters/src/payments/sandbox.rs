@@ -110,6 +110,7 @@ impl PaymentProvider for SandboxProvider {
         Ok(Checkout {
             payment_url,
             qr_code,
+            provider_reference: None,
         })
     }
 
@@ -158,6 +159,7 @@ mod tests {
             provider_transaction_id: None,
             failure_reason: None,
             provider: SANDBOX.into(),
+            provider_reference: None,
         }
     }
 

@@ -655,6 +655,7 @@ impl PaymentProvider for WechatPayProvider {
             // Native pay has no web page: the code is the way to pay.
             payment_url: code_url.clone(),
             qr_code: Some(code_url),
+            provider_reference: None,
         })
     }
 
