@@ -287,6 +287,9 @@ def deploy(args):
     if args.wechatpay_simulator:
         put_credentials(endpoint, "/shop/payments/wechatpay", args.wechatpay_credentials)
         parameters += ["WechatPayPaymentProvider=wechatpay", f"WechatPayApi={args.wechatpay_simulator}"]
+    if args.stripe_simulator:
+        put_credentials(endpoint, "/shop/payments/stripe", args.stripe_credentials)
+        parameters += ["CardPaymentProvider=stripe", f"StripeApi={args.stripe_simulator}"]
     built = lay_out_build(args.dir, args.profile)
     sam_deploy(endpoint, built, parameters)
     stack_name = "shop-local"
@@ -306,8 +309,17 @@ def deploy(args):
         "adminConsoleClientId": out["AdminConsoleClientId"],
         "outputs": out,
         "routes": apis.get("HttpApi", {}).get("routes", []),
-        "simulators": {"alipay": args.alipay_simulator, "wechatpay": args.wechatpay_simulator},
+        "simulators": {"alipay": args.alipay_simulator, "wechatpay": args.wechatpay_simulator,
+                       "stripe": args.stripe_simulator},
     }
+    if args.stripe_simulator:
+        # What an operator does in Stripe's dashboard: register the webhook.
+        register = urllib.request.Request(
+            f"{args.stripe_simulator}/_sim/webhook", method="POST",
+            data=json.dumps({"url": outputs["apiUrl"] + "/payments/notify/stripe"}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        urllib.request.urlopen(register, timeout=10).close()
     outputs_path(args.dir).write_text(json.dumps(outputs, indent=2))
     print(f"deployed {stack_name}: {len(outputs['routes'])} routes at {outputs['apiUrl']}")
 
@@ -782,6 +794,8 @@ def main():
     p.add_argument("--alipay-credentials", help="with --alipay-simulator: its credentials.json")
     p.add_argument("--wechatpay-simulator", help="the WeChat Pay simulator's URL: WECHAT_PAY payments go to it")
     p.add_argument("--wechatpay-credentials", help="with --wechatpay-simulator: its credentials.json")
+    p.add_argument("--stripe-simulator", help="the Stripe simulator's URL: CARD payments go to it")
+    p.add_argument("--stripe-credentials", help="with --stripe-simulator: its credentials.json")
     p.set_defaults(run=deploy)
     p = sub.add_parser("token")
     p.add_argument("--user", default="alice")

@@ -101,6 +101,27 @@ async fn alipay_from_qr_code_to_paid_then_refunded_once_at_alipay() {
             );
         }
     }
+    // The sandbox's own signed callback cannot settle Alipay's payment.
+    let sandbox_claim = json!({
+        "paymentId": payment_id, "orderId": order_id, "paymentStatus": "SUCCESS",
+        "amount": 16_800, "currency": "CNY", "providerTransactionId": "sandbox-forgery",
+    })
+    .to_string();
+    let signature = adapters::payments::sandbox::sign(
+        system_tests::required_env("E2E_PAYMENT_SECRET").as_bytes(),
+        domain::clock::now().unix_timestamp(),
+        sandbox_claim.as_bytes(),
+    );
+    let answer = reqwest::Client::new()
+        .post(format!("{}/payments/notify", stack.api_url))
+        .header("content-type", "application/json")
+        .header("x-payment-signature", signature)
+        .body(sandbox_claim)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::NOT_FOUND);
+
     // Signed by Alipay but for another amount: acknowledged (a resend would
     // never apply), recorded, and the payment stays pending.
     for answer in notifications(&payment_id, "wrong-amount", 1).await {

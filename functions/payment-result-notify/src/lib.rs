@@ -6,7 +6,7 @@
 use adapters::payments::sandbox::{HEADER, SandboxProvider};
 use adapters::payments::{CallbackOutcome, Payments};
 use domain::clock;
-use domain::payments::ProviderNotification;
+use domain::payments::{ProviderNotification, SANDBOX};
 use http_edge::http::{MAX_BODY_BYTES, correlation_id, json, parse_json};
 use http_edge::{ApiError, ApiResult};
 use lambda_http::Request;
@@ -28,6 +28,9 @@ pub async fn handle(payments: &Payments, provider: &SandboxProvider, req: Reques
     let payment = payments
         .get(&notification.payment_id)
         .await?
+        // The sandbox speaks only for its own payments: a real provider's
+        // is settled by that provider's notification, never by ours.
+        .filter(|p| p.provider == SANDBOX)
         .ok_or_else(|| ApiError::payment_not_found(&notification.payment_id))?;
 
     match payments
