@@ -287,8 +287,11 @@ def deploy(args):
     if args.wechatpay_simulator:
         put_credentials(endpoint, "/shop/payments/wechatpay", args.wechatpay_credentials)
         parameters += ["WechatPayPaymentProvider=wechatpay", f"WechatPayApi={args.wechatpay_simulator}"]
-    if args.stripe_simulator:
+    if args.stripe_credentials:
+        # Stripe's webhook route verifies with them even while CARD stays on
+        # the sandbox (the test stack).
         put_credentials(endpoint, "/shop/payments/stripe", args.stripe_credentials)
+    if args.stripe_simulator:
         parameters += ["CardPaymentProvider=stripe", f"StripeApi={args.stripe_simulator}"]
     built = lay_out_build(args.dir, args.profile)
     sam_deploy(endpoint, built, parameters)
