@@ -19,6 +19,32 @@ pub enum SecretError {
     Missing(#[from] MissingSetting),
     #[error("cannot read SSM parameter {name}: {cause}")]
     Unreadable { name: String, cause: String },
+    /// The parameter does not exist: nobody configured it (a definite
+    /// answer, unlike an SSM outage).
+    #[error("SSM parameter {name} does not exist")]
+    NotFound { name: String },
+}
+
+impl SecretError {
+    /// What a payment provider's missing or unreadable credentials mean to
+    /// its callers: not configured here, or unavailable for now.
+    pub fn for_provider(self, provider: &str) -> domain::payments::ProviderError {
+        use domain::payments::ProviderError;
+        match self {
+            SecretError::NotFound { name } => {
+                tracing::warn!(
+                    provider,
+                    parameter = name,
+                    "payment provider not configured"
+                );
+                ProviderError::NotConfigured(format!("{provider}: no credentials at {name}"))
+            }
+            err => {
+                tracing::error!(provider, %err, "payment provider credentials unavailable");
+                ProviderError::Unavailable(format!("{provider} credentials: {err}"))
+            }
+        }
+    }
 }
 
 /// A secret value, known up front (tests, local tools) or read from an SSM
@@ -172,7 +198,17 @@ async fn read_parameter(config: &SdkConfig, name: &str) -> Result<Vec<u8>, Secre
         .with_decryption(true)
         .send()
         .await
-        .map_err(|e| unreadable(format!("{e:?}")))?;
+        .map_err(|e| {
+            if e.as_service_error()
+                .is_some_and(|e| e.is_parameter_not_found())
+            {
+                SecretError::NotFound {
+                    name: name.to_owned(),
+                }
+            } else {
+                unreadable(format!("{e:?}"))
+            }
+        })?;
     let value = out
         .parameter
         .and_then(|p| p.value)

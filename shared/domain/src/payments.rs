@@ -265,6 +265,9 @@ pub enum ProviderError {
     Unavailable(String),
     #[error("the payment provider refused: {0}")]
     Refused(String),
+    /// This deployment has no credentials for the provider.
+    #[error("the payment provider is not configured: {0}")]
+    NotConfigured(String),
 }
 
 /// Why a payment operation did not happen.

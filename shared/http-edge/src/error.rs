@@ -261,6 +261,12 @@ impl From<ProviderError> for ApiError {
                     "the payment provider is temporarily unavailable, retry shortly",
                 )
             }
+            // The operator chose a provider without creating its
+            // credentials: for a shopper, the method is unavailable.
+            ProviderError::NotConfigured(cause) => {
+                tracing::error!(%cause, "payment provider not configured");
+                ApiError::unavailable("this payment method is not available right now")
+            }
             ProviderError::Refused(cause) => ApiError::conflict(
                 "PAYMENT_REFUSED",
                 format!("the payment provider refused: {cause}"),
@@ -285,6 +291,12 @@ impl From<VerifyError> for ApiError {
                 tracing::warn!(%cause, "payment callback rejected: not ours");
                 adapters::metrics::increment(adapters::metrics::Metric::InvalidSignatures);
                 ApiError::new(StatusCode::BAD_REQUEST, "FOREIGN_NOTIFICATION", cause)
+            }
+            // Junk sent to the callback route of a provider this
+            // deployment does not use: nothing here to verify with, and no
+            // reason for a 5xx (it would page an operator).
+            VerifyError::Provider(ProviderError::NotConfigured(cause)) => {
+                ApiError::new(StatusCode::NOT_FOUND, "PROVIDER_NOT_CONFIGURED", cause)
             }
             VerifyError::Provider(err) => err.into(),
         }
@@ -417,6 +429,29 @@ impl From<VerificationError> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unconfigured_provider_is_404_on_its_callback_route_and_503_for_shoppers() {
+        let callback = ApiError::from(VerifyError::Provider(ProviderError::NotConfigured(
+            "stripe".into(),
+        )));
+        assert_eq!(callback.status, StatusCode::NOT_FOUND);
+        assert_eq!(callback.code, "PROVIDER_NOT_CONFIGURED");
+        let checkout = ApiError::from(ProviderError::NotConfigured("stripe".into()));
+        assert_eq!(checkout.status, StatusCode::SERVICE_UNAVAILABLE);
+        let outage = ApiError::from(VerifyError::Provider(ProviderError::Unavailable(
+            "ssm".into(),
+        )));
+        assert_eq!(outage.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            ApiError::from(VerifyError::BadSignature("x".into())).status,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            ApiError::from(VerifyError::Foreign("x".into())).status,
+            StatusCode::BAD_REQUEST
+        );
+    }
 
     #[test]
     fn body_has_code_message_and_details() {

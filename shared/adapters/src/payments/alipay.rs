@@ -359,7 +359,7 @@ impl AlipayProvider {
     }
 
     async fn account(&self) -> Result<Arc<Account>, ProviderError> {
-        self.account.get().await.map_err(unavailable_credentials)
+        self.account.get().await.map_err(|e| e.for_provider(NAME))
     }
 
     /// Verifies and judges a notification: Alipay's signature (re-reading
@@ -372,7 +372,7 @@ impl AlipayProvider {
                 .account
                 .refresh()
                 .await
-                .map_err(unavailable_credentials)?
+                .map_err(|e| e.for_provider(NAME))?
             {
                 Some(newer) => Notification::verify(form, &newer.alipay_key),
                 None => Err(AlipayError::BadSignature),
@@ -525,11 +525,6 @@ impl AlipayProvider {
         }
         Ok(trade)
     }
-}
-
-fn unavailable_credentials(err: crate::secrets::SecretError) -> ProviderError {
-    tracing::error!(%err, "Alipay credentials unavailable");
-    ProviderError::Unavailable(format!("Alipay credentials: {err}"))
 }
 
 impl PaymentProvider for AlipayProvider {

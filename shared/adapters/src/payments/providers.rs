@@ -139,7 +139,7 @@ impl Providers {
 }
 
 fn not_configured(name: &str) -> ProviderError {
-    ProviderError::Unavailable(format!(
+    ProviderError::NotConfigured(format!(
         "the {name} provider is not configured in this deployment"
     ))
 }

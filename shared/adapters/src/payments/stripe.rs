@@ -206,11 +206,6 @@ impl From<CallError> for ProviderError {
     }
 }
 
-fn unavailable_credentials(err: crate::secrets::SecretError) -> ProviderError {
-    tracing::error!(%err, "Stripe credentials unavailable");
-    ProviderError::Unavailable(format!("Stripe credentials: {err}"))
-}
-
 impl StripeProvider {
     pub fn new(
         account: Credentials<Account>,
@@ -244,7 +239,7 @@ impl StripeProvider {
     }
 
     async fn account(&self) -> Result<Arc<Account>, ProviderError> {
-        self.account.get().await.map_err(unavailable_credentials)
+        self.account.get().await.map_err(|e| e.for_provider(NAME))
     }
 
     /// Verifies and judges a webhook: the signature against every `v1`
@@ -263,7 +258,7 @@ impl StripeProvider {
                     .account
                     .refresh()
                     .await
-                    .map_err(unavailable_credentials)?,
+                    .map_err(|e| e.for_provider(NAME))?,
                 _ => None,
             };
             let Some(newer) = newer else {

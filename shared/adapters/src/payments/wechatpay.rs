@@ -385,11 +385,6 @@ impl From<CallError> for ProviderError {
     }
 }
 
-fn unavailable_credentials(err: crate::secrets::SecretError) -> ProviderError {
-    tracing::error!(%err, "WeChat Pay credentials unavailable");
-    ProviderError::Unavailable(format!("WeChat Pay credentials: {err}"))
-}
-
 impl WechatPayProvider {
     pub fn new(account: Credentials<Account>, api: impl Into<String>, http: ProviderHttp) -> Self {
         Self {
@@ -413,7 +408,7 @@ impl WechatPayProvider {
     }
 
     async fn account(&self) -> Result<Arc<Account>, ProviderError> {
-        self.account.get().await.map_err(unavailable_credentials)
+        self.account.get().await.map_err(|e| e.for_provider(NAME))
     }
 
     /// Verifies with the platform keys, re-reading them once when the
@@ -433,7 +428,7 @@ impl WechatPayProvider {
                     .account
                     .refresh()
                     .await
-                    .map_err(unavailable_credentials)?
+                    .map_err(|e| e.for_provider(NAME))?
                 {
                     Some(newer) => {
                         newer
