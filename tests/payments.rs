@@ -8,7 +8,7 @@ use std::time::Duration;
 use adapters::orders::Orders;
 use adapters::payments::Payments;
 use adapters::payments::sandbox::SandboxProvider;
-use adapters::secrets::Secret;
+use adapters::secrets::Credentials;
 use aws_sdk_dynamodb::types::AttributeValue;
 use domain::orders::OrderStatus;
 use serde_json::{Value, json};
@@ -522,7 +522,11 @@ async fn a_callback_that_cannot_be_checked_is_retried_later() {
         .retry_config(aws_config::retry::RetryConfig::disabled())
         .build();
     let provider = SandboxProvider::with_secret(
-        Secret::in_ssm(&unreachable_ssm, "/test/payment-signing-secret"),
+        Credentials::in_ssm(
+            &unreachable_ssm,
+            "/test/payment-signing-secret",
+            adapters::payments::sandbox::raw,
+        ),
         "https://sandbox.test",
     );
     let body = callback(&payment, "SUCCESS").to_string();

@@ -6,9 +6,8 @@
 //! else makes Alipay send it again, which is what an answer of ours that
 //! could not record it wants.
 
-use adapters::payments::Payments;
 use adapters::payments::alipay::{self, ACKNOWLEDGEMENT, AlipayProvider};
-use domain::payments::VerifiedCallback;
+use adapters::payments::{NotificationOutcome, Payments};
 use http_edge::http::{MAX_BODY_BYTES, correlation_id};
 use http_edge::{ApiError, ApiResult};
 use lambda_http::http::{HeaderValue, StatusCode, header};
@@ -19,40 +18,18 @@ pub async fn handle(payments: &Payments, alipay: &AlipayProvider, req: Request) 
     if body.len() > MAX_BODY_BYTES {
         return Err(ApiError::payload_too_large(MAX_BODY_BYTES));
     }
-    let (notify_id, notification) = match alipay.verify_callback(body).await? {
-        VerifiedCallback::Ignored {
-            notification_id,
-            why,
-        } => {
-            tracing::info!(
-                notification_id,
-                why,
-                "Alipay notification acknowledged without effect"
-            );
-            return Ok(acknowledged());
-        }
-        VerifiedCallback::Payment {
-            notification_id,
-            notification,
-        } => (notification_id, notification),
-    };
-    let payment_id = notification.payment_id.clone();
-    // Unknown: not acknowledged, so Alipay sends it again (a trade whose
-    // payment is not written yet would then apply; one that never will stops
-    // after Alipay's last try).
-    let (payment, outcome) = payments
-        .record_notification(alipay::NAME, notification, &correlation_id(&req))
+    let callback = alipay.verify_callback(body).await?;
+    // Unknown: not acknowledged, so the provider sends it again (it may
+    // merely have overtaken our write; one that never applies stops after
+    // the provider's last try). Every other outcome is acknowledged: a
+    // resend of a signed notification that did not apply never would.
+    match payments
+        .apply_notification(alipay::NAME, callback, &correlation_id(&req))
         .await?
-        .ok_or_else(|| ApiError::payment_not_found(&payment_id))?;
-    tracing::info!(
-        notify_id,
-        payment_id = %payment.payment_id,
-        outcome = outcome.as_str(),
-        "Alipay notification recorded"
-    );
-    // Acknowledged whatever the outcome: a resend of a signed notification
-    // that did not apply (a duplicate, another amount) would never apply.
-    Ok(acknowledged())
+    {
+        NotificationOutcome::UnknownPayment(id) => Err(ApiError::payment_not_found(&id)),
+        NotificationOutcome::Ignored | NotificationOutcome::Recorded(_) => Ok(acknowledged()),
+    }
 }
 
 fn acknowledged() -> Response<Body> {

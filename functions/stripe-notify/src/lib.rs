@@ -7,10 +7,9 @@
 //! of order: the payment's state machine decides, so a repeat or a late
 //! older event changes nothing. Answered 200 `{"received": true}`.
 
-use adapters::payments::Payments;
 use adapters::payments::stripe::{self, SIGNATURE, StripeProvider};
+use adapters::payments::{NotificationOutcome, Payments};
 use domain::clock;
-use domain::payments::VerifiedCallback;
 use http_edge::http::{MAX_BODY_BYTES, correlation_id, json};
 use http_edge::{ApiError, ApiResult};
 use lambda_http::Request;
@@ -29,36 +28,18 @@ pub async fn handle(payments: &Payments, stripe: &StripeProvider, req: Request) 
     let callback = stripe
         .verify_callback(signature, body, clock::now().unix_timestamp())
         .await?;
-    let (event_id, notification) = match callback {
-        VerifiedCallback::Ignored {
-            notification_id,
-            why,
-        } => {
-            tracing::info!(
-                event_id = notification_id,
-                why,
-                "Stripe event acknowledged without effect"
-            );
-            return Ok(received());
-        }
-        VerifiedCallback::Payment {
-            notification_id,
-            notification,
-        } => (notification_id, notification),
-    };
-    let payment_id = notification.payment_id.clone();
-    // Unknown: not acknowledged, so Stripe sends it again (for three days).
-    let (payment, outcome) = payments
-        .record_notification(stripe::NAME, notification, &correlation_id(&req))
+
+    // Unknown: not acknowledged, so the provider sends it again (it may
+    // merely have overtaken our write; one that never applies stops after
+    // the provider's last try). Every other outcome is acknowledged: a
+    // resend of a signed notification that did not apply never would.
+    match payments
+        .apply_notification(stripe::NAME, callback, &correlation_id(&req))
         .await?
-        .ok_or_else(|| ApiError::payment_not_found(&payment_id))?;
-    tracing::info!(
-        event_id,
-        payment_id = %payment.payment_id,
-        outcome = outcome.as_str(),
-        "Stripe event recorded"
-    );
-    Ok(received())
+    {
+        NotificationOutcome::UnknownPayment(id) => Err(ApiError::payment_not_found(&id)),
+        NotificationOutcome::Ignored | NotificationOutcome::Recorded(_) => Ok(received()),
+    }
 }
 
 fn received() -> lambda_http::Response<lambda_http::Body> {

@@ -8,10 +8,9 @@
 //! with WeChat Pay's `{"code":"FAIL","message":..}`, and WeChat Pay resends
 //! (up to 15 times over about 24 h).
 
-use adapters::payments::Payments;
 use adapters::payments::wechatpay::{self, WechatPayProvider};
+use adapters::payments::{NotificationOutcome, Payments};
 use domain::clock;
-use domain::payments::VerifiedCallback;
 use http_edge::http::{MAX_BODY_BYTES, correlation_id, json};
 use http_edge::{ApiError, ApiResult};
 use lambda_http::http::StatusCode;
@@ -47,34 +46,16 @@ async fn notification(
     let callback = wechatpay
         .verify_callback(header, body, clock::now().unix_timestamp())
         .await?;
-    let (id, notification) = match callback {
-        VerifiedCallback::Ignored {
-            notification_id,
-            why,
-        } => {
-            tracing::info!(
-                notification_id,
-                why,
-                "WeChat Pay notification acknowledged without effect"
-            );
-            return Ok(());
-        }
-        VerifiedCallback::Payment {
-            notification_id,
-            notification,
-        } => (notification_id, notification),
-    };
-    let payment_id = notification.payment_id.clone();
-    // Unknown: not acknowledged, so WeChat Pay sends it again.
-    let (payment, outcome) = payments
-        .record_notification(wechatpay::NAME, notification, &correlation_id(req))
+
+    // Unknown: not acknowledged, so the provider sends it again (it may
+    // merely have overtaken our write; one that never applies stops after
+    // the provider's last try). Every other outcome is acknowledged: a
+    // resend of a signed notification that did not apply never would.
+    match payments
+        .apply_notification(wechatpay::NAME, callback, &correlation_id(req))
         .await?
-        .ok_or_else(|| ApiError::payment_not_found(&payment_id))?;
-    tracing::info!(
-        notification_id = id,
-        payment_id = %payment.payment_id,
-        outcome = outcome.as_str(),
-        "WeChat Pay notification recorded"
-    );
-    Ok(())
+    {
+        NotificationOutcome::UnknownPayment(id) => Err(ApiError::payment_not_found(&id)),
+        NotificationOutcome::Ignored | NotificationOutcome::Recorded(_) => Ok(()),
+    }
 }

@@ -1,5 +1,6 @@
 //! Secrets, read from SSM Parameter Store (SecureString) on first use and kept
-//! for the container's life. Never in the template, the repository or the logs.
+//! (re-read once when a provider's signature fails with an old copy). Never
+//! in the template, the repository or the logs.
 //!
 //! Fetched lazily rather than at init: cancel-order and the order-status
 //! consumer need the payment secret only to refund, and a round trip to SSM
@@ -9,7 +10,6 @@
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
-use tokio::sync::OnceCell;
 
 use crate::config::MissingSetting;
 
@@ -44,60 +44,6 @@ impl SecretError {
                 ProviderError::Unavailable(format!("{provider} credentials: {err}"))
             }
         }
-    }
-}
-
-/// A secret value, known up front (tests, local tools) or read from an SSM
-/// parameter the first time it is needed. Cheap to clone; clones share the
-/// fetched value. A failed read is not cached: the next use tries again.
-#[derive(Clone)]
-pub struct Secret(Arc<Inner>);
-
-struct Inner {
-    source: Option<(SdkConfig, String)>,
-    value: OnceCell<Vec<u8>>,
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print the value.
-        match &self.0.source {
-            Some((_, name)) => write!(f, "Secret(ssm:{name})"),
-            None => f.write_str("Secret(..)"),
-        }
-    }
-}
-
-impl Secret {
-    pub fn known(value: impl Into<Vec<u8>>) -> Self {
-        Self(Arc::new(Inner {
-            source: None,
-            value: OnceCell::new_with(Some(value.into())),
-        }))
-    }
-
-    /// The SSM parameter `name`, read with decryption on first use.
-    pub fn in_ssm(config: &SdkConfig, name: impl Into<String>) -> Self {
-        Self(Arc::new(Inner {
-            source: Some((config.clone(), name.into())),
-            value: OnceCell::new(),
-        }))
-    }
-
-    pub async fn get(&self) -> Result<&[u8], SecretError> {
-        let value = self
-            .0
-            .value
-            .get_or_try_init(|| async {
-                let (config, name) = self
-                    .0
-                    .source
-                    .as_ref()
-                    .expect("a secret without a source is created with its value");
-                read_parameter(config, name).await
-            })
-            .await?;
-        Ok(value)
     }
 }
 
@@ -243,12 +189,5 @@ mod tests {
             broken.get().await,
             Err(SecretError::Unreadable { .. })
         ));
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_known_secret_needs_no_source() {
-        let secret = Secret::known("abc");
-        assert_eq!(secret.get().await.unwrap(), b"abc");
-        assert!(!format!("{secret:?}").contains("abc"));
     }
 }

@@ -35,7 +35,7 @@ use http_body_util::Full;
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 
-use super::http::ProviderHttp;
+use super::http::{CallError, ProviderHttp, with_one_retry};
 use super::keys::{SigningKey, VerifyingKey};
 use crate::secrets::Credentials;
 
@@ -287,34 +287,6 @@ impl Account {
     }
 }
 
-/// Why a call to the gateway did not do what it asked.
-#[derive(Debug)]
-enum CallError {
-    /// Alipay answered, signed, with a business error (`code` ≠ 10000).
-    Business {
-        sub_code: String,
-        message: String,
-    },
-    Provider(ProviderError),
-}
-
-impl From<ProviderError> for CallError {
-    fn from(err: ProviderError) -> Self {
-        Self::Provider(err)
-    }
-}
-
-impl From<CallError> for ProviderError {
-    fn from(err: CallError) -> Self {
-        match err {
-            CallError::Business { sub_code, message } => {
-                ProviderError::Refused(format!("Alipay {sub_code}: {message}"))
-            }
-            CallError::Provider(err) => err,
-        }
-    }
-}
-
 /// `ALIPAY` payments at Alipay: a QR code from `alipay.trade.precreate`
 /// and a page-pay URL for the same trade, refunds, queries and closing.
 pub struct AlipayProvider {
@@ -430,20 +402,10 @@ impl AlipayProvider {
         biz_content: serde_json::Value,
         notify_url: Option<&str>,
     ) -> Result<serde_json::Map<String, serde_json::Value>, CallError> {
-        let mut last = None;
-        for attempt in 0..2 {
-            if attempt > 0 {
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            }
-            match self.call_once(method, &biz_content, notify_url).await {
-                Err(CallError::Provider(ProviderError::Unavailable(cause))) => {
-                    tracing::warn!(method, %cause, attempt, "Alipay call failed");
-                    last = Some(cause);
-                }
-                other => return other,
-            }
-        }
-        Err(ProviderError::Unavailable(last.unwrap_or_default()).into())
+        with_one_retry(method, true, || {
+            self.call_once(method, &biz_content, notify_url)
+        })
+        .await
     }
 
     async fn call_once(
@@ -495,7 +457,9 @@ impl AlipayProvider {
             ))
             .into()),
             code => Err(CallError::Business {
-                sub_code: if text("sub_code").is_empty() {
+                provider: "Alipay",
+                status: 200,
+                code: if text("sub_code").is_empty() {
                     code.to_owned()
                 } else {
                     text("sub_code")
@@ -609,7 +573,7 @@ impl PaymentProvider for AlipayProvider {
         {
             Ok(answer) => answer,
             // A page-pay trade exists only once the buyer opened the page.
-            Err(CallError::Business { sub_code, .. }) if sub_code == "ACQ.TRADE_NOT_EXIST" => {
+            Err(err) if err.is("ACQ.TRADE_NOT_EXIST") => {
                 return Ok(TradeState::Open);
             }
             Err(err) => return Err(err.into()),
@@ -640,9 +604,7 @@ impl PaymentProvider for AlipayProvider {
             Ok(_) => Ok(()),
             // Never opened by the buyer: its signed URL expires with the
             // order (time_expire), so there is nothing left to close.
-            Err(CallError::Business { sub_code, .. }) if sub_code == "ACQ.TRADE_NOT_EXIST" => {
-                Ok(())
-            }
+            Err(err) if err.is("ACQ.TRADE_NOT_EXIST") => Ok(()),
             Err(err) => Err(err.into()),
         }
     }

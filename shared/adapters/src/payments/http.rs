@@ -139,3 +139,65 @@ fn build() -> Result<HttpsClient, ProviderError> {
         .build();
     Ok(Client::builder(TokioExecutor::new()).build(connector))
 }
+
+/// Why a provider call did not do what it asked.
+#[derive(Debug)]
+pub(crate) enum CallError {
+    /// The provider answered, authentically, with a business error.
+    Business {
+        provider: &'static str,
+        status: u16,
+        code: String,
+        message: String,
+    },
+    Provider(ProviderError),
+}
+
+impl CallError {
+    /// Whether the provider answered with the business error `code`.
+    pub(crate) fn is(&self, code: &str) -> bool {
+        matches!(self, CallError::Business { code: c, .. } if c == code)
+    }
+}
+
+impl From<ProviderError> for CallError {
+    fn from(err: ProviderError) -> Self {
+        Self::Provider(err)
+    }
+}
+
+impl From<CallError> for ProviderError {
+    fn from(err: CallError) -> Self {
+        match err {
+            CallError::Business {
+                provider,
+                code,
+                message,
+                ..
+            } => ProviderError::Refused(format!("{provider} {code}: {message}")),
+            CallError::Provider(err) => err,
+        }
+    }
+}
+
+/// Runs `call`, and once more after 200 ms when its outcome is unknown
+/// (`Unavailable`) and `retry` allows it: only a call the provider
+/// deduplicates (by `out_trade_no`, `out_refund_no`, `Idempotency-Key`, or
+/// a read) may be sent twice.
+pub(crate) async fn with_one_retry<T, Fut>(
+    what: &str,
+    retry: bool,
+    mut call: impl FnMut() -> Fut,
+) -> Result<T, CallError>
+where
+    Fut: std::future::Future<Output = Result<T, CallError>>,
+{
+    match call().await {
+        Err(CallError::Provider(ProviderError::Unavailable(cause))) if retry => {
+            tracing::warn!(what, %cause, "provider call failed; retrying once");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            call().await
+        }
+        other => other,
+    }
+}

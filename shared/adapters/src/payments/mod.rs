@@ -18,7 +18,7 @@ use domain::ids::new_id;
 use domain::orders::{Order, OrderStatus};
 use domain::payments::{
     NotifiedResult, Payment, PaymentError, PaymentMethod, PaymentProvider, PaymentStatus,
-    PaymentTransition, ProviderNotification, RefundOrder,
+    PaymentTransition, ProviderNotification, RefundOrder, VerifiedCallback,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -76,6 +76,17 @@ pub enum Initiation {
     /// The order's pending payment with the same method: answered as is.
     Existing(Payment),
     Replayed(StoredResponse),
+}
+
+/// What a real provider's verified notification did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotificationOutcome {
+    /// Genuine but about nothing we act on.
+    Ignored,
+    /// Recorded on its payment (applied, or a duplicate or mismatch kept).
+    Recorded(CallbackOutcome),
+    /// No payment of this provider has the id it names.
+    UnknownPayment(String),
 }
 
 /// What a provider callback did.
@@ -485,21 +496,40 @@ impl Payments {
         update.build().map_err(build_err)
     }
 
-    /// Applies a real provider's verified notification to the payment it
-    /// names: `None` when that payment does not exist or is another
-    /// provider's (the provider should send it again later, or give up).
-    pub async fn record_notification(
+    /// Applies a real provider's verified notification: an ignored one is
+    /// logged; a payment result is recorded on the payment it names, if that
+    /// payment exists and is `provider`'s (else the provider should send it
+    /// again later, or give up).
+    pub async fn apply_notification(
         &self,
         provider: &str,
-        notification: ProviderNotification,
+        callback: VerifiedCallback,
         correlation_id: &str,
-    ) -> Result<Option<(Payment, CallbackOutcome)>, DbError> {
+    ) -> Result<NotificationOutcome, DbError> {
+        let (notification_id, notification) = match callback {
+            VerifiedCallback::Ignored {
+                notification_id,
+                why,
+            } => {
+                tracing::info!(
+                    provider,
+                    notification_id,
+                    why,
+                    "notification acknowledged without effect"
+                );
+                return Ok(NotificationOutcome::Ignored);
+            }
+            VerifiedCallback::Payment {
+                notification_id,
+                notification,
+            } => (notification_id, notification),
+        };
         let Some(payment) = self
             .get(&notification.payment_id)
             .await?
             .filter(|p| p.provider == provider)
         else {
-            return Ok(None);
+            return Ok(NotificationOutcome::UnknownPayment(notification.payment_id));
         };
         // Providers echo only their trade number: the order is the payment's.
         let notification = ProviderNotification {
@@ -509,7 +539,14 @@ impl Payments {
         let outcome = self
             .record_callback(&payment, &notification, correlation_id)
             .await?;
-        Ok(Some((payment, outcome)))
+        tracing::info!(
+            provider,
+            notification_id,
+            payment_id = %payment.payment_id,
+            outcome = outcome.as_str(),
+            "notification recorded"
+        );
+        Ok(NotificationOutcome::Recorded(outcome))
     }
 
     /// Applies a verified provider callback to `payment` (read by the caller).

@@ -89,27 +89,22 @@ impl Providers {
             choose("PAYMENT_PROVIDER_WECHAT_PAY", &[SANDBOX, wechatpay::NAME])?,
             choose("PAYMENT_PROVIDER_CARD", &[SANDBOX, stripe::NAME])?,
         ];
-        let alipay = if chosen.contains(&alipay::NAME)
-            || std::env::var_os("ALIPAY_CREDENTIALS_PARAM").is_some()
-        {
-            Some(AlipayProvider::from_env(config)?)
-        } else {
-            None
+        // A provider is built when a method uses it, or when its
+        // credentials are named: payments it took earlier are still
+        // refunded through it. Building reads nothing (credentials are
+        // read on first use).
+        let wanted = |name: &str, setting: &str| {
+            chosen.contains(&name) || std::env::var_os(setting).is_some()
         };
-        let wechatpay = if chosen.contains(&wechatpay::NAME)
-            || std::env::var_os("WECHATPAY_CREDENTIALS_PARAM").is_some()
-        {
-            Some(WechatPayProvider::from_env(config)?)
-        } else {
-            None
-        };
-        let stripe = if chosen.contains(&stripe::NAME)
-            || std::env::var_os("STRIPE_CREDENTIALS_PARAM").is_some()
-        {
-            Some(StripeProvider::from_env(config)?)
-        } else {
-            None
-        };
+        let alipay = wanted(alipay::NAME, "ALIPAY_CREDENTIALS_PARAM")
+            .then(|| AlipayProvider::from_env(config))
+            .transpose()?;
+        let wechatpay = wanted(wechatpay::NAME, "WECHATPAY_CREDENTIALS_PARAM")
+            .then(|| WechatPayProvider::from_env(config))
+            .transpose()?;
+        let stripe = wanted(stripe::NAME, "STRIPE_CREDENTIALS_PARAM")
+            .then(|| StripeProvider::from_env(config))
+            .transpose()?;
         Ok(Self::new(
             SandboxProvider::from_env(config)?,
             alipay,

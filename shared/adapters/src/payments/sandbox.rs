@@ -9,16 +9,22 @@ use domain::payments::{
 
 pub use super::webhook_signature::sign;
 use super::webhook_signature::verify;
-use crate::secrets::{Secret, SecretError};
+use crate::secrets::{Credentials, SecretError};
 
 pub const HEADER: &str = "x-payment-signature";
+
+/// The signing secret is the parameter's bytes as they are.
+pub fn raw(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    Ok(bytes.to_vec())
+}
 
 /// The project's own provider: checkouts point at a sandbox page, results
 /// arrive through the same signed callback a real provider would send
 /// (`scripts/local pay` plays the customer), refunds always succeed.
 #[derive(Clone)]
 pub struct SandboxProvider {
-    secret: Secret,
+    /// Shared by clones: one read serves them all.
+    secret: std::sync::Arc<Credentials<Vec<u8>>>,
     base_url: String,
 }
 
@@ -34,7 +40,7 @@ impl std::fmt::Debug for SandboxProvider {
 impl SandboxProvider {
     /// A provider with a known secret (tests, local tools).
     pub fn new(secret: impl Into<Vec<u8>>, base_url: impl Into<String>) -> Self {
-        Self::with_secret(Secret::known(secret), base_url)
+        Self::with_secret(Credentials::known(secret, raw), base_url)
     }
 
     /// The sandbox provider as a deployed function uses it: its signing
@@ -44,17 +50,20 @@ impl SandboxProvider {
         let name = crate::config::required("PAYMENT_SIGNING_SECRET_PARAM")?;
         let base_url = std::env::var("PAYMENT_SANDBOX_URL")
             .unwrap_or_else(|_| "https://sandbox.pay.example".into());
-        Ok(Self::with_secret(Secret::in_ssm(config, name), base_url))
+        Ok(Self::with_secret(
+            Credentials::in_ssm(config, name, raw),
+            base_url,
+        ))
     }
 
-    pub fn with_secret(secret: Secret, base_url: impl Into<String>) -> Self {
+    pub fn with_secret(secret: Credentials<Vec<u8>>, base_url: impl Into<String>) -> Self {
         Self {
-            secret,
+            secret: std::sync::Arc::new(secret),
             base_url: base_url.into(),
         }
     }
 
-    async fn secret(&self) -> Result<&[u8], ProviderError> {
+    async fn secret(&self) -> Result<std::sync::Arc<Vec<u8>>, ProviderError> {
         self.secret.get().await.map_err(|err| {
             tracing::error!(%err, "payment signing secret unavailable");
             ProviderError::Unavailable(format!("signing secret: {err}"))
@@ -63,7 +72,7 @@ impl SandboxProvider {
 
     /// Signs a notification as this provider would (for tests).
     pub async fn sign(&self, timestamp: i64, body: &[u8]) -> Result<String, ProviderError> {
-        Ok(sign(self.secret().await?, timestamp, body))
+        Ok(sign(&self.secret().await?, timestamp, body))
     }
 }
 
@@ -76,7 +85,7 @@ impl SandboxProvider {
         body: &[u8],
         now: i64,
     ) -> Result<(), VerifyError> {
-        verify(self.secret().await?, signature, body, now)
+        verify(&self.secret().await?, signature, body, now)
             .map_err(|e| VerifyError::BadSignature(e.to_string()))
     }
 }

@@ -19,7 +19,7 @@ use domain::payments::{
 use http_body_util::Full;
 use serde::Deserialize;
 
-use super::http::ProviderHttp;
+use super::http::{CallError, ProviderHttp, with_one_retry};
 use super::webhook_signature::{self, SignatureError};
 use crate::secrets::Credentials;
 
@@ -178,34 +178,6 @@ impl std::fmt::Debug for StripeProvider {
     }
 }
 
-#[derive(Debug)]
-enum CallError {
-    /// Stripe answered 4xx with its `{error: {type, code, message}}`.
-    Business {
-        status: u16,
-        code: String,
-        message: String,
-    },
-    Provider(ProviderError),
-}
-
-impl From<ProviderError> for CallError {
-    fn from(err: ProviderError) -> Self {
-        Self::Provider(err)
-    }
-}
-
-impl From<CallError> for ProviderError {
-    fn from(err: CallError) -> Self {
-        match err {
-            CallError::Business { code, message, .. } => {
-                ProviderError::Refused(format!("Stripe {code}: {message}"))
-            }
-            CallError::Provider(err) => err,
-        }
-    }
-}
-
 impl StripeProvider {
     pub fn new(
         account: Credentials<Account>,
@@ -335,27 +307,13 @@ impl StripeProvider {
         form: Option<String>,
         idempotency_key: Option<&str>,
     ) -> Result<serde_json::Value, CallError> {
-        let mut last = String::new();
-        for attempt in 0..2 {
-            if attempt > 0 {
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            }
-            match self
-                .call_once(method.clone(), path, form.as_deref(), idempotency_key)
-                .await
-            {
-                // Without a key a retry could do it twice: only GETs and
-                // keyed POSTs are retried.
-                Err(CallError::Provider(ProviderError::Unavailable(cause)))
-                    if method == http::Method::GET || idempotency_key.is_some() =>
-                {
-                    tracing::warn!(path, %cause, attempt, "Stripe call failed");
-                    last = cause;
-                }
-                other => return other,
-            }
-        }
-        Err(ProviderError::Unavailable(last).into())
+        // Without a key a retry could do it twice: only GETs and keyed
+        // POSTs are retried.
+        let retry = method == http::Method::GET || idempotency_key.is_some();
+        with_one_retry(path, retry, || {
+            self.call_once(method.clone(), path, form.as_deref(), idempotency_key)
+        })
+        .await
     }
 
     async fn call_once(
@@ -399,6 +357,7 @@ impl StripeProvider {
         }
         let error = &body["error"];
         Err(CallError::Business {
+            provider: "Stripe",
             status,
             code: error["code"]
                 .as_str()

@@ -33,7 +33,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::http::ProviderHttp;
+use super::http::{CallError, ProviderHttp, with_one_retry};
 use super::keys::{SigningKey, VerifyingKey};
 use crate::secrets::Credentials;
 
@@ -356,35 +356,6 @@ impl std::fmt::Debug for WechatPayProvider {
     }
 }
 
-/// Why a call did not do what it asked.
-#[derive(Debug)]
-enum CallError {
-    /// WeChat Pay answered 4xx with its `{code, message}`.
-    Business {
-        status: u16,
-        code: String,
-        message: String,
-    },
-    Provider(ProviderError),
-}
-
-impl From<ProviderError> for CallError {
-    fn from(err: ProviderError) -> Self {
-        Self::Provider(err)
-    }
-}
-
-impl From<CallError> for ProviderError {
-    fn from(err: CallError) -> Self {
-        match err {
-            CallError::Business { code, message, .. } => {
-                ProviderError::Refused(format!("WeChat Pay {code}: {message}"))
-            }
-            CallError::Provider(err) => err,
-        }
-    }
-}
-
 impl WechatPayProvider {
     pub fn new(account: Credentials<Account>, api: impl Into<String>, http: ProviderHttp) -> Self {
         Self {
@@ -506,20 +477,10 @@ impl WechatPayProvider {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<Option<serde_json::Value>, CallError> {
-        let mut last = String::new();
-        for attempt in 0..2 {
-            if attempt > 0 {
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            }
-            match self.call_once(method.clone(), path, body.as_ref()).await {
-                Err(CallError::Provider(ProviderError::Unavailable(cause))) => {
-                    tracing::warn!(path, %cause, attempt, "WeChat Pay call failed");
-                    last = cause;
-                }
-                other => return other,
-            }
-        }
-        Err(ProviderError::Unavailable(last).into())
+        with_one_retry(path, true, || {
+            self.call_once(method.clone(), path, body.as_ref())
+        })
+        .await
     }
 
     async fn call_once(
@@ -584,6 +545,7 @@ impl WechatPayProvider {
             .into());
         }
         Err(CallError::Business {
+            provider: "WeChat Pay",
             status,
             code: failure.code,
             message: failure.message,
@@ -695,9 +657,7 @@ impl PaymentProvider for WechatPayProvider {
         let answer = match self.call(http::Method::GET, &path, None).await {
             Ok(answer) => answer.unwrap_or_default(),
             // Never created (the checkout failed after all): nothing to pay.
-            Err(CallError::Business { code, .. }) if code == "ORDER_NOT_EXIST" => {
-                return Ok(TradeState::Closed);
-            }
+            Err(err) if err.is("ORDER_NOT_EXIST") => return Ok(TradeState::Closed),
             Err(err) => return Err(err.into()),
         };
         Ok(match answer["trade_state"].as_str() {
@@ -734,18 +694,7 @@ impl PaymentProvider for WechatPayProvider {
             .await
         {
             Ok(_) => Ok(()),
-            Err(CallError::Business { code, .. })
-                if code == "ORDER_NOT_EXIST" || code == "ORDER_CLOSED" =>
-            {
-                Ok(())
-            }
-            Err(CallError::Business {
-                status,
-                code,
-                message,
-            }) => Err(ProviderError::Refused(format!(
-                "WeChat Pay {status} {code}: {message}"
-            ))),
+            Err(err) if err.is("ORDER_NOT_EXIST") || err.is("ORDER_CLOSED") => Ok(()),
             Err(err) => Err(err.into()),
         }
     }
