@@ -177,6 +177,12 @@ mod tests {
                 .map_err(|e| e.to_string())
         });
         assert_eq!(*credentials.get().await.unwrap(), 7);
+        let secret = Credentials::known("abc", |b| Ok(b.to_vec()));
+        assert_eq!(*secret.get().await.unwrap(), b"abc");
+        assert!(
+            !format!("{secret:?}").contains("abc"),
+            "Debug must not print the value"
+        );
         // Just read: a failed verification does not re-read.
         assert!(credentials.refresh().await.unwrap().is_none());
         let broken = Credentials::known("x", |b| {
