@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adapters::orders::Orders;
-use adapters::payments::Payments;
 use adapters::payments::sandbox::SandboxProvider;
+use adapters::payments::{CallbackOutcome, NotificationOutcome, Payments};
 use adapters::secrets::Credentials;
 use aws_sdk_dynamodb::types::AttributeValue;
 use domain::orders::OrderStatus;
+use domain::payments::{RefundResult, RefundStatus};
 use serde_json::{Value, json};
 use system_tests::api::{ApiRequest, parts};
 use system_tests::dynamo::TestDb;
@@ -739,4 +740,147 @@ async fn racing_same_method_starts_share_one_pending_payment() {
         }
         assert_eq!((created, ids.len()), (1, 1), "{ids:?}");
     }
+}
+
+/// The sandbox, except that its refunds settle later, as WeChat Pay's and
+/// Stripe's do: accepted `Pending`, the result by notification.
+struct LaterRefunds(SandboxProvider);
+
+impl domain::payments::PaymentProvider for LaterRefunds {
+    fn name_for(&self, method: domain::payments::PaymentMethod) -> &'static str {
+        self.0.name_for(method)
+    }
+    async fn checkout(
+        &self,
+        payment: &domain::payments::Payment,
+        callback_base: &str,
+    ) -> Result<domain::payments::Checkout, domain::payments::ProviderError> {
+        self.0.checkout(payment, callback_base).await
+    }
+    async fn refund(
+        &self,
+        payment: &domain::payments::Payment,
+        refund: &domain::payments::RefundOrder,
+    ) -> Result<domain::payments::RefundReceipt, domain::payments::ProviderError> {
+        let receipt = self.0.refund(payment, refund).await?;
+        Ok(domain::payments::RefundReceipt {
+            refund_status: RefundStatus::Pending,
+            ..receipt
+        })
+    }
+    async fn query(
+        &self,
+        payment: &domain::payments::Payment,
+    ) -> Result<domain::payments::TradeState, domain::payments::ProviderError> {
+        self.0.query(payment).await
+    }
+    async fn close(
+        &self,
+        payment: &domain::payments::Payment,
+    ) -> Result<(), domain::payments::ProviderError> {
+        self.0.close(payment).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_late_refund_result_applies_once_under_racing_copies() {
+    let f = fixture().await;
+    let order_id = f.order("u1", 1).await;
+    let (_, payment) = f.pay("u1", &order_id, "CARD").await;
+    let id = payment["paymentId"].as_str().unwrap().to_owned();
+    assert_eq!(f.notify(&payment, "SUCCESS").await.0, 200);
+    let paid = f.payments.get(&id).await.unwrap().unwrap();
+    let later = LaterRefunds(SandboxProvider::new(SECRET, "https://sandbox.test"));
+    let refunded = f
+        .payments
+        .refund(&paid, &later, "cancelled", "corr")
+        .await
+        .unwrap();
+    let refund_id = format!("{id}-whole");
+    let stored = f.payments.get(&id).await.unwrap().unwrap();
+    assert_eq!(stored.refunds, refunded.refunds);
+    assert_eq!(
+        stored.refunds[&refund_id].refund_status,
+        RefundStatus::Pending
+    );
+    assert_eq!(stored.refunds[&refund_id].settled_at, None);
+
+    let result = |status: RefundStatus| RefundResult {
+        payment_id: id.clone(),
+        refund_id: refund_id.clone(),
+        provider_refund_id: format!("sandbox-refund-{refund_id}"),
+        refund_status: status,
+        failure_reason: (status == RefundStatus::Failed).then(|| "closed card".to_owned()),
+    };
+    // Eight copies of the provider's "failed" at once: one applies.
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let (f, result) = (f.clone(), result(RefundStatus::Failed));
+            tokio::spawn(async move {
+                f.payments
+                    .apply_refund_result("sandbox", &format!("n{i}"), result)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            NotificationOutcome::Recorded(outcome) => outcomes.push(outcome),
+            other => panic!("{other:?}"),
+        }
+    }
+    let applied = outcomes
+        .iter()
+        .filter(|o| **o == CallbackOutcome::Applied)
+        .count();
+    assert_eq!(applied, 1, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, CallbackOutcome::Applied | CallbackOutcome::Duplicate))
+    );
+    let settled = f.payments.get(&id).await.unwrap().unwrap().refunds[&refund_id].clone();
+    assert_eq!(settled.refund_status, RefundStatus::Failed);
+    assert_eq!(settled.failure_reason.as_deref(), Some("closed card"));
+    assert!(settled.settled_at.is_some());
+
+    // A different result later is only recorded; the refund stays failed.
+    assert!(matches!(
+        f.payments
+            .apply_refund_result("sandbox", "n9", result(RefundStatus::Succeeded))
+            .await
+            .unwrap(),
+        NotificationOutcome::Recorded(CallbackOutcome::Conflicting)
+    ));
+    assert_eq!(
+        f.payments.get(&id).await.unwrap().unwrap().refunds[&refund_id],
+        settled
+    );
+    let audit = f.audit_outcomes(&id).await;
+    let count = |name: &str| audit.iter().filter(|o| *o == name).count();
+    assert_eq!(count("REFUND_APPLIED"), 1, "{audit:?}");
+    assert_eq!(count("REFUND_DUPLICATE"), 7, "{audit:?}");
+    assert_eq!(count("REFUND_CONFLICTING_RESULT"), 1, "{audit:?}");
+
+    // Another provider's word, a refund we never asked for, a payment that
+    // does not exist: no effect.
+    assert!(matches!(
+        f.payments
+            .apply_refund_result("stripe", "n10", result(RefundStatus::Succeeded))
+            .await
+            .unwrap(),
+        NotificationOutcome::UnknownPayment(_)
+    ));
+    let mut foreign = result(RefundStatus::Succeeded);
+    foreign.refund_id = "made-in-the-dashboard".into();
+    assert!(matches!(
+        f.payments
+            .apply_refund_result("sandbox", "n11", foreign)
+            .await
+            .unwrap(),
+        NotificationOutcome::Ignored
+    ));
+    assert_eq!(f.audit_outcomes(&id).await.len(), audit.len());
 }

@@ -478,6 +478,17 @@ fn dead_letters_failures_5xx_and_create_order_latency_raise_alarms_on_the_alarm_
             .collect()
     };
 
+    // Every callback function that can learn of a refund the provider could
+    // not pay raises an alarm on it.
+    for function in ["WechatPayNotifyFunction", "StripeNotifyFunction"] {
+        assert!(
+            watching("Shop", "RefundsFailed")
+                .iter()
+                .any(|a| dimension(a, "function").as_ref().and_then(ref_target) == Some(function)),
+            "no RefundsFailed alarm for {function}"
+        );
+    }
+
     // Every queue no function consumes holds what failed: the consumers'
     // DLQs and the queue of undeliverable events and failed schedules.
     let consumed = consumed_queues(&template);

@@ -320,14 +320,9 @@ def make_app(state, deliver_to):
 
     def deliver_until_acknowledged(trade):
         body = notification(trade)
-        resend_until(
-            acknowledged=lambda d: d["body"] == "success",
-            send=lambda: post(trade["notify_url"], body,
-                              {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}, deliver_to),
-            delays=RESEND_DELAYS,
-            record=lambda d: trade["deliveries"].append(d),
-            done=lambda outcome: trade.update(notify=outcome),
-        )
+        headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+        resend_until(trade, trade["notify_url"], body, headers, deliver_to, RESEND_DELAYS,
+                     acknowledged=lambda d: d["body"] == "success")
 
     # ---------------------------------------------------------------- tests
 

@@ -81,20 +81,25 @@ def post(url, body, headers, deliver_to):
     return {"at": now_beijing(), "status": status, "body": text[:500]}
 
 
-def resend_until(acknowledged, send, delays, record, done):
-    """In the background: send() at once, then after each of `delays`
-    seconds, until acknowledged(delivery); record(delivery) keeps each try,
-    done(outcome) the end ("acknowledged" or "gave up")."""
+def is_2xx(delivery):
+    return 200 <= delivery["status"] < 300
+
+
+def resend_until(holder, url, body, headers, deliver_to, delays, acknowledged=is_2xx):
+    """In the background: POSTs the notification at once, then after each of
+    `delays` seconds, until acknowledged(delivery); each try is appended to
+    holder["deliveries"], and holder["notify"] says how it ended
+    ("acknowledged" or "gave up")."""
 
     def run():
         for delay in [0] + list(delays):
             time.sleep(delay)
-            delivery = send()
-            record(delivery)
+            delivery = post(url, body, headers, deliver_to)
+            holder["deliveries"].append(delivery)
             if acknowledged(delivery):
-                done("acknowledged")
+                holder["notify"] = "acknowledged"
                 return
-        done("gave up")
+        holder["notify"] = "gave up"
 
     threading.Thread(target=run, daemon=True).start()
 

@@ -13,7 +13,8 @@ What it does, as Stripe does:
   parameters it is a 400 idempotency_error).
 - POST /v1/checkout/sessions (form, bracketed keys), GET /v1/checkout/sessions/<id>,
   POST /v1/checkout/sessions/<id>/expire, POST /v1/refunds (never more than
-  paid).
+  paid; answered `pending`, then settled a second later by a
+  `refund.updated` (succeeded) or `refund.failed` event).
 - GET /pay/<session>: the hosted page; POST action=pay|close (notify=no loses
   the event).
 - Webhooks: `checkout.session.completed` to the endpoint registered with
@@ -21,7 +22,9 @@ What it does, as Stripe does:
   signed `Stripe-Signature: t=..,v1=..` with the endpoint secret, resent until
   a 2xx.
 - For tests: GET /_sim/trades/<session or client_reference_id>, POST
-  /_sim/notify/<id> {"variant","times"}, POST /_sim/outage {"on","matching"}.
+  /_sim/notify/<id> {"variant","times"} (variant "refund": the first refund's
+  event again), POST /_sim/refund-outcome/<id> {"status": "succeeded" or a
+  failure_reason}, POST /_sim/outage {"on","matching"}.
 """
 
 import argparse
@@ -71,6 +74,7 @@ def make_app(state):
     idempotent = {}
     webhook = {"url": None}
     outage = {"on": False, "matching": None}
+    refund_outcomes = {}
     app = Flask("stripe-simulator")
 
     def error(status, kind, message, code=None):
@@ -172,10 +176,40 @@ def make_app(state):
                 return error(400, "invalid_request_error",
                              "Refund amount is greater than unrefunded amount on charge", "amount_too_large")
             refund_id = "re_" + secrets.token_hex(12)
-            session["refunds"][refund_id] = {"amount": amount, "at": now_beijing(),
-                                             "metadata": {k[9:-1]: v for k, v in request.form.items() if k.startswith("metadata[")}}
-        return jsonify({"id": refund_id, "object": "refund", "amount": amount, "currency": session["currency"],
-                        "payment_intent": intent, "status": "succeeded"})
+            refund = session["refunds"][refund_id] = {
+                "id": refund_id, "object": "refund", "amount": amount, "currency": session["currency"],
+                "payment_intent": intent, "status": "pending", "at": now_beijing(),
+                "metadata": {k[9:-1]: v for k, v in request.form.items() if k.startswith("metadata[")},
+                "deliveries": [], "notify": None}
+
+        # Card refunds settle asynchronously: refund.updated (succeeded)
+        # follows, or refund.failed when the card can no longer take it.
+        def settle_later():
+            time.sleep(1)
+            with lock:
+                failure = refund_outcomes.get(session["client_reference_id"] or "")
+                refund.update(status="failed", failure_reason=failure) if failure else refund.update(status="succeeded")
+            payload, headers = refund_event(refund)
+            resend_until(refund, webhook["url"], payload, headers, "", RESEND_DELAYS)
+        if webhook["url"]:
+            threading.Thread(target=settle_later, daemon=True).start()
+        return jsonify(public_refund(refund))
+
+    def public_refund(refund):
+        return {k: v for k, v in refund.items() if k not in ("deliveries", "notify", "at", "event_id")}
+
+    def refund_event(refund, variant="genuine"):
+        refund.setdefault("event_id", "evt_" + secrets.token_hex(12))
+        body = {"id": refund["event_id"], "object": "event", "api_version": "2025-03-31.basil",
+                "created": int(time.time()), "livemode": False,
+                "type": "refund.failed" if refund["status"] == "failed" else "refund.updated",
+                "data": {"object": public_refund(refund)}}
+        payload = json.dumps(body, separators=(",", ":")).encode()
+        timestamp = int(time.time())
+        secret = "whsec_forged" if variant == "forged" else keys["webhookSecret"]
+        return payload, {"Content-Type": "application/json; charset=utf-8",
+                         "Stripe-Signature": signature_header(secret, timestamp, payload),
+                         "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)"}
 
     # ------------------------------------------------------------ the buyer
 
@@ -205,13 +239,7 @@ def make_app(state):
                 session["event_id"] = "evt_" + secrets.token_hex(12)
         if action != "close" and request.form.get("notify", "yes") != "no" and webhook["url"]:
             payload, headers = event(session)
-            resend_until(
-                acknowledged=lambda d: 200 <= d["status"] < 300,
-                send=lambda: post(webhook["url"], payload, headers, ""),
-                delays=RESEND_DELAYS,
-                record=lambda d: session["deliveries"].append(d),
-                done=lambda outcome: session.update(notify=outcome),
-            )
+            resend_until(session, webhook["url"], payload, headers, "", RESEND_DELAYS)
         if request.headers.get("accept", "").startswith("application/json"):
             return jsonify(public(session))
         return page(session["id"])
@@ -264,13 +292,30 @@ def make_app(state):
         if session is None:
             return jsonify({"error": "no such session"}), 404
         ask = request.get_json(force=True, silent=True) or {}
-        payload, headers = event(session, ask.get("variant", "genuine"))
+        variant = ask.get("variant", "genuine")
+        if variant.startswith("refund"):
+            # The session's first refund's result again, as Stripe resends.
+            refund = next(iter(session["refunds"].values()), None)
+            if refund is None or refund["status"] == "pending":
+                return jsonify({"error": "no settled refund"}), 409
+            payload, headers = refund_event(refund, variant.removeprefix("refund").lstrip("-") or "genuine")
+        else:
+            payload, headers = event(session, variant)
         answers = []
         for _ in range(int(ask.get("times", 1))):
             delivery = post(webhook["url"], payload, headers, "")
             session["deliveries"].append(delivery)
             answers.append(delivery)
         return jsonify(answers)
+
+    @app.post("/_sim/refund-outcome/<ident>")
+    def set_refund_outcome(ident):
+        """How the session's next refunds end: succeeded, or failed with a
+        Stripe failure_reason (e.g. expired_or_canceled_card)."""
+        session = find(ident)
+        status = (request.get_json(force=True, silent=True) or {}).get("status", "succeeded")
+        refund_outcomes[session["client_reference_id"]] = None if status == "succeeded" else status
+        return jsonify({"session": session["id"], "status": status})
 
     @app.post("/_sim/outage")
     def set_outage():

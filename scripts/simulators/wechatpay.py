@@ -16,7 +16,8 @@ What it does, as WeChat Pay does:
 - POST /v3/pay/transactions/native -> code_url; GET
   /v3/pay/transactions/out-trade-no/{no}?mchid= ; POST .../{no}/close -> 204;
   POST /v3/refund/domestic/refunds (once per out_refund_no, never more than
-  paid). Answers are signed with the platform certificate's key and name its
+  paid; answered PROCESSING, then REFUND.SUCCESS, .ABNORMAL or .CLOSED is
+  sent to the refund's notify_url a second later). Answers are signed with the platform certificate's key and name its
   serial in Wechatpay-Serial.
 - GET /pay/<out_trade_no>: the page behind the code; POST action=pay|close
   (notify=no loses the notification).
@@ -24,7 +25,9 @@ What it does, as WeChat Pay does:
   APIv3 key (AEAD_AES_256_GCM), signed with the WeChat Pay public key's key
   (Wechatpay-Serial: PUB_KEY_ID_...), so both kinds of serial are exercised;
   resent on a compressed schedule until a 2xx comes back.
-- For tests: GET /_sim/trades/<no>, POST /_sim/notify/<no> {"variant","times"},
+- For tests: GET /_sim/trades/<no>, POST /_sim/notify/<no> {"variant","times"}
+  (variant "refund[-forged|-tampered|…]": the first refund's result again),
+  POST /_sim/refund-outcome/<no> {"status": "SUCCESS"|"ABNORMAL"|"CLOSED"},
   POST /_sim/outage {"on", "matching"}.
 """
 
@@ -103,6 +106,7 @@ def make_app(state, deliver_to):
     lock = threading.Lock()
     trades = {}
     outage = {"on": False, "matching": None}
+    refund_outcomes = {}
     app = Flask("wechatpay-simulator")
 
     def signed(status, body_text, key=platform_private, serial=None, timestamp=None):
@@ -210,17 +214,31 @@ def make_app(state, deliver_to):
             if amount.get("total") != trade["total"]:
                 return failure(400, "PARAM_ERROR", "amount.total is not the order's")
             previous = trade["refunds"].get(refund_no)
-            if previous is None:
+            fresh = previous is None
+            if fresh:
                 refunded = sum(r["amount"] for r in trade["refunds"].values())
                 if refunded + amount.get("refund", 0) > trade["total"]:
                     return failure(403, "NOT_ENOUGH", "退款金额超过订单可退金额")
                 previous = trade["refunds"][refund_no] = {
-                    "refund_id": "50" + secrets.token_hex(14), "amount": amount["refund"], "at": now_beijing()}
+                    "refund_id": "50" + secrets.token_hex(14), "amount": amount["refund"], "at": now_beijing(),
+                    "status": "PROCESSING", "notify_url": body.get("notify_url") or trade["notify_url"],
+                    "deliveries": [], "notify": None}
                 trade["trade_state"] = "REFUND"
             elif previous["amount"] != amount.get("refund"):
                 return failure(400, "INVALID_REQUEST", "out_refund_no used with another amount")
+        if fresh:
+            # Refunds complete asynchronously: the bank answers later, and
+            # WeChat Pay reports it (REFUND.SUCCESS, or ABNORMAL when the
+            # buyer's account cannot take it) to the refund's notify_url.
+            def settle_later():
+                time.sleep(1)
+                with lock:
+                    previous["status"] = refund_outcomes.get(trade["out_trade_no"], "SUCCESS")
+                body, headers = refund_notification(trade, refund_no)
+                resend_until(previous, previous["notify_url"], body, headers, deliver_to, RESEND_DELAYS)
+            threading.Thread(target=settle_later, daemon=True).start()
         return answer(200, {"refund_id": previous["refund_id"], "out_refund_no": refund_no,
-                            "out_trade_no": trade["out_trade_no"], "status": "SUCCESS",
+                            "out_trade_no": trade["out_trade_no"], "status": previous["status"],
                             "amount": {"refund": previous["amount"], "total": trade["total"], "currency": trade["currency"]}})
 
     # ------------------------------------------------------------- the buyer
@@ -253,13 +271,7 @@ def make_app(state, deliver_to):
                 trade["event_id"] = secrets.token_hex(16)
         if action != "close" and request.form.get("notify", "yes") != "no":
             body, headers = notification(trade)
-            resend_until(
-                acknowledged=lambda d: 200 <= d["status"] < 300,
-                send=lambda: post(trade["notify_url"], body, headers, deliver_to),
-                delays=RESEND_DELAYS,
-                record=lambda d: trade["deliveries"].append(d),
-                done=lambda outcome: trade.update(notify=outcome),
-            )
+            resend_until(trade, trade["notify_url"], body, headers, deliver_to, RESEND_DELAYS)
         if request.headers.get("accept", "").startswith("application/json"):
             return jsonify({"trade_state": trade["trade_state"], "transaction_id": trade["transaction_id"]})
         return page(no)
@@ -279,15 +291,36 @@ def make_app(state, deliver_to):
             transaction["mchid"] = "1900009999"
         if variant == "wrong-amount":
             transaction["amount"]["total"] += 1
+        return signed_notification(trade.get("event_id") or secrets.token_hex(16), "TRANSACTION.SUCCESS",
+                                   "支付成功", "transaction", transaction, variant)
+
+    def refund_notification(trade, refund_no, variant="genuine"):
+        refund = trade["refunds"][refund_no]
+        status = refund["status"]
+        resource = {
+            "mchid": MCHID if variant != "wrong-merchant" else "1900009999",
+            "out_trade_no": trade["out_trade_no"], "transaction_id": trade["transaction_id"],
+            "out_refund_no": refund_no, "refund_id": refund["refund_id"], "refund_status": status,
+            "success_time": rfc3339_beijing(), "user_received_account": "招商银行信用卡0403",
+            "amount": {"total": trade["total"], "refund": refund["amount"],
+                       "payer_total": trade["total"], "payer_refund": refund["amount"]},
+        }
+        summary = {"SUCCESS": "退款成功", "ABNORMAL": "退款异常", "CLOSED": "退款关闭"}[status]
+        refund.setdefault("event_id", secrets.token_hex(16))
+        return signed_notification(refund["event_id"], f"REFUND.{status}", summary, "refund", resource, variant)
+
+    def signed_notification(event_id, event_type, summary, original_type, resource, variant):
+        """A notification as WeChat Pay sends it: the resource encrypted with
+        the APIv3 key, the body signed with WeChat Pay's public key's key."""
         nonce = secrets.token_hex(6)  # 12 characters, as WeChat Pay's
         key = api_v3_key if variant != "undecryptable" else secrets.token_hex(16).encode()
-        ciphertext = AESGCM(key).encrypt(nonce.encode(), json.dumps(transaction).encode(), b"transaction")
+        ciphertext = AESGCM(key).encrypt(nonce.encode(), json.dumps(resource).encode(), original_type.encode())
         body = json.dumps({
-            "id": trade.get("event_id") or secrets.token_hex(16), "create_time": rfc3339_beijing(),
-            "resource_type": "encrypt-resource", "event_type": "TRANSACTION.SUCCESS", "summary": "支付成功",
-            "resource": {"original_type": "transaction", "algorithm": "AEAD_AES_256_GCM",
+            "id": event_id, "create_time": rfc3339_beijing(),
+            "resource_type": "encrypt-resource", "event_type": event_type, "summary": summary,
+            "resource": {"original_type": original_type, "algorithm": "AEAD_AES_256_GCM",
                          "ciphertext": base64.b64encode(ciphertext).decode(),
-                         "associated_data": "transaction", "nonce": nonce},
+                         "associated_data": original_type, "nonce": nonce},
         }, ensure_ascii=False, separators=(",", ":"))
         timestamp = int(time.time()) - (301 if variant == "stale" else 0)
         nonce_header = secrets.token_hex(16)
@@ -299,7 +332,7 @@ def make_app(state, deliver_to):
             "Wechatpay-Serial": "PUB_KEY_ID_0000000000000000" if variant == "unknown-serial" else PUBLIC_KEY_ID,
         }
         if variant == "tampered":
-            body = body.replace('"summary":"支付成功"', '"summary":"支付成功!"')
+            body = body.replace(f'"summary":"{summary}"', f'"summary":"{summary}!"')
         return body.encode(), headers
 
     # ---------------------------------------------------------------- tests
@@ -319,13 +352,28 @@ def make_app(state, deliver_to):
         if trade is None:
             return jsonify({"error": "no such trade"}), 404
         ask = request.get_json(force=True, silent=True) or {}
-        body, headers = notification(trade, ask.get("variant", "genuine"))
+        variant = ask.get("variant", "genuine")
+        if variant.startswith("refund"):
+            # "refund" or "refund-<variant>": the trade's first refund's
+            # result again (as WeChat Pay resends it).
+            if not trade["refunds"] or next(iter(trade["refunds"].values()))["status"] == "PROCESSING":
+                return jsonify({"error": "no settled refund"}), 409
+            refund_no = next(iter(trade["refunds"]))
+            body, headers = refund_notification(trade, refund_no, variant.removeprefix("refund").lstrip("-") or "genuine")
+        else:
+            body, headers = notification(trade, variant)
         answers = []
         for _ in range(int(ask.get("times", 1))):
             delivery = post(trade["notify_url"], body, headers, deliver_to)
             trade["deliveries"].append(delivery)
             answers.append(delivery)
         return jsonify(answers)
+
+    @app.post("/_sim/refund-outcome/<no>")
+    def set_refund_outcome(no):
+        """How the trade's next refunds end: SUCCESS, ABNORMAL or CLOSED."""
+        refund_outcomes[no] = (request.get_json(force=True, silent=True) or {}).get("status", "SUCCESS")
+        return jsonify({"out_trade_no": no, "status": refund_outcomes[no]})
 
     @app.post("/_sim/outage")
     def set_outage():

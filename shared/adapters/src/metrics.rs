@@ -44,10 +44,13 @@ pub enum Metric {
     /// An SMS or e-mail not sent because its user reached the channel's
     /// daily cap (a sign of abuse or of a loop).
     MessagesCapped,
+    /// A provider reported that a refund it had accepted could not be paid
+    /// (a closed card or account): an operator owes the buyer the money.
+    RefundsFailed,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 12] = [
+    pub const ALL: [Metric; 13] = [
         Metric::OrdersCreated,
         Metric::StockConflicts,
         Metric::PaymentsSucceeded,
@@ -60,6 +63,7 @@ impl Metric {
         Metric::ConsumerFailures,
         Metric::ColdStart,
         Metric::MessagesCapped,
+        Metric::RefundsFailed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -76,6 +80,7 @@ impl Metric {
             Metric::ConsumerFailures => "ConsumerFailures",
             Metric::ColdStart => "ColdStart",
             Metric::MessagesCapped => "MessagesCapped",
+            Metric::RefundsFailed => "RefundsFailed",
         }
     }
 }

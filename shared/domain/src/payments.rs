@@ -1,6 +1,7 @@
 //! Payments: the state machine, the stored shape, the API's and the
 //! provider's messages, and the provider abstraction with its sandbox.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 
 use serde::{Deserialize, Serialize};
@@ -138,6 +139,62 @@ pub struct Payment {
     pub provider: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_reference: Option<String>,
+    /// The refunds asked of the provider, by refund id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub refunds: BTreeMap<String, Refund>,
+}
+
+/// Where a refund asked of the provider stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RefundStatus {
+    /// Accepted by the provider, its result still to come (WeChat Pay's
+    /// PROCESSING, Stripe's pending): it reports it later.
+    Pending,
+    Succeeded,
+    /// The provider could not return the money (a closed card or account):
+    /// an operator has to, by other means.
+    Failed,
+}
+
+impl RefundStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundStatus::Pending => "PENDING",
+            RefundStatus::Succeeded => "SUCCEEDED",
+            RefundStatus::Failed => "FAILED",
+        }
+    }
+}
+
+/// A refund of a payment, as the payment records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Refund {
+    pub refund_id: String,
+    pub amount: i64,
+    pub refund_status: RefundStatus,
+    pub provider_refund_id: String,
+    pub requested_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settled_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+}
+
+impl Refund {
+    /// The record of a refund the provider has just accepted.
+    pub fn accepted(order: &RefundOrder, receipt: &RefundReceipt, now: &str) -> Self {
+        Self {
+            refund_id: order.refund_id.clone(),
+            amount: order.amount,
+            refund_status: receipt.refund_status,
+            provider_refund_id: receipt.provider_refund_id.clone(),
+            requested_at: now.to_owned(),
+            settled_at: (receipt.refund_status != RefundStatus::Pending).then(|| now.to_owned()),
+            failure_reason: None,
+        }
+    }
 }
 
 fn sandbox() -> String {
@@ -239,9 +296,27 @@ impl RefundOrder {
     }
 }
 
+/// What the provider answered to a refund it accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefundReceipt {
     pub provider_refund_id: String,
+    /// `Succeeded` when the money is back already; `Pending` when the
+    /// provider reports the result later.
+    pub refund_status: RefundStatus,
+}
+
+/// A provider's later word on a refund it had accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefundResult {
+    pub payment_id: String,
+    /// Ours (`out_refund_no`, the refund's metadata at Stripe).
+    pub refund_id: String,
+    pub provider_refund_id: String,
+    /// `Succeeded` or `Failed`.
+    pub refund_status: RefundStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
 }
 
 /// What a provider says about a payment when asked (reconciliation).
@@ -324,8 +399,13 @@ pub enum VerifiedCallback {
         notification_id: String,
         notification: ProviderNotification,
     },
+    /// The result of a refund the provider had accepted as pending.
+    Refund {
+        notification_id: String,
+        result: RefundResult,
+    },
     /// Genuine but about nothing we act on (an unpaid or closed trade, a
-    /// refund's progress): acknowledged so that it is not resent.
+    /// refund still in progress): acknowledged so that it is not resent.
     Ignored {
         notification_id: String,
         why: String,

@@ -29,7 +29,8 @@ use domain::clock;
 use domain::money::to_decimal;
 use domain::payments::{
     Checkout, NotifiedResult, Payment, PaymentMethod, PaymentProvider, ProviderError,
-    ProviderNotification, RefundOrder, RefundReceipt, TradeState, VerifiedCallback, VerifyError,
+    ProviderNotification, RefundOrder, RefundReceipt, RefundStatus, TradeState, VerifiedCallback,
+    VerifyError,
 };
 use http_body_util::Full;
 use serde_json::json;
@@ -557,8 +558,10 @@ impl PaymentProvider for AlipayProvider {
             .get("trade_no")
             .and_then(|v| v.as_str())
             .unwrap_or_default();
+        // Alipay refunds synchronously: the answer is the result.
         Ok(RefundReceipt {
             provider_refund_id: format!("{trade_no}/{}", refund.refund_id),
+            refund_status: RefundStatus::Succeeded,
         })
     }
 
@@ -926,6 +929,7 @@ mod tests {
             failure_reason: None,
             provider: NAME.into(),
             provider_reference: None,
+            refunds: Default::default(),
         };
         assert!(matches!(
             provider().checkout(&payment, "https://api.example").await,

@@ -18,7 +18,8 @@ use domain::ids::new_id;
 use domain::orders::{Order, OrderStatus};
 use domain::payments::{
     NotifiedResult, Payment, PaymentError, PaymentMethod, PaymentProvider, PaymentStatus,
-    PaymentTransition, ProviderNotification, RefundOrder, VerifiedCallback,
+    PaymentTransition, ProviderNotification, Refund, RefundOrder, RefundResult, RefundStatus,
+    VerifiedCallback,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -203,6 +204,7 @@ async fn new_payment(
         failure_reason: None,
         provider: provider.name_for(method).to_owned(),
         provider_reference: None,
+        refunds: Default::default(),
     };
     let checkout = provider.checkout(&payment, callback_base).await?;
     payment.payment_url = checkout.payment_url;
@@ -507,6 +509,14 @@ impl Payments {
         correlation_id: &str,
     ) -> Result<NotificationOutcome, DbError> {
         let (notification_id, notification) = match callback {
+            VerifiedCallback::Refund {
+                notification_id,
+                result,
+            } => {
+                return self
+                    .apply_refund_result(provider, &notification_id, result)
+                    .await;
+            }
             VerifiedCallback::Ignored {
                 notification_id,
                 why,
@@ -675,15 +685,18 @@ impl Payments {
         }
         // Providers deduplicate refunds by payment, so a retry after a crash
         // between this call and the write below does not pay out twice.
-        let receipt = provider
-            .refund(payment, &RefundOrder::whole(payment, reason))
-            .await?;
+        let order = RefundOrder::whole(payment, reason);
+        let receipt = provider.refund(payment, &order).await?;
         let now = clock::now_rfc3339();
-        let refunded = Payment {
+        let refund = Refund::accepted(&order, &receipt, &now);
+        let mut refunded = Payment {
             payment_status: PaymentStatus::Refunded,
             updated_at: now.clone(),
             ..payment.clone()
         };
+        refunded
+            .refunds
+            .insert(refund.refund_id.clone(), refund.clone());
         let event = Envelope::new(
             EventType::PaymentRefunded,
             correlation_id,
@@ -699,13 +712,18 @@ impl Payments {
             .table_name(&self.tables.payments)
             .key("paymentId", s(&payment.payment_id))
             .update_expression(
-                "SET paymentStatus = :refunded, updatedAt = :now, providerRefundId = :refund",
+                "SET paymentStatus = :refunded, updatedAt = :now, providerRefundId = :refund, refunds = :refunds",
             )
             .condition_expression("paymentStatus = :succeeded")
             .expression_attribute_values(":refunded", s(PaymentStatus::Refunded.as_str()))
             .expression_attribute_values(":succeeded", s(PaymentStatus::Succeeded.as_str()))
             .expression_attribute_values(":now", s(&now))
             .expression_attribute_values(":refund", s(&receipt.provider_refund_id))
+            .expression_attribute_values(
+                ":refunds",
+                serde_dynamo::to_attribute_value(&refunded.refunds)
+                    .map_err(|e| DbError::Corrupt(e.to_string()))?,
+            )
             .build()
             .map_err(build_err)?;
         let transaction = vec![
@@ -733,17 +751,155 @@ impl Payments {
         outcome: CallbackOutcome,
         now: &str,
     ) -> Result<Put, DbError> {
+        self.audit_record(payment, notification, outcome.as_str(), now)
+    }
+
+    /// The callbacks table's record of one verified notification about
+    /// `payment`: what it said (`notification`) and what came of it.
+    fn audit_record(
+        &self,
+        payment: &Payment,
+        notification: &impl serde::Serialize,
+        outcome: &str,
+        now: &str,
+    ) -> Result<Put, DbError> {
         let body =
             serde_json::to_string(notification).map_err(|e| DbError::Corrupt(e.to_string()))?;
         Put::builder()
             .table_name(&self.tables.payment_callbacks)
             .item("paymentId", s(&payment.payment_id))
             .item("receivedAt", s(&format!("{now}#{}", new_id())))
-            .item("outcome", s(outcome.as_str()))
+            .item("outcome", s(outcome))
             .item("paymentStatus", s(payment.payment_status.as_str()))
             .item("notification", s(&body))
             .build()
             .map_err(build_err)
+    }
+
+    /// A provider's later word on a refund it had accepted, applied once:
+    /// the refund leaves `PENDING` by a write conditional on it, with its
+    /// audit record; a resend, or another result for a refund already
+    /// settled, is only recorded (`REFUND_DUPLICATE`,
+    /// `REFUND_CONFLICTING_RESULT`). A refund this shop did not ask for (one
+    /// made in the provider's dashboard) is acknowledged and logged.
+    pub async fn apply_refund_result(
+        &self,
+        provider: &str,
+        notification_id: &str,
+        result: RefundResult,
+    ) -> Result<NotificationOutcome, DbError> {
+        let Some(payment) = self
+            .get(&result.payment_id)
+            .await?
+            .filter(|p| p.provider == provider)
+        else {
+            return Ok(NotificationOutcome::UnknownPayment(result.payment_id));
+        };
+        let Some(refund) = payment.refunds.get(&result.refund_id) else {
+            tracing::warn!(
+                provider,
+                notification_id,
+                payment_id = %payment.payment_id,
+                refund_id = %result.refund_id,
+                "a refund this shop did not ask for: acknowledged without effect"
+            );
+            return Ok(NotificationOutcome::Ignored);
+        };
+        let now = clock::now_rfc3339();
+        let outcome = match refund.refund_status {
+            RefundStatus::Pending => self.settle_refund(&payment, &result, &now).await?,
+            settled if settled == result.refund_status => CallbackOutcome::Duplicate,
+            _ => CallbackOutcome::Conflicting,
+        };
+        if outcome != CallbackOutcome::Applied {
+            let put = self.audit_record(&payment, &result, &refund_outcome(outcome), &now)?;
+            self.client
+                .put_item()
+                .table_name(put.table_name())
+                .set_item(Some(put.item().clone()))
+                .send()
+                .await?;
+        }
+        tracing::info!(
+            provider,
+            notification_id,
+            payment_id = %payment.payment_id,
+            refund_id = %result.refund_id,
+            refund_status = result.refund_status.as_str(),
+            outcome = refund_outcome(outcome),
+            "refund result recorded"
+        );
+        Ok(NotificationOutcome::Recorded(outcome))
+    }
+
+    /// Moves a pending refund to its result, conditional on it still being
+    /// pending: of racing copies, one applies; the others read what it
+    /// wrote and are duplicates.
+    async fn settle_refund(
+        &self,
+        payment: &Payment,
+        result: &RefundResult,
+        now: &str,
+    ) -> Result<CallbackOutcome, DbError> {
+        let settle = Update::builder()
+            .table_name(&self.tables.payments)
+            .key("paymentId", s(&payment.payment_id))
+            .update_expression(
+                "SET refunds.#refund.refundStatus = :to, refunds.#refund.settledAt = :now, refunds.#refund.failureReason = :reason, updatedAt = :now",
+            )
+            .condition_expression("refunds.#refund.refundStatus = :pending")
+            .expression_attribute_names("#refund", &result.refund_id)
+            .expression_attribute_values(":to", s(result.refund_status.as_str()))
+            .expression_attribute_values(":pending", s(RefundStatus::Pending.as_str()))
+            .expression_attribute_values(":now", s(now))
+            .expression_attribute_values(
+                ":reason",
+                result.failure_reason.as_deref().map_or(AttributeValue::Null(true), s),
+            )
+            .build()
+            .map_err(build_err)?;
+        let audit = self.audit_record(
+            payment,
+            result,
+            &refund_outcome(CallbackOutcome::Applied),
+            now,
+        )?;
+        let transaction = vec![
+            TransactWriteItem::builder().update(settle).build(),
+            TransactWriteItem::builder().put(audit).build(),
+        ];
+        match transact(&self.client, transaction).await? {
+            Transact::Committed => {
+                if result.refund_status == RefundStatus::Failed {
+                    // Money the buyer is owed and did not get: an operator
+                    // has to pay it by other means (RefundsFailedAlarm).
+                    tracing::error!(
+                        payment_id = %payment.payment_id,
+                        refund_id = %result.refund_id,
+                        reason = result.failure_reason.as_deref().unwrap_or(""),
+                        "the provider could not pay a refund"
+                    );
+                    crate::metrics::increment(Metric::RefundsFailed);
+                }
+                Ok(CallbackOutcome::Applied)
+            }
+            Transact::Cancelled(reasons) if reasons.first().is_some_and(condition_failed) => {
+                // A racing copy settled it first.
+                let current = self
+                    .get(&payment.payment_id)
+                    .await?
+                    .and_then(|p| p.refunds.get(&result.refund_id).cloned());
+                Ok(match current {
+                    Some(r) if r.refund_status == result.refund_status => {
+                        CallbackOutcome::Duplicate
+                    }
+                    _ => CallbackOutcome::Conflicting,
+                })
+            }
+            Transact::Cancelled(reasons) => Err(DbError::Unavailable(format!(
+                "refund settlement kept conflicting: {reasons:?}"
+            ))),
+        }
     }
 
     async fn audit(
@@ -766,6 +922,12 @@ impl Payments {
         Ok(())
     }
 }
+/// A refund result's outcome as the callbacks table names it, apart from
+/// the payment's own (`REFUND_APPLIED`, `REFUND_DUPLICATE`, ...).
+fn refund_outcome(outcome: CallbackOutcome) -> String {
+    format!("REFUND_{}", outcome.as_str())
+}
+
 impl From<DbError> for PaymentError {
     fn from(err: DbError) -> Self {
         PaymentError::Store(err.into())

@@ -4,7 +4,7 @@
 
 use domain::payments::{
     Checkout, Payment, PaymentMethod, PaymentProvider, ProviderError, RefundOrder, RefundReceipt,
-    SANDBOX, TradeState, VerifyError,
+    RefundStatus, SANDBOX, TradeState, VerifyError,
 };
 
 pub use super::webhook_signature::sign;
@@ -130,6 +130,7 @@ impl PaymentProvider for SandboxProvider {
     ) -> Result<RefundReceipt, ProviderError> {
         Ok(RefundReceipt {
             provider_refund_id: format!("sandbox-refund-{}", refund.refund_id),
+            refund_status: RefundStatus::Succeeded,
         })
     }
 
@@ -169,6 +170,7 @@ mod tests {
             failure_reason: None,
             provider: SANDBOX.into(),
             provider_reference: None,
+            refunds: Default::default(),
         }
     }
 

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use domain::payments::{
     Checkout, NotifiedResult, Payment, PaymentMethod, PaymentProvider, ProviderError,
-    ProviderNotification, RefundOrder, RefundReceipt, TradeState, VerifiedCallback, VerifyError,
+    ProviderNotification, RefundOrder, RefundReceipt, RefundResult, RefundStatus, TradeState,
+    VerifiedCallback, VerifyError,
 };
 use http_body_util::Full;
 use serde::Deserialize;
@@ -81,9 +82,55 @@ pub struct CheckoutSession {
     pub url: Option<String>,
 }
 
+/// A Refund, as `refund.*` events carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct StripeRefund {
+    pub id: String,
+    /// `pending`, `requires_action`, `succeeded`, `failed` or `canceled`.
+    pub status: String,
+    #[serde(default)]
+    pub failure_reason: Option<String>,
+    pub metadata: RefundMetadata,
+}
+
+/// What our refunds carry in their metadata (set when they are made).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefundMetadata {
+    pub refund_id: String,
+    pub payment_id: String,
+}
+
+impl StripeRefund {
+    /// Its result once final: `None` while still in progress.
+    pub fn result(&self) -> Option<(RefundStatus, Option<String>)> {
+        match self.status.as_str() {
+            "succeeded" => Some((RefundStatus::Succeeded, None)),
+            "failed" | "canceled" => Some((
+                RefundStatus::Failed,
+                Some(format!(
+                    "Stripe: refund {} ({})",
+                    self.status,
+                    self.failure_reason.as_deref().unwrap_or("no reason given")
+                )),
+            )),
+            _ => None,
+        }
+    }
+}
+
 impl Event {
     pub fn parse(body: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(body)
+    }
+
+    /// The refund a `refund.*` event is about, if it is one of ours (made
+    /// with our metadata); a refund made in Stripe's dashboard has none.
+    pub fn refund(&self) -> Option<StripeRefund> {
+        self.kind
+            .starts_with("refund.")
+            .then(|| serde_json::from_value(self.data.object.clone()).ok())
+            .flatten()
     }
 
     /// The Checkout Session an event is about, if it is about one.
@@ -255,6 +302,21 @@ impl StripeProvider {
             notification_id: event.id.clone(),
             why,
         };
+        if let Some(refund) = event.refund() {
+            return Ok(match refund.result() {
+                Some((refund_status, failure_reason)) => VerifiedCallback::Refund {
+                    notification_id: event.id.clone(),
+                    result: RefundResult {
+                        payment_id: refund.metadata.payment_id,
+                        refund_id: refund.metadata.refund_id,
+                        provider_refund_id: refund.id,
+                        refund_status,
+                        failure_reason,
+                    },
+                },
+                None => ignored(format!("refund {} is {}", refund.id, refund.status)),
+            });
+        }
         let result = match event.kind.as_str() {
             "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
                 NotifiedResult::Success
@@ -463,17 +525,23 @@ impl PaymentProvider for StripeProvider {
                 Some(&refund.refund_id),
             )
             .await?;
-        match answer["status"].as_str() {
-            Some("succeeded" | "pending" | "requires_action") => Ok(RefundReceipt {
-                provider_refund_id: answer["id"]
-                    .as_str()
-                    .unwrap_or(&refund.refund_id)
-                    .to_owned(),
-            }),
-            other => Err(ProviderError::Refused(format!(
-                "Stripe refund status {other:?}"
-            ))),
-        }
+        let refund_status = match answer["status"].as_str() {
+            Some("succeeded") => RefundStatus::Succeeded,
+            // refund.updated or refund.failed follows.
+            Some("pending" | "requires_action") => RefundStatus::Pending,
+            other => {
+                return Err(ProviderError::Refused(format!(
+                    "Stripe refund status {other:?}"
+                )));
+            }
+        };
+        Ok(RefundReceipt {
+            provider_refund_id: answer["id"]
+                .as_str()
+                .unwrap_or(&refund.refund_id)
+                .to_owned(),
+            refund_status,
+        })
     }
 
     async fn query(&self, payment: &Payment) -> Result<TradeState, ProviderError> {
@@ -657,5 +725,56 @@ mod tests {
             Err(VerifyError::BadSignature(_))
         ));
         assert!(Account::parse(br#"{"secretKey":"pk_test_x","webhookSecret":"w"}"#).is_err());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn refund_events_name_our_refund_and_say_how_it_ended() {
+        let now = domain::clock::now().unix_timestamp();
+        let event = |kind: &str, status: &str, metadata: serde_json::Value| {
+            serde_json::json!({
+                "id": "evt_refund", "object": "event", "type": kind, "livemode": false,
+                "data": {"object": {"id": "re_1", "object": "refund", "amount": 16800,
+                    "status": status, "failure_reason": "expired_or_canceled_card", "metadata": metadata}},
+            })
+            .to_string()
+        };
+        let ours = serde_json::json!({"refundId": "pay1-whole", "paymentId": "pay1"});
+        let judge = |body: String| async move {
+            let header = webhook_signature::sign(b"whsec_x", now, body.as_bytes());
+            provider("sk_test_x", "whsec_x")
+                .verify_callback(Some(&header), body.as_bytes(), now)
+                .await
+        };
+        for (kind, status, expected) in [
+            ("refund.updated", "succeeded", Some(RefundStatus::Succeeded)),
+            ("refund.failed", "failed", Some(RefundStatus::Failed)),
+            ("refund.updated", "canceled", Some(RefundStatus::Failed)),
+            ("refund.updated", "pending", None),
+        ] {
+            match (
+                judge(event(kind, status, ours.clone())).await.unwrap(),
+                expected,
+            ) {
+                (VerifiedCallback::Refund { result, .. }, Some(expected)) => {
+                    assert_eq!(
+                        (result.payment_id.as_str(), result.refund_id.as_str()),
+                        ("pay1", "pay1-whole")
+                    );
+                    assert_eq!(result.provider_refund_id, "re_1");
+                    assert_eq!(result.refund_status, expected, "{status}");
+                    assert_eq!(
+                        result.failure_reason.is_some(),
+                        expected == RefundStatus::Failed
+                    );
+                }
+                (VerifiedCallback::Ignored { .. }, None) => {}
+                (other, _) => panic!("{kind} {status}: {other:?}"),
+            }
+        }
+        // A refund made in Stripe's dashboard carries none of our metadata.
+        assert!(matches!(
+            judge(event("refund.updated", "succeeded", serde_json::json!({}))).await,
+            Ok(VerifiedCallback::Ignored { .. })
+        ));
     }
 }

@@ -26,7 +26,8 @@ use bytes::Bytes;
 use domain::clock;
 use domain::payments::{
     Checkout, NotifiedResult, Payment, PaymentMethod, PaymentProvider, ProviderError,
-    ProviderNotification, RefundOrder, RefundReceipt, TradeState, VerifiedCallback, VerifyError,
+    ProviderNotification, RefundOrder, RefundReceipt, RefundResult, RefundStatus, TradeState,
+    VerifiedCallback, VerifyError,
 };
 use http_body_util::Full;
 use serde_json::json;
@@ -257,6 +258,17 @@ pub struct Transaction {
     pub amount: TransactionAmount,
 }
 
+/// A REFUND.* notification's decrypted resource: the fields we act on.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RefundResource {
+    pub mchid: String,
+    pub out_trade_no: String,
+    pub out_refund_no: String,
+    pub refund_id: String,
+    /// SUCCESS, CLOSED or ABNORMAL.
+    pub refund_status: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct TransactionAmount {
     /// Fen: WeChat Pay's amounts are integers of the minor unit.
@@ -433,6 +445,40 @@ impl WechatPayProvider {
             .api_v3_key
             .decrypt(&envelope.resource)
             .map_err(|e| foreign(e.to_string()))?;
+        if envelope.event_type.starts_with("REFUND.") {
+            let refund: RefundResource =
+                serde_json::from_slice(&plain).map_err(|e| foreign(format!("resource: {e}")))?;
+            if refund.mchid != account.mchid {
+                return Err(foreign("for another mchid".into()));
+            }
+            let (refund_status, failure_reason) = match refund.refund_status.as_str() {
+                "SUCCESS" => (RefundStatus::Succeeded, None),
+                "ABNORMAL" => (
+                    RefundStatus::Failed,
+                    Some("WeChat Pay could not pay the refund into the buyer's account (ABNORMAL)"),
+                ),
+                "CLOSED" => (
+                    RefundStatus::Failed,
+                    Some("WeChat Pay closed the refund (CLOSED)"),
+                ),
+                other => {
+                    return Ok(VerifiedCallback::Ignored {
+                        notification_id: id.clone(),
+                        why: format!("refund_status {other}"),
+                    });
+                }
+            };
+            return Ok(VerifiedCallback::Refund {
+                notification_id: id.clone(),
+                result: RefundResult {
+                    payment_id: refund.out_trade_no,
+                    refund_id: refund.out_refund_no,
+                    provider_refund_id: refund.refund_id,
+                    refund_status,
+                    failure_reason: failure_reason.map(str::to_owned),
+                },
+            });
+        }
         if envelope.event_type != "TRANSACTION.SUCCESS" {
             return Ok(VerifiedCallback::Ignored {
                 notification_id: id.clone(),
@@ -634,18 +680,24 @@ impl PaymentProvider for WechatPayProvider {
             )
             .await?
             .unwrap_or_default();
-        match answer["status"].as_str() {
-            // PROCESSING completes asynchronously (REFUND.SUCCESS follows).
-            Some("SUCCESS" | "PROCESSING") => Ok(RefundReceipt {
-                provider_refund_id: answer["refund_id"]
-                    .as_str()
-                    .unwrap_or(&refund.refund_id)
-                    .to_owned(),
-            }),
-            other => Err(ProviderError::Refused(format!(
-                "WeChat Pay refund status {other:?}"
-            ))),
-        }
+        let refund_status = match answer["status"].as_str() {
+            Some("SUCCESS") => RefundStatus::Succeeded,
+            // Completes asynchronously: REFUND.SUCCESS (or .ABNORMAL,
+            // .CLOSED) follows.
+            Some("PROCESSING") => RefundStatus::Pending,
+            other => {
+                return Err(ProviderError::Refused(format!(
+                    "WeChat Pay refund status {other:?}"
+                )));
+            }
+        };
+        Ok(RefundReceipt {
+            provider_refund_id: answer["refund_id"]
+                .as_str()
+                .unwrap_or(&refund.refund_id)
+                .to_owned(),
+            refund_status,
+        })
     }
 
     async fn query(&self, payment: &Payment) -> Result<TradeState, ProviderError> {
@@ -1046,7 +1098,7 @@ mod tests {
             );
         }
         // Other events and states are acknowledged and ignored.
-        let (headers, body) = signed("REFUND.SUCCESS", transaction(), now);
+        let (headers, body) = signed("TRANSACTION.CLOSED", transaction(), now);
         assert!(matches!(
             judge(&headers, &body, now).await,
             Ok(VerifiedCallback::Ignored { .. })
@@ -1057,6 +1109,53 @@ mod tests {
         assert!(matches!(
             judge(&headers, &body, now).await,
             Ok(VerifiedCallback::Ignored { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn refund_results_name_our_refund_and_say_how_it_ended() {
+        let now = clock::now().unix_timestamp();
+        let refund = |status: &str| {
+            serde_json::json!({
+                "mchid": "1900000001", "out_trade_no": "pay1", "transaction_id": "4200000000202611220000000001",
+                "out_refund_no": "pay1-whole", "refund_id": "50000000382019052709732678859",
+                "refund_status": status, "success_time": "2026-11-22T16:00:00+08:00",
+                "amount": {"total": 16800, "refund": 16800, "payer_total": 16800, "payer_refund": 16800},
+            })
+        };
+        for (event, status, expected) in [
+            ("REFUND.SUCCESS", "SUCCESS", RefundStatus::Succeeded),
+            ("REFUND.ABNORMAL", "ABNORMAL", RefundStatus::Failed),
+            ("REFUND.CLOSED", "CLOSED", RefundStatus::Failed),
+        ] {
+            let (headers, body) = signed(event, refund(status), now);
+            match judge(&headers, &body, now).await {
+                Ok(VerifiedCallback::Refund { result, .. }) => {
+                    assert_eq!(result.payment_id, "pay1");
+                    assert_eq!(result.refund_id, "pay1-whole");
+                    assert_eq!(result.provider_refund_id, "50000000382019052709732678859");
+                    assert_eq!(result.refund_status, expected, "{event}");
+                    assert_eq!(
+                        result.failure_reason.is_some(),
+                        expected == RefundStatus::Failed
+                    );
+                }
+                other => panic!("{event}: {other:?}"),
+            }
+        }
+        // Another merchant's refund, and a tampered one, are refused.
+        let mut other = refund("SUCCESS");
+        other["mchid"] = serde_json::json!("1900009999");
+        let (headers, body) = signed("REFUND.SUCCESS", other, now);
+        assert!(matches!(
+            judge(&headers, &body, now).await,
+            Err(VerifyError::Foreign(_))
+        ));
+        let (headers, body) = signed("REFUND.SUCCESS", refund("SUCCESS"), now);
+        let tampered = body.replacen("EV-1", "EV-2", 1);
+        assert!(matches!(
+            judge(&headers, &tampered, now).await,
+            Err(VerifyError::BadSignature(_))
         ));
     }
 }
