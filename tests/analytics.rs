@@ -36,6 +36,8 @@ fn order(lines: &[(&str, i64, i64)]) -> Order {
         expires_at: "2026-11-20T09:15:00.000Z".into(),
         active_payment_id: None,
         paid_payment_id: None,
+        shipment: None,
+        completed_at: None,
     }
 }
 

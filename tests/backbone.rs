@@ -432,3 +432,61 @@ async fn an_oversized_outbox_record_is_set_aside_not_retried_forever() {
     let outcome = publish_events::publish_batch(&publisher, alone).await;
     assert!(matches!(outcome, Ok(0)), "{outcome:?}");
 }
+
+/// Found by the fulfilment e2e test: a redelivered `PaymentSucceeded` found
+/// the order shipped (or completed) and, as the order "could not take it",
+/// refunded the payment that had paid it. The order's own payment is never
+/// refunded by a redelivery, whatever the order became since.
+#[tokio::test]
+async fn a_redelivered_success_after_shipping_or_receipt_refunds_nothing() {
+    let f = fixture().await;
+    for later in [
+        vec![OrderTransition::Ship],
+        vec![OrderTransition::Ship, OrderTransition::ConfirmReceipt],
+    ] {
+        let payment = f.paying_order().await;
+        let body = f.settle(&payment, PaymentStatus::Succeeded).await;
+        let first = f
+            .consumer
+            .handle_batch(batch(vec![message("first", &body)]))
+            .await;
+        assert!(first.batch_item_failures.is_empty());
+        let orders = &f.consumer.orders;
+        for transition in &later {
+            let order = orders.get(&payment.order_id).await.unwrap().unwrap();
+            let context = adapters::orders::TransitionContext {
+                shipment: Some(domain::orders::Shipment {
+                    carrier: "SF".into(),
+                    tracking_number: "SF1".into(),
+                    shipped_at: "2026-12-02T00:00:00Z".into(),
+                }),
+                ..Default::default()
+            };
+            assert!(matches!(
+                orders
+                    .apply_transition_with(&order, *transition, "test", &context)
+                    .await
+                    .unwrap(),
+                adapters::orders::Transition::Applied(_)
+            ));
+        }
+        // The same event again, as SQS redelivers it.
+        let again = f
+            .consumer
+            .handle_batch(batch(vec![message("again", &body)]))
+            .await;
+        assert!(again.batch_item_failures.is_empty());
+        let stored = f
+            .consumer
+            .payments
+            .get(&payment.payment_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.payment_status, PaymentStatus::Succeeded, "{later:?}");
+        assert!(
+            f.db.events_of_type("PaymentRefunded").await.is_empty(),
+            "{later:?}"
+        );
+    }
+}

@@ -148,6 +148,20 @@ async fn other_users_get_404_shoppers_get_403_and_nothing_leaks() {
             StatusCode::NOT_FOUND,
         ),
         (
+            "POST",
+            "/orders/{orderId}/receipt",
+            format!("/orders/{order}/receipt"),
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "POST",
+            "/orders/{orderId}/shipments",
+            format!("/orders/{order}/shipments"),
+            Some(json!({"carrier": "SF Express", "trackingNumber": "SF1"})),
+            StatusCode::FORBIDDEN,
+        ),
+        (
             "GET",
             "/payments/{paymentId}",
             format!("/payments/{payment}"),

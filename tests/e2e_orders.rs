@@ -317,3 +317,131 @@ async fn one_user_ordering_too_fast_gets_429_with_retry_after() {
     let (stock, reserved) = stack.counters(&id).await;
     assert_eq!((stock, reserved), (500 - placed, placed));
 }
+
+/// A paid order's life after payment, through the stack: the shop ships it
+/// (a shopper may not), it can no longer be cancelled, its buyer confirms
+/// receipt while the auto-confirm sweep (`AutoConfirmDays=0` on the test
+/// stack) may race for it, and the inbox has one message for each step.
+#[tokio::test]
+async fn a_paid_order_ships_and_completes_once_with_a_message_for_each_step() {
+    let stack = Stack::from_env();
+    let token = stack.notify_tokens[3].clone();
+    let product = product(&stack, 5).await;
+    let flow = stack.order_with_payment(&product, 1, &token).await;
+    flow.notify("SUCCESS").await;
+    flow.wait_for_order("PAID", Duration::from_secs(60)).await;
+    let order_id = flow.order_id.clone();
+    let shipments = format!("/orders/{order_id}/shipments");
+    let shipment = json!({"carrier": "顺丰速运", "trackingNumber": "SF1234567890"});
+
+    let (status, _) = stack
+        .call(
+            Method::POST,
+            &shipments,
+            Some(&token),
+            Some(shipment.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = stack
+        .call(
+            Method::POST,
+            &shipments,
+            Some(&stack.admin_token),
+            Some(json!({"carrier": "SF", "trackingNumber": "SF 12"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "trackingNumber", "{body}");
+    // Ten identical shipments at once: one ships it, the rest see it shipped.
+    let answers = futures::future::join_all((0..10).map(|_| {
+        stack.call(
+            Method::POST,
+            &shipments,
+            Some(&stack.admin_token),
+            Some(shipment.clone()),
+        )
+    }))
+    .await;
+    let created = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 1, "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|(s, b)| s.is_success() && b["shipment"]["trackingNumber"] == "SF1234567890"),
+        "{answers:?}"
+    );
+
+    let (status, body) = stack
+        .call(
+            Method::POST,
+            &format!("/orders/{order_id}/cancel"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "ORDER_NOT_CANCELLABLE");
+
+    let receipt = format!("/orders/{order_id}/receipt");
+    let (status, _) = stack
+        .call(Method::POST, &receipt, Some(&stack.other_token), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, done) = stack.call(Method::POST, &receipt, Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["orderStatus"], "COMPLETED");
+    assert_eq!(done["shipment"]["carrier"], "顺丰速运");
+    // Completed: a second confirmation is fine, shipping again is not.
+    assert_eq!(
+        stack
+            .call(Method::POST, &receipt, Some(&token), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let other = json!({"carrier": "EMS", "trackingNumber": "E1"});
+    assert_eq!(
+        stack
+            .call(
+                Method::POST,
+                &shipments,
+                Some(&stack.admin_token),
+                Some(other)
+            )
+            .await
+            .0,
+        StatusCode::CONFLICT
+    );
+    let expected: std::collections::BTreeMap<String, usize> = [
+        // The default locale is zh-CN.
+        ("订单已创建", 1),
+        ("支付成功", 1),
+        ("订单已发货", 1),
+        ("订单已完成", 1),
+    ]
+    .into_iter()
+    .map(|(t, n)| (t.to_owned(), n))
+    .collect();
+    let inbox = stack
+        .wait_for(
+            "/me/notifications?limit=100",
+            &token,
+            Duration::from_secs(90),
+            |inbox| system_tests::e2e::titles_for(inbox, &order_id) == expected,
+        )
+        .await;
+    let shipped = inbox["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["title"] == "订单已发货")
+        .unwrap();
+    assert!(
+        shipped["body"].as_str().unwrap().contains("SF1234567890"),
+        "{shipped}"
+    );
+}

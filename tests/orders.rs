@@ -939,3 +939,252 @@ async fn racing_orders_of_one_user_never_exceed_the_burst() {
     );
     assert_eq!(f.counters("rl-race").await, (95, 5, 0));
 }
+
+impl Fixture {
+    /// An order of one unit of `a`, paid by a stored SUCCEEDED sandbox
+    /// payment (as the order-status consumer leaves it).
+    async fn paid_order(&self, user: &str) -> domain::orders::Order {
+        let (_, order) = self
+            .create(user, json!({"productId": "a", "quantity": 1}))
+            .await;
+        let order = self
+            .orders
+            .get(order["orderId"].as_str().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let now = domain::clock::now_rfc3339();
+        let payment = domain::payments::Payment {
+            payment_id: domain::ids::new_id(),
+            order_id: order.order_id.clone(),
+            user_id: user.into(),
+            amount: order.order_amount,
+            currency: order.currency.clone(),
+            payment_method: domain::payments::PaymentMethod::Card,
+            payment_status: domain::payments::PaymentStatus::Succeeded,
+            payment_url: "https://sandbox.test/pay".into(),
+            qr_code: None,
+            created_at: now.clone(),
+            updated_at: now,
+            expires_at: order.expires_at.clone(),
+            provider_transaction_id: Some("tx".into()),
+            failure_reason: None,
+            provider: "sandbox".into(),
+            provider_reference: None,
+            refunds: Default::default(),
+        };
+        self.db
+            .client
+            .put_item()
+            .table_name(&self.db.tables.payments)
+            .set_item(Some(serde_dynamo::to_item(&payment).unwrap()))
+            .send()
+            .await
+            .unwrap();
+        let context = adapters::orders::TransitionContext {
+            payment_id: Some(payment.payment_id.clone()),
+            ..Default::default()
+        };
+        match self
+            .orders
+            .apply_transition_with(&order, OrderTransition::PaymentSucceeded, "c", &context)
+            .await
+            .unwrap()
+        {
+            Transition::Applied(paid) => *paid,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    async fn ship(&self, admin: bool, order_id: &str, body: Value) -> (u16, Value) {
+        let req = ApiRequest::post("/orders/{orderId}/shipments").path_param("orderId", order_id);
+        let req = if admin {
+            req.as_admin("ops")
+        } else {
+            req.as_user("u1")
+        };
+        respond(ship_order::handle(&self.orders, req.json(body).build()).await)
+    }
+
+    async fn receive(&self, user: &str, order_id: &str) -> (u16, Value) {
+        let req = ApiRequest::post("/orders/{orderId}/receipt")
+            .path_param("orderId", order_id)
+            .as_user(user);
+        respond(confirm_receipt::handle(&self.orders, req.build()).await)
+    }
+}
+
+#[tokio::test]
+async fn only_a_paid_order_ships_and_only_its_buyer_confirms_receipt() {
+    let f = fixture().await;
+    f.product("a", 100, 10).await;
+    let shipment = json!({"carrier": "顺丰速运", "trackingNumber": "SF1234567890"});
+    let (_, unpaid) = f
+        .create("u1", json!({"productId": "a", "quantity": 1}))
+        .await;
+    let unpaid = unpaid["orderId"].as_str().unwrap();
+    let (status, body) = f.ship(true, unpaid, shipment.clone()).await;
+    assert_eq!((status, code(&body)), (409, "ORDER_NOT_SHIPPABLE"));
+    assert_eq!(body["error"]["orderStatus"], "PENDING_PAYMENT");
+
+    let paid = f.paid_order("u1").await;
+    let id = paid.order_id.as_str();
+    // A shopper may not ship; bad bodies name their field; unknown orders 404.
+    assert_eq!(f.ship(false, id, shipment.clone()).await.0, 403);
+    for (body, field) in [
+        (json!({"carrier": "", "trackingNumber": "SF1"}), "carrier"),
+        (
+            json!({"carrier": "SF", "trackingNumber": "SF 1"}),
+            "trackingNumber",
+        ),
+        (json!({"carrier": "SF"}), "trackingNumber"),
+        (
+            json!({"carrier": "SF", "trackingNumber": "1", "extra": 1}),
+            "extra",
+        ),
+    ] {
+        let (status, answer) = f.ship(true, id, body.clone()).await;
+        assert_eq!(status, 400, "{body} {answer}");
+        assert!(answer.to_string().contains(field), "{body} {answer}");
+    }
+    assert_eq!(
+        f.ship(true, "01JDQ3Z8G6W9Y4XKQ2T7V5N1AB", shipment.clone())
+            .await
+            .0,
+        404
+    );
+    // Receipt before shipping is 409.
+    let (status, body) = f.receive("u1", id).await;
+    assert_eq!((status, code(&body)), (409, "ORDER_NOT_SHIPPED"));
+
+    let (status, shipped) = f.ship(true, id, shipment.clone()).await;
+    assert_eq!(status, 201, "{shipped}");
+    assert_eq!(shipped["orderStatus"], "SHIPPED");
+    assert_eq!(shipped["shipment"]["trackingNumber"], "SF1234567890");
+    // The same shipment again: 200, the same order; another one: 409.
+    let (status, again) = f.ship(true, id, shipment.clone()).await;
+    assert_eq!((status, &again["shipment"]), (200, &shipped["shipment"]));
+    let other = json!({"carrier": "EMS", "trackingNumber": "E1"});
+    let (status, body) = f.ship(true, id, other).await;
+    assert_eq!((status, code(&body)), (409, "ORDER_NOT_SHIPPABLE"));
+    // Shipped: no longer cancellable; the answer points at refund requests.
+    let (status, body) = f.cancel("u1", id).await;
+    assert_eq!((status, code(&body)), (409, "ORDER_NOT_CANCELLABLE"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("refund-requests")
+    );
+    // Another shopper cannot see it, let alone confirm it.
+    assert_eq!(f.receive("u2", id).await.0, 404);
+    let (status, done) = f.receive("u1", id).await;
+    assert_eq!((status, &done["orderStatus"]), (200, &json!("COMPLETED")));
+    assert!(done["completedAt"].is_string());
+    assert_eq!(f.receive("u1", id).await.0, 200, "confirming again is fine");
+    // One unit sold (shipped and completed), one reserved by the unpaid order.
+    assert_eq!(f.counters("a").await, (8, 1, 1), "shipping moves no stock");
+    for event in ["OrderPaid", "OrderShipped", "OrderCompleted"] {
+        assert_eq!(f.events_for(id, event).await.len(), 1, "{event}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn receipt_racing_the_auto_confirm_sweep_completes_once() {
+    let f = fixture().await;
+    f.product("a", 100, 10).await;
+    // Confirmed at the sweep's next run.
+    let orders = Arc::new(
+        f.orders
+            .clone()
+            .with_auto_confirm_after(time::Duration::ZERO),
+    );
+    let shipment = json!({"carrier": "SF Express", "trackingNumber": "SF1"});
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let paid = f.paid_order("u1").await;
+        let req = ApiRequest::post("/orders/{orderId}/shipments")
+            .path_param("orderId", &paid.order_id)
+            .as_admin("ops")
+            .json(shipment.clone());
+        let (status, _) = respond(ship_order::handle(&orders, req.build()).await);
+        assert_eq!(status, 201);
+        ids.push(paid.order_id);
+    }
+    let mut tasks = Vec::new();
+    for round in 0..3 {
+        let orders = orders.clone();
+        tasks.push(tokio::spawn(async move {
+            confirm_receipts::sweep(&orders, &format!("run{round}"))
+                .await
+                .map(|r| r.completed)
+                .unwrap()
+        }));
+        for id in ids.clone() {
+            let f = f.clone();
+            tasks.push(tokio::spawn(async move {
+                let (status, body) = f.receive("u1", &id).await;
+                assert_eq!((status, &body["orderStatus"]), (200, &json!("COMPLETED")));
+                0
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    for id in &ids {
+        assert_eq!(f.events_for(id, "OrderCompleted").await.len(), 1, "{id}");
+    }
+    // Completed orders leave the sweep's index.
+    assert!(
+        orders
+            .find_due_for_receipt(domain::clock::now())
+            .await
+            .unwrap()
+            .iter()
+            .all(|o| !ids.contains(&o.order_id))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancel_racing_a_shipment_lets_exactly_one_win() {
+    let f = fixture().await;
+    f.product("a", 100, 50).await;
+    let shipment = json!({"carrier": "SF Express", "trackingNumber": "SF2"});
+    let mut races = Vec::new();
+    for _ in 0..8 {
+        let paid = f.paid_order("u1").await;
+        let (f1, f2, id) = (f.clone(), f.clone(), paid.order_id.clone());
+        let ship = {
+            let (id, shipment) = (id.clone(), shipment.clone());
+            tokio::spawn(async move { f1.ship(true, &id, shipment).await })
+        };
+        let cancel = tokio::spawn(async move { f2.cancel("u1", &id).await });
+        races.push((paid.order_id, ship, cancel));
+    }
+    for (id, ship, cancel) in races {
+        let (shipped, cancelled) = (ship.await.unwrap(), cancel.await.unwrap());
+        match (shipped.0, cancelled.0) {
+            (201, 409) => {
+                assert_eq!(code(&cancelled.1), "ORDER_NOT_CANCELLABLE");
+                assert_eq!(f.events_for(&id, "OrderShipped").await.len(), 1);
+            }
+            (409, 202) => {
+                assert_eq!(code(&shipped.1), "ORDER_NOT_SHIPPABLE");
+                assert!(f.events_for(&id, "OrderShipped").await.is_empty());
+                let order = f.orders.get(&id).await.unwrap().unwrap();
+                let payment = f
+                    .payments
+                    .get(order.paid_payment_id.as_deref().unwrap())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(
+                    payment.payment_status,
+                    domain::payments::PaymentStatus::Refunded
+                );
+            }
+            other => panic!("{id}: both or neither won: {other:?} {shipped:?} {cancelled:?}"),
+        }
+    }
+}

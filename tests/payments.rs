@@ -321,7 +321,7 @@ async fn an_idempotent_retry_replays_after_the_order_moved_on() {
                     "c",
                     &adapters::orders::TransitionContext {
                         payment_id: first["paymentId"].as_str().map(str::to_owned),
-                        marker: None,
+                        ..Default::default()
                     },
                 )
                 .await

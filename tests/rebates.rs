@@ -72,6 +72,8 @@ fn paid_order(user: &str, lines: &[(&str, i64)]) -> Order {
         expires_at: PAID_AT.into(),
         active_payment_id: None,
         paid_payment_id: Some("pay".into()),
+        shipment: None,
+        completed_at: None,
     }
 }
 

@@ -204,6 +204,8 @@ async fn a_consumer_returns_its_batch_to_the_queue_instead_of_hanging() {
         expires_at: "2026-11-20T09:15:00.000Z".into(),
         active_payment_id: None,
         paid_payment_id: None,
+        shipment: None,
+        completed_at: None,
     };
     let messages = (1..=3)
         .map(|i| {

@@ -363,7 +363,9 @@ fn the_event_catalogue_has_one_valid_example_per_type() {
             | EventType::OrderPaymentFailed
             | EventType::OrderCancelled
             | EventType::OrderExpired
-            | EventType::OrderRefunded => {
+            | EventType::OrderRefunded
+            | EventType::OrderShipped
+            | EventType::OrderCompleted => {
                 serde_json::from_value::<domain::orders::Order>(data).map(|_| ())
             }
             EventType::PaymentSucceeded | EventType::PaymentFailed => {
@@ -398,6 +400,8 @@ fn the_event_catalogue_has_one_valid_example_per_type() {
         EventType::OrderCancelled,
         EventType::OrderExpired,
         EventType::OrderRefunded,
+        EventType::OrderShipped,
+        EventType::OrderCompleted,
         EventType::PaymentSucceeded,
         EventType::PaymentFailed,
         EventType::PaymentRefunded,

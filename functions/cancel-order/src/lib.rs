@@ -5,13 +5,17 @@
 //! (200; cancelling twice is fine). Paid: the payment is refunded through
 //! the provider (202); the order becomes `REFUNDED`, and its units return to
 //! stock, when the order-status consumer processes the refund event.
+//! Shipped or completed: 409 `ORDER_NOT_CANCELLABLE`, pointing at refund
+//! requests; a cancel racing a shipment is settled by the order's refund
+//! claim (exactly one of them wins).
 
 use adapters::orders::{Orders, Transition};
 use adapters::payments::Payments;
-use domain::orders::{Order, OrderStatus, OrderTransition, plausible_order_id};
+use domain::orders::{Order, OrderStatus, OrderTransition};
 use domain::payments::PaymentProvider;
-use http_edge::http::{correlation_id, json, path_param};
-use http_edge::{ApiError, ApiResult, Caller};
+use http_edge::http::{correlation_id, json};
+use http_edge::orders::callers_order;
+use http_edge::{ApiError, ApiResult};
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
@@ -21,20 +25,15 @@ pub async fn handle(
     provider: &impl PaymentProvider,
     req: Request,
 ) -> ApiResult {
-    let caller = Caller::from_request(&req)?;
-    let order_id = path_param(&req, "orderId")?;
-    if !plausible_order_id(&order_id) {
-        return Err(ApiError::order_not_found(&order_id));
-    }
+    let order = callers_order(orders, &req).await?;
+    let order_id = order.order_id.clone();
     let correlation_id = correlation_id(&req);
-    let order = orders
-        .get_owned(&order_id, &caller.user_id)
-        .await?
-        .ok_or_else(|| ApiError::order_not_found(&order_id))?;
 
     match order.order_status {
         OrderStatus::Cancelled => return Ok(json(StatusCode::OK, &order)),
-        OrderStatus::Paid => return refund(&order, payments, provider, &correlation_id).await,
+        OrderStatus::Paid => {
+            return refund(orders, &order, payments, provider, &correlation_id).await;
+        }
         _ => {}
     }
     match orders
@@ -56,7 +55,7 @@ pub async fn handle(
                 .get(&order_id)
                 .await?
                 .ok_or_else(|| ApiError::order_not_found(&order_id))?;
-            refund(&paid, payments, provider, &correlation_id).await
+            refund(orders, &paid, payments, provider, &correlation_id).await
         }
         Transition::LostRace(status) => Err(not_cancellable(
             &order_id,
@@ -67,6 +66,7 @@ pub async fn handle(
 }
 
 async fn refund(
+    orders: &Orders,
     order: &Order,
     payments: &Payments,
     provider: &impl PaymentProvider,
@@ -80,6 +80,11 @@ async fn refund(
         tracing::error!(order_id = %order.order_id, "paid order without its payment");
         return Err(not_cancellable(&order.order_id, order.order_status));
     };
+    // Claimed before the money moves, so that the shop cannot ship it while
+    // it goes back (shipping is conditional on the claim's absence).
+    if let Some(status) = orders.claim_for_refund(order).await? {
+        return Err(not_cancellable(&order.order_id, status));
+    }
     payments
         .refund(
             &payment,
@@ -94,6 +99,9 @@ async fn refund(
 fn not_cancellable(order_id: &str, status: OrderStatus) -> ApiError {
     let why = match status {
         OrderStatus::Paid => "its payment cannot be found to refund",
+        OrderStatus::Shipped | OrderStatus::Completed => {
+            "it has shipped; ask for a refund with POST /orders/{orderId}/refund-requests"
+        }
         _ => "only unpaid or paid orders can be cancelled",
     };
     ApiError::conflict(

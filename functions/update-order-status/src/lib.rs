@@ -21,7 +21,7 @@ use adapters::outbox::ProcessedMarker;
 use adapters::payments::Payments;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use domain::events::{Envelope, EventType};
-use domain::orders::{Order, OrderStatus, OrderTransition};
+use domain::orders::{Order, OrderTransition};
 use domain::payments::{Payment, PaymentProvider};
 
 pub const CONSUMER: &str = "update-order-status";
@@ -51,6 +51,7 @@ impl<P: PaymentProvider> OrderStatusConsumer<P> {
                 CONSUMER,
                 &envelope.event_id,
             )),
+            ..TransitionContext::default()
         };
         let correlation = envelope.correlation_id.as_str();
         let order = self
@@ -131,15 +132,15 @@ impl<P: PaymentProvider> OrderStatusConsumer<P> {
             Transition::Applied(_) | Transition::AlreadyProcessed => Ok(()),
             Transition::LostRace(_) => {
                 // The order cannot take this payment. Unless it was this very
-                // payment that paid it, the customer gets the money back.
+                // payment that paid it — whatever the order became since
+                // (shipped, completed: a redelivered success finds it there)
+                // — the customer gets the money back.
                 let current = self
                     .orders
                     .get(&order.order_id)
                     .await?
                     .unwrap_or_else(|| order.clone());
-                if current.order_status == OrderStatus::Paid
-                    && current.paid_payment_id.as_deref() == Some(&payment.payment_id)
-                {
+                if current.paid_payment_id.as_deref() == Some(&payment.payment_id) {
                     return Ok(());
                 }
                 let latest = self

@@ -46,7 +46,8 @@ impl Backend {
                 "createOrder",
                 "ORDER_RATE",
             ))
-            .with_late_payment_grace(crate::config::late_payment_grace()?))
+            .with_late_payment_grace(crate::config::late_payment_grace()?)
+            .with_auto_confirm_after(crate::config::auto_confirm_after()?))
     }
 
     /// Payments, with the per-user limit the template sets

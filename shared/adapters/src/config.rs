@@ -127,6 +127,13 @@ pub fn late_payment_grace() -> Result<time::Duration, InvalidSetting> {
     seconds("LATE_PAYMENT_GRACE_SECONDS", 60, 0..=3600).map(|s| time::Duration::seconds(s as i64))
 }
 
+/// How long after shipping an order's receipt is confirmed for its buyer
+/// (`AUTO_CONFIRM_DAYS`, the template's `AutoConfirmDays`; default 10, 0 to
+/// 90; 0 confirms at the sweep's next run).
+pub fn auto_confirm_after() -> Result<time::Duration, InvalidSetting> {
+    seconds("AUTO_CONFIRM_DAYS", 10, 0..=90).map(|days| time::Duration::days(days as i64))
+}
+
 /// How long a credited rebate stays `PENDING` before it becomes
 /// `AVAILABLE` (`REBATE_HOLDING_SECONDS`, default 7 days; 0 to 366 days).
 pub fn rebate_holding_period() -> Result<std::time::Duration, InvalidSetting> {

@@ -35,6 +35,8 @@ use crate::ratelimit::{Guess, Next, RateLimit};
 pub const USER_INDEX: &str = "byUser";
 pub const USER_INDEX_KEY: &[&str] = &["orderId", "userId", "createdAt"];
 pub const EXPIRY_INDEX: &str = "byReservationExpiry";
+/// Shipped orders by when the sweep confirms their receipt.
+pub const CONFIRM_INDEX: &str = "byConfirmDue";
 /// Attempts at a transaction that lost a race to another transaction on the
 /// same items (`TransactionConflict`) or to a price change.
 const MAX_ATTEMPTS: u32 = 12;
@@ -50,7 +52,12 @@ pub struct Orders {
     /// that a success settled in that time still pays it (see
     /// [`Order::takes_payment_settled_at`]).
     late_payment_grace: time::Duration,
+    /// How long after shipping the sweep confirms receipt (`AutoConfirmDays`).
+    auto_confirm_after: time::Duration,
 }
+
+/// `AutoConfirmDays`' default: 10 days.
+pub const DEFAULT_AUTO_CONFIRM: time::Duration = time::Duration::days(10);
 
 /// What `POST /orders` asked for, validated.
 pub struct OrderRequest<'a> {
@@ -62,7 +69,7 @@ pub struct OrderRequest<'a> {
 }
 
 pub enum Placement {
-    Placed(Order),
+    Placed(Box<Order>),
     /// The same request was made before with this Idempotency-Key.
     Replayed(StoredResponse),
 }
@@ -174,6 +181,8 @@ pub enum Transition {
 pub struct TransitionContext {
     /// For `PaymentSucceeded`: the payment that paid.
     pub payment_id: Option<String>,
+    /// For `Ship`: the carrier and tracking number.
+    pub shipment: Option<domain::orders::Shipment>,
     pub marker: Option<crate::outbox::ProcessedMarker>,
 }
 
@@ -184,6 +193,8 @@ fn event_type(transition: OrderTransition) -> EventType {
         OrderTransition::Cancel => EventType::OrderCancelled,
         OrderTransition::Expire => EventType::OrderExpired,
         OrderTransition::Refund => EventType::OrderRefunded,
+        OrderTransition::Ship => EventType::OrderShipped,
+        OrderTransition::ConfirmReceipt => EventType::OrderCompleted,
     }
 }
 
@@ -200,7 +211,14 @@ impl Orders {
             tables,
             rate_limit: None,
             late_payment_grace: time::Duration::ZERO,
+            auto_confirm_after: DEFAULT_AUTO_CONFIRM,
         }
+    }
+
+    /// How long after shipping the sweep confirms receipt for the buyer.
+    pub fn with_auto_confirm_after(mut self, after: time::Duration) -> Self {
+        self.auto_confirm_after = after;
+        self
     }
 
     pub fn with_rate_limit(mut self, limit: Option<RateLimit>) -> Self {
@@ -232,7 +250,7 @@ impl Orders {
             let reasons = match transact(&self.client, transaction.items).await? {
                 Transact::Committed => {
                     metrics::increment(Metric::OrdersCreated);
-                    return Ok(Placement::Placed(order));
+                    return Ok(Placement::Placed(Box::new(order)));
                 }
                 Transact::Cancelled(reasons) => reasons,
             };
@@ -271,6 +289,8 @@ impl Orders {
             expires_at: clock::rfc3339(now + request.payment_window),
             active_payment_id: None,
             paid_payment_id: None,
+            shipment: None,
+            completed_at: None,
         })
     }
 
@@ -537,6 +557,14 @@ impl Orders {
                     OrderTransition::PaymentSucceeded => context.payment_id.clone(),
                     _ => order.paid_payment_id.clone(),
                 },
+                shipment: match transition {
+                    OrderTransition::Ship => context.shipment.clone(),
+                    _ => order.shipment.clone(),
+                },
+                completed_at: match transition {
+                    OrderTransition::ConfirmReceipt => Some(now.clone()),
+                    _ => order.completed_at.clone(),
+                },
                 ..order.clone()
             };
             // An order that stops being payable takes its pending payment
@@ -676,11 +704,22 @@ impl Orders {
             (_, false) => {}
         }
         // Leaving the reserving states takes the order out of the sparse
-        // expiry index.
-        let remove = if target.holds_reservation() {
-            ""
-        } else {
-            " REMOVE reservationShard"
+        // expiry index; shipping puts it in the auto-confirm index, receipt
+        // takes it out.
+        let remove = match transition {
+            OrderTransition::ConfirmReceipt => " REMOVE confirmShard, confirmDueAt",
+            _ if target.holds_reservation() => "",
+            _ => " REMOVE reservationShard",
+        };
+        let fulfilment = match transition {
+            OrderTransition::Ship => {
+                // A paid order whose refund has begun (a cancel) is not
+                // shipped: the money is on its way back.
+                condition.push_str(" AND attribute_not_exists(refundRequestedAt)");
+                ", shipment = :shipment, confirmShard = :confirmShard, confirmDueAt = :confirmDue"
+            }
+            OrderTransition::ConfirmReceipt => ", completedAt = :now",
+            _ => "",
         };
         let paid_payment_id = updated
             .paid_payment_id
@@ -695,7 +734,7 @@ impl Orders {
             .table_name(&self.tables.orders)
             .key("orderId", s(order_id))
             .update_expression(format!(
-                "SET orderStatus = :to, updatedAt = :now{paid}{remove}"
+                "SET orderStatus = :to, updatedAt = :now{paid}{fulfilment}{remove}"
             ))
             .condition_expression(condition)
             .expression_attribute_values(":to", s(target.as_str()))
@@ -712,6 +751,24 @@ impl Orders {
         }
         if let Some(payment_id) = paid_payment_id {
             update = update.expression_attribute_values(":paid", s(payment_id));
+        }
+        if transition == OrderTransition::Ship {
+            let shipment = updated
+                .shipment
+                .as_ref()
+                .ok_or_else(|| DbError::Corrupt("a shipment without its carrier".into()))?;
+            let due = clock::rfc3339(clock::now() + self.auto_confirm_after);
+            update = update
+                .expression_attribute_values(
+                    ":shipment",
+                    serde_dynamo::to_attribute_value(shipment)
+                        .map_err(|e| DbError::Corrupt(e.to_string()))?,
+                )
+                .expression_attribute_values(
+                    ":confirmShard",
+                    s(&crate::due_index::shard_of(order_id)),
+                )
+                .expression_attribute_values(":confirmDue", s(&due));
         }
         update.build().map_err(build_err)
     }
@@ -750,6 +807,58 @@ impl Orders {
             .build()
             .map(Some)
             .map_err(build_err)
+    }
+
+    /// Shipped orders whose auto-confirm time has come by `now` (from the
+    /// sparse `byConfirmDue` index; the receipt's transaction re-checks).
+    pub async fn find_due_for_receipt(&self, now: OffsetDateTime) -> Result<Vec<Order>, DbError> {
+        let index = DueIndex {
+            table: &self.tables.orders,
+            index: CONFIRM_INDEX,
+            shard_attribute: "confirmShard",
+            due_attribute: "confirmDueAt",
+        };
+        let items = index.due(&self.client, &clock::rfc3339(now)).await?;
+        items
+            .into_iter()
+            .map(|item| serde_dynamo::from_item(item).map_err(DbError::from))
+            .collect()
+    }
+
+    /// Marks a paid order as being refunded before its money goes back (a
+    /// cancel), conditional on it still being `PAID`: shipping is
+    /// conditional on the mark's absence, so of a cancel and a shipment
+    /// racing for one paid order exactly one wins. `Ok(None)` when the
+    /// order has moved on; the status it has, if it exists.
+    pub async fn claim_for_refund(&self, order: &Order) -> Result<Option<OrderStatus>, DbError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.orders)
+            .key("orderId", s(&order.order_id))
+            .update_expression("SET refundRequestedAt = if_not_exists(refundRequestedAt, :now)")
+            .condition_expression("orderStatus = :paid")
+            .expression_attribute_values(":now", s(&clock::now_rfc3339()))
+            .expression_attribute_values(":paid", s(OrderStatus::Paid.as_str()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(None),
+            Err(err) => {
+                let current = err.as_service_error().and_then(|e| match e {
+                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => c.item().cloned(),
+                    _ => None,
+                });
+                match current {
+                    Some(item) => Ok(Some(
+                        serde_dynamo::from_item::<_, Order>(item)
+                            .map_or(order.order_status, |o| o.order_status),
+                    )),
+                    None => Err(DbError::from(err)),
+                }
+            }
+        }
     }
 
     /// Orders still holding stock whose payment window and its grace closed

@@ -21,6 +21,8 @@ pub enum EventType {
     OrderCancelled,
     OrderExpired,
     OrderRefunded,
+    OrderShipped,
+    OrderCompleted,
     PaymentSucceeded,
     PaymentFailed,
     PaymentRefunded,

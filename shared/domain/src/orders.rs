@@ -24,6 +24,10 @@ pub enum OrderStatus {
     Cancelled,
     Expired,
     Refunded,
+    /// Handed to a carrier; no longer cancellable.
+    Shipped,
+    /// The buyer confirmed receipt, or the auto-confirm sweep did.
+    Completed,
 }
 
 /// Something that happens to an order.
@@ -40,6 +44,11 @@ pub enum OrderTransition {
     Expire,
     /// A paid order's money went back to the customer.
     Refund,
+    /// The shop handed a paid order to a carrier.
+    Ship,
+    /// The buyer confirmed receipt (or the sweep did, `AutoConfirmDays`
+    /// after shipping).
+    ConfirmReceipt,
 }
 
 /// How a transition moves an order's units between the product's counters.
@@ -51,7 +60,7 @@ pub enum StockMove {
     Sell,
     /// `sold` → `stock`: a paid order was refunded.
     Restock,
-    /// Nothing moves (the units stay reserved).
+    /// Nothing moves (reserved units stay reserved, sold ones sold).
     Keep,
 }
 
@@ -59,7 +68,9 @@ impl OrderTransition {
     pub fn stock_move(self) -> StockMove {
         match self {
             OrderTransition::PaymentSucceeded => StockMove::Sell,
-            OrderTransition::PaymentFailed => StockMove::Keep,
+            OrderTransition::PaymentFailed
+            | OrderTransition::Ship
+            | OrderTransition::ConfirmReceipt => StockMove::Keep,
             OrderTransition::Cancel | OrderTransition::Expire => StockMove::Release,
             OrderTransition::Refund => StockMove::Restock,
         }
@@ -74,13 +85,15 @@ pub struct ForbiddenTransition {
 }
 
 impl OrderStatus {
-    pub const ALL: [OrderStatus; 6] = [
+    pub const ALL: [OrderStatus; 8] = [
         OrderStatus::PendingPayment,
         OrderStatus::Paid,
         OrderStatus::PaymentFailed,
         OrderStatus::Cancelled,
         OrderStatus::Expired,
         OrderStatus::Refunded,
+        OrderStatus::Shipped,
+        OrderStatus::Completed,
     ];
 
     /// The name stored in DynamoDB and shown in the API.
@@ -92,6 +105,8 @@ impl OrderStatus {
             OrderStatus::Cancelled => "CANCELLED",
             OrderStatus::Expired => "EXPIRED",
             OrderStatus::Refunded => "REFUNDED",
+            OrderStatus::Shipped => "SHIPPED",
+            OrderStatus::Completed => "COMPLETED",
         }
     }
 
@@ -113,6 +128,8 @@ impl OrderStatus {
             (PendingPayment | PaymentFailed, T::Cancel) => Ok(Cancelled),
             (PendingPayment | PaymentFailed, T::Expire) => Ok(Expired),
             (Paid, T::Refund) => Ok(Refunded),
+            (Paid, T::Ship) => Ok(Shipped),
+            (Shipped, T::ConfirmReceipt) => Ok(Completed),
             (from, transition) => Err(ForbiddenTransition { from, transition }),
         }
     }
@@ -164,6 +181,70 @@ pub struct Order {
     /// The payment whose success made the order `PAID`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paid_payment_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipment: Option<Shipment>,
+    /// When the order became `COMPLETED`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
+}
+
+/// How a shipped order travels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Shipment {
+    pub carrier: String,
+    pub tracking_number: String,
+    pub shipped_at: String,
+}
+
+pub const MAX_CARRIER_CHARS: usize = 64;
+pub const MAX_TRACKING_NUMBER_CHARS: usize = 64;
+
+/// The body of `POST /orders/{orderId}/shipments`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ShipmentRequest {
+    pub carrier: String,
+    pub tracking_number: String,
+}
+
+impl ShipmentRequest {
+    /// Carrier: 1–64 printable characters (a name, e.g. `SF Express` or
+    /// `顺丰速运`). Tracking number: 1–64 letters, digits or `-`, as
+    /// carriers print them.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        let carrier = self.carrier.trim();
+        if carrier.is_empty()
+            || carrier.chars().count() > MAX_CARRIER_CHARS
+            || carrier.chars().any(char::is_control)
+        {
+            return Err(FieldError::new(
+                "carrier",
+                "must be 1 to 64 printable characters",
+            ));
+        }
+        let tracking = &self.tracking_number;
+        if tracking.is_empty()
+            || tracking.len() > MAX_TRACKING_NUMBER_CHARS
+            || !tracking
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(FieldError::new(
+                "trackingNumber",
+                "must be 1 to 64 letters, digits or '-'",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn shipment(&self, shipped_at: &str) -> Shipment {
+        Shipment {
+            carrier: self.carrier.trim().to_owned(),
+            tracking_number: self.tracking_number.clone(),
+            shipped_at: shipped_at.to_owned(),
+        }
+    }
 }
 
 impl Order {
@@ -382,6 +463,8 @@ mod tests {
             (PendingPayment, T::Expire, Expired),
             (PaymentFailed, T::Expire, Expired),
             (Paid, T::Refund, Refunded),
+            (Paid, T::Ship, Shipped),
+            (Shipped, T::ConfirmReceipt, Completed),
         ];
         for (from, t, to) in allowed {
             assert_eq!(from.apply(t), Ok(to), "{from:?} --{t:?}-->");
@@ -393,6 +476,8 @@ mod tests {
             T::Cancel,
             T::Expire,
             T::Refund,
+            T::Ship,
+            T::ConfirmReceipt,
         ];
         let mut forbidden = 0;
         for from in OrderStatus::ALL {
@@ -410,18 +495,20 @@ mod tests {
                 }
             }
         }
-        assert_eq!(forbidden, 6 * 5 - allowed.len());
+        assert_eq!(forbidden, 8 * 7 - allowed.len());
     }
 
     #[test]
     fn final_states_accept_nothing_but_refund_of_paid() {
-        for from in [Cancelled, Expired, Refunded] {
+        for from in [Cancelled, Expired, Refunded, Completed] {
             for t in [
                 T::PaymentSucceeded,
                 T::PaymentFailed,
                 T::Cancel,
                 T::Expire,
                 T::Refund,
+                T::Ship,
+                T::ConfirmReceipt,
             ] {
                 assert!(from.apply(t).is_err());
             }
@@ -440,6 +527,41 @@ mod tests {
         );
         assert_eq!(T::Refund.allowed_from(), vec![Paid]);
         assert_eq!(T::PaymentFailed.allowed_from(), vec![PendingPayment]);
+        assert_eq!(T::Ship.allowed_from(), vec![Paid]);
+        assert_eq!(T::ConfirmReceipt.allowed_from(), vec![Shipped]);
+        // Shipped or completed, an order is no longer cancelled (nor
+        // refunded whole): its money comes back by refund requests.
+        assert!(!T::Cancel.allowed_from().contains(&Shipped));
+        assert!(!T::Refund.allowed_from().contains(&Shipped));
+    }
+
+    #[test]
+    fn shipments_name_a_carrier_and_a_tracking_number() {
+        let ok = ShipmentRequest {
+            carrier: " SF Express ".into(),
+            tracking_number: "SF1234567890".into(),
+        };
+        assert!(ok.validate().is_ok());
+        assert_eq!(ok.shipment("t").carrier, "SF Express");
+        for (carrier, tracking, field) in [
+            ("", "SF1", "carrier"),
+            ("   ", "SF1", "carrier"),
+            (&*"x".repeat(65), "SF1", "carrier"),
+            ("S\tF", "SF1", "carrier"),
+            ("顺丰速运", "", "trackingNumber"),
+            ("顺丰速运", "SF 1", "trackingNumber"),
+            ("顺丰速运", &*"1".repeat(65), "trackingNumber"),
+        ] {
+            let req = ShipmentRequest {
+                carrier: carrier.into(),
+                tracking_number: tracking.into(),
+            };
+            assert_eq!(
+                req.validate().unwrap_err().field,
+                field,
+                "{carrier:?} {tracking:?}"
+            );
+        }
     }
 
     #[test]
@@ -453,6 +575,8 @@ mod tests {
                 T::Cancel,
                 T::Expire,
                 T::Refund,
+                T::Ship,
+                T::ConfirmReceipt,
             ] {
                 if let Ok(to) = from.apply(t) {
                     let moves_reservation =
@@ -464,7 +588,7 @@ mod tests {
                     );
                     assert_eq!(
                         t.stock_move() == StockMove::Restock,
-                        from == Paid,
+                        from == Paid && to == Refunded,
                         "{from:?} --{t:?}-->"
                     );
                 }

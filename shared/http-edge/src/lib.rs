@@ -8,6 +8,7 @@ pub mod auth;
 pub mod error;
 pub mod http;
 pub mod idempotency;
+pub mod orders;
 pub mod page_token;
 
 pub use auth::Caller;

@@ -244,6 +244,8 @@ pub fn render(event_type: EventType, data: &Value, locale: Locale) -> Option<(St
     let amount = format_amount(data["amount"].as_i64().unwrap_or(0).abs(), currency);
     let expires = text("expiresAt");
     let available = text("availableAt");
+    let carrier = data["shipment"]["carrier"].as_str().unwrap_or("");
+    let tracking = data["shipment"]["trackingNumber"].as_str().unwrap_or("");
     let zh = locale == Locale::ZhCn;
     let (title, body) = match event_type {
         EventType::OrderCreated if zh => (
@@ -279,6 +281,22 @@ pub fn render(event_type: EventType, data: &Value, locale: Locale) -> Option<(St
         EventType::OrderExpired => (
             "Order expired",
             format!("Order {order} was not paid in time and has been closed."),
+        ),
+        EventType::OrderShipped if zh => (
+            "订单已发货",
+            format!("订单 {order} 已由 {carrier} 发出，运单号 {tracking}。"),
+        ),
+        EventType::OrderShipped => (
+            "Order shipped",
+            format!("Order {order} is on its way with {carrier}, tracking number {tracking}."),
+        ),
+        EventType::OrderCompleted if zh => (
+            "订单已完成",
+            format!("订单 {order} 已确认收货，感谢您的购买。"),
+        ),
+        EventType::OrderCompleted => (
+            "Order completed",
+            format!("Order {order} is delivered and complete. Thank you for shopping with us."),
         ),
         EventType::OrderCancelled if zh => ("订单已取消", format!("订单 {order} 已取消。")),
         EventType::OrderCancelled => ("Order cancelled", format!("Order {order} is cancelled.")),
@@ -378,6 +396,18 @@ mod tests {
         }
         assert_eq!(subject(EventType::PaymentRefunded, &refund)["userId"], "u1");
         assert!(render(EventType::OrderRefunded, &data, Locale::En).is_none());
+        // Shipping names the carrier and the tracking number.
+        let shipped = json!({"orderId": "o1", "shipment": {"carrier": "顺丰速运",
+            "trackingNumber": "SF123", "shippedAt": "2026-12-02T10:00:00Z"}});
+        for locale in [Locale::ZhCn, Locale::En] {
+            let (_, told) = render(EventType::OrderShipped, &shipped, locale).unwrap();
+            assert!(
+                told.contains("顺丰速运") && told.contains("SF123"),
+                "{told}"
+            );
+            let (_, done) = render(EventType::OrderCompleted, &shipped, locale).unwrap();
+            assert!(done.contains("o1"), "{done}");
+        }
     }
 
     #[test]
