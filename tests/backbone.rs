@@ -428,9 +428,45 @@ async fn an_oversized_outbox_record_is_set_aside_not_retried_forever() {
         "{outcome:?}"
     );
     let mut alone = Event::default();
-    alone.records = vec![record(oversized)];
+    alone.records = vec![record(oversized.clone())];
     let outcome = publish_events::publish_batch(&publisher, alone).await;
     assert!(matches!(outcome, Ok(0)), "{outcome:?}");
+
+    // Issue 26.5: on AWS the batch answers with the first record that failed
+    // (set-aside ones are not failures), so the mapping retries from there
+    // and bisects; on the local stack the invocation fails instead.
+    let batch = || {
+        let mut event = Event::default();
+        event.records = ["100", "200", "300"]
+            .into_iter()
+            .zip([oversized.clone(), "small".into(), "small too".into()])
+            .map(|(sequence, envelope)| {
+                let mut r = record(envelope);
+                r.change.sequence_number = Some(sequence.into());
+                r
+            })
+            .collect();
+        event
+    };
+    use publish_events::FailureReport;
+    let response =
+        publish_events::publish_stream_batch(&publisher, batch(), FailureReport::BatchItem)
+            .await
+            .unwrap();
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone().unwrap())
+        .collect();
+    assert_eq!(failed, ["200"]);
+    assert_eq!(
+        serde_json::to_value(&response).unwrap(),
+        json!({"batchItemFailures": [{"itemIdentifier": "200"}]})
+    );
+    assert!(matches!(
+        publish_events::publish_stream_batch(&publisher, batch(), FailureReport::Invocation).await,
+        Err(publish_events::PublishError::Retryable(_))
+    ));
 }
 
 /// Found by the fulfilment e2e test: a redelivered `PaymentSucceeded` found

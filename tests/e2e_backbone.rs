@@ -215,3 +215,96 @@ async fn poison_reaches_dlq(
         }
     }
 }
+
+/// Issue 26.5: an event the outbox stream gave up on (on AWS, after its
+/// bounded retries) stays in the events table, and the documented command
+/// publishes it again to the topic, verbatim and with its type.
+#[tokio::test]
+async fn the_republish_command_publishes_a_stored_event_again() {
+    let stack = Stack::from_env();
+    let (outputs, config) = system_tests::e2e::stack_aws().await;
+    let topic = outputs["DomainEventsTopicArn"].as_str().unwrap();
+    let (sqs, queue_url) =
+        system_tests::e2e::queue_subscribed_to(&config, topic, "e2e-republish").await;
+    let product = stack.new_product("e2e-republish", 300, 5).await;
+    let order = stack.new_order(&product, 1).await;
+    let order_id = order["orderId"].as_str().unwrap();
+    // The order's OrderCreated, as the events table keeps it.
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let items = dynamodb
+        .scan()
+        .table_name(outputs["EventsTableName"].as_str().unwrap())
+        .filter_expression("contains(envelope, :order) AND #type = :created")
+        .expression_attribute_names("#type", "type")
+        .expression_attribute_values(
+            ":order",
+            aws_sdk_dynamodb::types::AttributeValue::S(order_id.to_owned()),
+        )
+        .expression_attribute_values(
+            ":created",
+            aws_sdk_dynamodb::types::AttributeValue::S("OrderCreated".into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    assert_eq!(items.len(), 1, "{items:?}");
+    let event_id = items[0]["eventId"].as_s().unwrap().clone();
+    // Whatever the first publication brought has arrived and is set aside.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    system_tests::e2e::drain_visible(&sqs, &queue_url).await;
+
+    let outputs_file: Value = serde_json::from_str(
+        &std::fs::read_to_string(system_tests::required_env("E2E_OUTPUTS")).unwrap(),
+    )
+    .unwrap();
+    let root = system_tests::repo_root();
+    let run = std::process::Command::new(root.join(".local/venv/bin/python"))
+        .arg(root.join("scripts/republish-event"))
+        .args(["--stack-name", outputs_file["stackName"].as_str().unwrap()])
+        .args([
+            "--event-id",
+            &event_id,
+            "--event-id",
+            "01NOSUCHEVENT0000000000000",
+        ])
+        .args([
+            "--endpoint-url",
+            &system_tests::required_env("E2E_AWS_ENDPOINT"),
+        ])
+        .args(["--region", "us-east-1"])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&run.stdout).to_string() + &String::from_utf8_lossy(&run.stderr);
+    // One found and published, one named as missing: exit status 1.
+    assert_eq!(run.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!("{event_id}: OrderCreated published again")),
+        "{said}"
+    );
+    assert!(
+        said.contains("01NOSUCHEVENT0000000000000: not in"),
+        "{said}"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let bodies = system_tests::e2e::drain_visible(&sqs, &queue_url).await;
+        if let Some(body) = bodies.iter().find(|b| b.contains(&event_id)) {
+            let envelope: Value = serde_json::from_str(body).unwrap();
+            assert_eq!(envelope["eventId"], event_id.as_str());
+            assert_eq!(envelope["type"], "OrderCreated");
+            assert_eq!(envelope["data"]["orderId"], order_id);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the republished event did not arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -206,47 +206,7 @@ async fn email_goes_to_the_email_topic_once_per_event_in_chinese_by_default() {
     let (outputs, config) = stack_aws().await;
     let topic = outputs["EmailNotificationsTopicArn"].as_str().unwrap();
     // Stand in for the mail sender: a queue subscribed to the email topic.
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    let queue_name = system_tests::e2e::unique_id("e2e-mail").replace(['_'], "-");
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(&queue_name)
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    let policy = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
-        "Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage",
-        "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": topic}}}]});
-    sqs.set_queue_attributes()
-        .queue_url(&queue_url)
-        .attributes(
-            aws_sdk_sqs::types::QueueAttributeName::Policy,
-            policy.to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
-    aws_sdk_sns::Client::new(&config)
-        .subscribe()
-        .topic_arn(topic)
-        .protocol("sqs")
-        .endpoint(&queue_arn)
-        .attributes("RawMessageDelivery", "true")
-        .send()
-        .await
-        .unwrap();
+    let (sqs, queue_url) = system_tests::e2e::queue_subscribed_to(&config, topic, "e2e-mail").await;
 
     set_preferences(
         &stack,

@@ -183,6 +183,17 @@ fn tables_keep_their_data() {
             "{id}"
         );
     }
+    // Issue 26.4: so are the customer accounts.
+    let pool = &template.0["Resources"]["UserPool"];
+    assert_eq!(pool["DeletionPolicy"].as_str(), Some("Retain"));
+    assert_eq!(pool["UpdateReplacePolicy"].as_str(), Some("Retain"));
+    let protection = format!("{:?}", pool["Properties"]["DeletionProtection"]);
+    assert!(
+        protection.contains("IsLocal") && protection.contains("ACTIVE"),
+        "{protection}"
+    );
+    let mfa = format!("{:?}", pool["Properties"]["MfaConfiguration"]);
+    assert!(mfa.contains("UserMfa"), "{mfa}");
 }
 
 #[test]
@@ -815,16 +826,127 @@ fn each_function_gets_the_tables_its_policy_names_and_no_others() {
     }
 }
 
-/// Whether `text` names `table`'s ARN or stream ARN as a whole word
-/// (`EventsTable.Arn` is not in `ProcessedEventsTable.Arn`).
+/// Whether `text` names `table`'s ARN as a whole word (`EventsTable.Arn`
+/// is not in `ProcessedEventsTable.Arn`). A function that only reads a
+/// table's stream (`.StreamArn`, publish-events) is not given the table.
 fn names(text: &str, table: &str) -> bool {
-    [".Arn", ".StreamArn"].iter().any(|suffix| {
-        let needle = format!("{table}{suffix}");
-        text.match_indices(&needle).any(|(at, _)| {
-            !text[..at]
-                .chars()
-                .next_back()
-                .is_some_and(|c| c.is_ascii_alphanumeric())
-        })
+    let needle = format!("{table}.Arn");
+    text.match_indices(&needle).any(|(at, _)| {
+        !text[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
     })
+}
+
+/// Issue 26.6: EventBridge may put into the delivery-failures queue only
+/// for the schedules that name it as their dead-letter queue, each by its
+/// rule's ARN (SAM names a function's Schedule event's rule
+/// `<Function><Event>`), not for any rule of the account.
+#[test]
+fn only_our_schedules_may_dead_letter_into_the_failures_queue() {
+    let template = Template::load();
+    let mut schedules = BTreeSet::new();
+    for (id, function) in template.resources_of_type("AWS::Serverless::Function") {
+        let Some(events) = function["Properties"]["Events"].as_mapping() else {
+            continue;
+        };
+        for (name, event) in events {
+            if event["Type"].as_str() == Some("Schedule") {
+                let dlq = &event["Properties"]["DeadLetterConfig"]["Arn"];
+                assert!(
+                    format!("{dlq:?}").contains("DeliveryFailuresQueue"),
+                    "{id} {name:?}: a schedule without the failures queue as its DLQ"
+                );
+                schedules.insert(format!("{id}{}.Arn", name.as_str().unwrap()));
+            }
+        }
+    }
+    assert!(schedules.len() >= 5, "{schedules:?}");
+    let policy =
+        &template.0["Resources"]["DeliveryFailuresQueuePolicy"]["Properties"]["PolicyDocument"];
+    let statement = policy["Statement"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|s| s["Principal"]["Service"].as_str() == Some("events.amazonaws.com"))
+        .expect("a statement for EventBridge");
+    let allowed: BTreeSet<String> = statement["Condition"]["ArnEquals"]["aws:SourceArn"]
+        .as_sequence()
+        .expect("aws:SourceArn per rule")
+        .iter()
+        .map(|arn| match arn {
+            serde_yaml::Value::Tagged(tagged) if tagged.tag == "!GetAtt" => {
+                tagged.value.as_str().unwrap().to_owned()
+            }
+            other => panic!("not a rule's !GetAtt: {other:?}"),
+        })
+        .collect();
+    assert_eq!(allowed, schedules);
+}
+
+/// Issue 26.6: the sandbox's signing secret is named to, and readable by,
+/// only the function that verifies the sandbox's callbacks; starting,
+/// refunding and closing sandbox payments sign nothing.
+#[test]
+fn only_the_sandbox_callback_reads_the_signing_secret() {
+    let template = Template::load();
+    let mut holders = Vec::new();
+    for (id, function) in template.resources_of_type("AWS::Serverless::Function") {
+        let named = function["Properties"]["Environment"]["Variables"]
+            .get("PAYMENT_SIGNING_SECRET_PARAM")
+            .is_some();
+        let policies = format!("{:?}", function["Properties"]["Policies"]);
+        let readable = policies.contains("PaymentSigningSecretParameter");
+        assert_eq!(
+            named, readable,
+            "{id}: named without the right to read, or the reverse"
+        );
+        if named {
+            holders.push(id.to_owned());
+        }
+    }
+    assert_eq!(holders, ["PaymentResultNotifyFunction"]);
+}
+
+/// Issue 26.5: on AWS one outbox record that always fails cannot stall its
+/// shard (partial batch responses, bisection, bounded retries, an on-failure
+/// destination, an alarm on the stream's age); the local stage keeps the
+/// retry-until-published behaviour its emulator needs.
+#[test]
+fn the_outbox_stream_cannot_stall_on_aws_and_never_skips_locally() {
+    let template = Template::load();
+    let function = &template.0["Resources"]["PublishEventsFunction"];
+    let outbox = &template.0["Resources"]["PublishEventsOutboxMapping"]["Properties"];
+    assert_eq!(
+        ref_target(&outbox["FunctionName"]),
+        Some("PublishEventsFunction")
+    );
+    let text = |v: &serde_yaml::Value| format!("{v:?}");
+    for (property, on_aws) in [
+        ("FunctionResponseTypes", "ReportBatchItemFailures"),
+        ("BisectBatchOnFunctionError", "true"),
+        ("MaximumRetryAttempts", "OutboxRetryAttempts"),
+        ("DestinationConfig", "DeliveryFailuresQueue"),
+    ] {
+        let value = text(&outbox[property]);
+        assert!(
+            value.contains("IsLocal") && value.contains(on_aws),
+            "{property}: {value}"
+        );
+    }
+    assert!(text(&outbox["MaximumRetryAttempts"]).contains("-1"));
+    let reporting = text(&function["Properties"]["Environment"]["Variables"]["STREAM_FAILURES"]);
+    assert!(
+        reporting.contains("IsLocal")
+            && reporting.contains("invocation")
+            && reporting.contains("batch-item"),
+        "{reporting}"
+    );
+    let alarm = &template.0["Resources"]["OutboxIteratorAgeAlarm"]["Properties"];
+    assert_eq!(alarm["MetricName"].as_str(), Some("IteratorAge"));
+    assert_eq!(
+        ref_target(&alarm["Dimensions"][0]["Value"]),
+        Some("PublishEventsFunction")
+    );
 }

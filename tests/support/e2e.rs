@@ -407,3 +407,54 @@ pub async fn stack_aws() -> (Value, aws_config::SdkConfig) {
         .await;
     (outputs["outputs"].clone(), config)
 }
+
+/// A fresh queue subscribed to `topic` (raw delivery), standing in for a
+/// subscriber the test watches: the SQS client and the queue's URL.
+pub async fn queue_subscribed_to(
+    config: &aws_config::SdkConfig,
+    topic: &str,
+    prefix: &str,
+) -> (aws_sdk_sqs::Client, String) {
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let queue_name = unique_id(prefix).replace(['_'], "-");
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(&queue_name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    let policy = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage",
+        "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": topic}}}]});
+    sqs.set_queue_attributes()
+        .queue_url(&queue_url)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::Policy,
+            policy.to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    aws_sdk_sns::Client::new(config)
+        .subscribe()
+        .topic_arn(topic)
+        .protocol("sqs")
+        .endpoint(&queue_arn)
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .unwrap();
+    (sqs, queue_url)
+}

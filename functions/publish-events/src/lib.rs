@@ -2,14 +2,21 @@
 //!
 //! The events table's stream invokes this with batches of new outbox items;
 //! each envelope is published verbatim with its `type` as a message
-//! attribute (the queues' filter policies select on it). A failed publish
-//! fails the invocation (after the rest of the batch was attempted): Lambda
-//! then retries the whole batch until every record is published, so nothing
-//! committed is ever skipped. (A partial batch response would retry less,
-//! but ministack 1.5.33 ignores it for stream mappings and would skip the
-//! failed record; a function error behaves the same on AWS and in the
-//! emulator.) Retries publish some records twice;
-//! consumers drop duplicates by `eventId`.
+//! attribute (the queues' filter policies select on it). Retries publish
+//! some records twice; consumers drop duplicates by `eventId`.
+//!
+//! How a failed publish goes back to Lambda is the stage's
+//! (`STREAM_FAILURES`, issue 26.5):
+//! - `batch-item` (AWS): a partial batch response naming the first record
+//!   that failed; the mapping retries from there, bisecting the batch, a
+//!   bounded number of times, then records the batch's position in the
+//!   on-failure queue and goes on. The record stays in the events table,
+//!   and `scripts/republish-event` publishes it again. One record that
+//!   always fails cannot stall its shard.
+//! - `invocation` (the local stack): the invocation fails and the whole
+//!   batch is retried until every record is published. ministack ignores
+//!   partial batch responses for stream mappings and would skip the failed
+//!   record, so there the conservative behaviour is the only correct one.
 //!
 //! A record no retry can fix (malformed, larger than SNS takes, or refused
 //! by SNS as an invalid parameter) is set aside instead: logged with its
@@ -20,6 +27,7 @@
 pub use adapters::faults::FaultHook;
 use adapters::outbox::OutboxRecord;
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use aws_sdk_sns::types::MessageAttributeValue;
 
 pub struct Publisher {
@@ -43,15 +51,72 @@ pub enum PublishError {
 /// What SNS takes: 256 KiB for the message and its attributes together.
 pub const SNS_MAX_MESSAGE_BYTES: usize = 262_144;
 
-/// Publishes a stream batch; the number of events published.
-///
-/// A failed record does not stop the others: the batch goes on, and fails
-/// at the end, so one retry of the batch covers every record that failed in
-/// it (stopping at the first failure would cost one whole-batch retry per
-/// failing record, which under a backlog delays everything behind it).
-/// Consumers do not depend on publication order: their state machines
-/// decide what a late event may still do.
+/// How this deployment hands a failed publish back to Lambda.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReport {
+    /// A partial batch response (`ReportBatchItemFailures`).
+    BatchItem,
+    /// A failed invocation: the whole batch again.
+    Invocation,
+}
+
+impl FailureReport {
+    /// `STREAM_FAILURES`: `batch-item` or `invocation` (the default, which
+    /// never skips a record whatever the mapping says).
+    pub fn from_env() -> Self {
+        match std::env::var("STREAM_FAILURES").as_deref() {
+            Ok("batch-item") => FailureReport::BatchItem,
+            _ => FailureReport::Invocation,
+        }
+    }
+}
+
+/// Publishes a stream batch and reports its failures as `report` says: the
+/// response for Lambda (naming the first failed record's sequence number
+/// with `BatchItem`), or the failure itself with `Invocation`.
+pub async fn publish_stream_batch(
+    publisher: &Publisher,
+    event: Event,
+    report: FailureReport,
+) -> Result<DynamoDbEventResponse, PublishError> {
+    let outcome = publish_all(publisher, event).await;
+    match (outcome.first_failure, report) {
+        (None, _) => Ok(DynamoDbEventResponse::default()),
+        (Some((sequence_number, _)), FailureReport::BatchItem) => {
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = Some(sequence_number);
+            let mut response = DynamoDbEventResponse::default();
+            response.batch_item_failures = vec![failure];
+            Ok(response)
+        }
+        (Some((_, failure)), FailureReport::Invocation) => Err(failure),
+    }
+}
+
+/// Publishes a stream batch; the number of events published, or the first
+/// retryable failure.
 pub async fn publish_batch(publisher: &Publisher, event: Event) -> Result<usize, PublishError> {
+    let outcome = publish_all(publisher, event).await;
+    match outcome.first_failure {
+        Some((_, failure)) => Err(failure),
+        None => Ok(outcome.published),
+    }
+}
+
+struct BatchOutcome {
+    published: usize,
+    /// The sequence number of the first record that failed (it and every
+    /// record after it are retried), and why.
+    first_failure: Option<(String, PublishError)>,
+}
+
+/// Publishes every record of a batch. A failed record does not stop the
+/// others, so one retry covers every record that failed in it (stopping at
+/// the first failure would cost one retry per failing record, which under a
+/// backlog delays everything behind it). Consumers do not depend on
+/// publication order: their state machines decide what a late event may
+/// still do.
+async fn publish_all(publisher: &Publisher, event: Event) -> BatchOutcome {
     let mut published = 0;
     let mut first_failure = None;
     for record in event.records {
@@ -69,15 +134,16 @@ pub async fn publish_batch(publisher: &Publisher, event: Event) -> Result<usize,
                 adapters::metrics::increment(adapters::metrics::Metric::EventsSetAside);
             }
             Err(retryable) => {
-                tracing::warn!(error = %retryable, "publish failed; the stream retries the batch");
-                first_failure.get_or_insert(retryable);
+                tracing::warn!(error = %retryable, "publish failed; the stream retries it");
+                let sequence_number = record.change.sequence_number.clone().unwrap_or_default();
+                first_failure.get_or_insert((sequence_number, retryable));
             }
         }
     }
     adapters::metrics::count(adapters::metrics::Metric::EventsPublished, published as u64);
-    match first_failure {
-        Some(failure) => Err(failure),
-        None => Ok(published),
+    BatchOutcome {
+        published,
+        first_failure,
     }
 }
 

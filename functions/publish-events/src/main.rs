@@ -11,10 +11,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         faults: FaultHook::from_env("FAULT_PUBLISH_EVERY"),
     };
     let publisher = &publisher;
+    let report = publish_events::FailureReport::from_env();
     // An error fails the invocation, so Lambda retries the batch.
     adapters::runtime::serve_events(
         move |event: LambdaEvent<aws_lambda_events::event::dynamodb::Event>| async move {
-            publish_events::publish_batch(publisher, event.payload)
+            publish_events::publish_stream_batch(publisher, event.payload, report)
                 .await
                 .map_err(lambda_runtime::Error::from)
         },

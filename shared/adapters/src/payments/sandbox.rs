@@ -23,8 +23,10 @@ pub fn raw(bytes: &[u8]) -> Result<Vec<u8>, String> {
 /// (`scripts/local pay` plays the customer), refunds always succeed.
 #[derive(Clone)]
 pub struct SandboxProvider {
-    /// Shared by clones: one read serves them all.
-    secret: std::sync::Arc<Credentials<Vec<u8>>>,
+    /// Shared by clones: one read serves them all. Only the function that
+    /// verifies the sandbox's callbacks holds it: starting, refunding and
+    /// closing sandbox payments sign nothing (issue 26.6).
+    secret: Option<std::sync::Arc<Credentials<Vec<u8>>>>,
     base_url: String,
 }
 
@@ -43,28 +45,34 @@ impl SandboxProvider {
         Self::with_secret(Credentials::known(secret, raw), base_url)
     }
 
-    /// The sandbox provider as a deployed function uses it: its signing
-    /// secret is the SSM parameter named by `PAYMENT_SIGNING_SECRET_PARAM`,
-    /// read when a callback or a refund first needs it.
+    /// The sandbox provider as a deployed function uses it. Its signing
+    /// secret is the SSM parameter named by `PAYMENT_SIGNING_SECRET_PARAM`
+    /// (read when a callback first needs it) in the function that verifies
+    /// callbacks; the others are given no such name and never read it.
     pub fn from_env(config: &aws_config::SdkConfig) -> Result<Self, SecretError> {
-        let name = crate::config::required("PAYMENT_SIGNING_SECRET_PARAM")?;
         let base_url = std::env::var("PAYMENT_SANDBOX_URL")
             .unwrap_or_else(|_| "https://sandbox.pay.example".into());
-        Ok(Self::with_secret(
-            Credentials::in_ssm(config, name, raw),
-            base_url,
-        ))
+        let secret = std::env::var("PAYMENT_SIGNING_SECRET_PARAM")
+            .ok()
+            .filter(|name| !name.is_empty())
+            .map(|name| std::sync::Arc::new(Credentials::in_ssm(config, name, raw)));
+        Ok(Self { secret, base_url })
     }
 
     pub fn with_secret(secret: Credentials<Vec<u8>>, base_url: impl Into<String>) -> Self {
         Self {
-            secret: std::sync::Arc::new(secret),
+            secret: Some(std::sync::Arc::new(secret)),
             base_url: base_url.into(),
         }
     }
 
     async fn secret(&self) -> Result<std::sync::Arc<Vec<u8>>, ProviderError> {
-        self.secret.get().await.map_err(|err| {
+        let Some(secret) = &self.secret else {
+            return Err(ProviderError::NotConfigured(
+                "this function holds no sandbox signing secret".into(),
+            ));
+        };
+        secret.get().await.map_err(|err| {
             tracing::error!(%err, "payment signing secret unavailable");
             ProviderError::Unavailable(format!("signing secret: {err}"))
         })
