@@ -23,13 +23,6 @@ pub struct SweepReport {
     pub left_for_next_run: usize,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("{failed} of {due} due orders could not be completed; the next run retries them")]
-pub struct SweepIncomplete {
-    pub failed: usize,
-    pub due: usize,
-}
-
 pub async fn sweep(orders: &Orders, run_id: &str) -> Result<SweepReport, lambda_runtime::Error> {
     let due = orders.find_due_for_receipt(clock::now()).await?;
     let mut report = SweepReport::default();
@@ -55,7 +48,7 @@ pub async fn sweep(orders: &Orders, run_id: &str) -> Result<SweepReport, lambda_
     }
     tracing::info!(due = due.len(), ?report, failed, "receipt sweep done");
     if failed > 0 {
-        return Err(SweepIncomplete {
+        return Err(adapters::runtime::SweepIncomplete {
             failed,
             due: due.len(),
         }

@@ -39,13 +39,6 @@ pub struct SweepReport {
     pub left_for_next_run: usize,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("{failed} of {due} due orders could not be expired; the next run retries them")]
-pub struct SweepIncomplete {
-    pub failed: usize,
-    pub due: usize,
-}
-
 pub async fn sweep(
     orders: &Orders,
     payments: &Payments,
@@ -95,7 +88,7 @@ pub async fn sweep(
         "expiry sweep"
     );
     if failed > 0 {
-        return Err(SweepIncomplete {
+        return Err(adapters::runtime::SweepIncomplete {
             failed,
             due: due.len(),
         }

@@ -5,7 +5,7 @@ use adapters::backend::Backend;
 async fn main() -> Result<(), lambda_http::Error> {
     adapters::runtime::init();
     let backend = Backend::from_env().await?;
-    let provider = adapters::payments::sandbox::SandboxProvider::from_env(&backend.sdk)?;
+    let provider = adapters::payments::sandbox::SandboxProvider::from_env(&backend.sdk);
     let payments = backend.payments();
     http_edge::http::serve(|req| payment_result_notify::handle(&payments, &provider, req)).await
 }

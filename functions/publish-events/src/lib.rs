@@ -79,8 +79,7 @@ pub async fn publish_stream_batch(
     event: Event,
     report: FailureReport,
 ) -> Result<DynamoDbEventResponse, PublishError> {
-    let outcome = publish_all(publisher, event).await;
-    match (outcome.first_failure, report) {
+    match (publish_all(publisher, event).await, report) {
         (None, _) => Ok(DynamoDbEventResponse::default()),
         (Some((sequence_number, _)), FailureReport::BatchItem) => {
             let mut failure = DynamoDbBatchItemFailure::default();
@@ -93,30 +92,15 @@ pub async fn publish_stream_batch(
     }
 }
 
-/// Publishes a stream batch; the number of events published, or the first
-/// retryable failure.
-pub async fn publish_batch(publisher: &Publisher, event: Event) -> Result<usize, PublishError> {
-    let outcome = publish_all(publisher, event).await;
-    match outcome.first_failure {
-        Some((_, failure)) => Err(failure),
-        None => Ok(outcome.published),
-    }
-}
-
-struct BatchOutcome {
-    published: usize,
-    /// The sequence number of the first record that failed (it and every
-    /// record after it are retried), and why.
-    first_failure: Option<(String, PublishError)>,
-}
-
-/// Publishes every record of a batch. A failed record does not stop the
+/// Publishes every record of a batch; the sequence number of the first
+/// record that failed (it and every record after it are retried), and why.
+/// A failed record does not stop the
 /// others, so one retry covers every record that failed in it (stopping at
 /// the first failure would cost one retry per failing record, which under a
 /// backlog delays everything behind it). Consumers do not depend on
 /// publication order: their state machines decide what a late event may
 /// still do.
-async fn publish_all(publisher: &Publisher, event: Event) -> BatchOutcome {
+async fn publish_all(publisher: &Publisher, event: Event) -> Option<(String, PublishError)> {
     let mut published = 0;
     let mut first_failure = None;
     for record in event.records {
@@ -141,10 +125,7 @@ async fn publish_all(publisher: &Publisher, event: Event) -> BatchOutcome {
         }
     }
     adapters::metrics::count(adapters::metrics::Metric::EventsPublished, published as u64);
-    BatchOutcome {
-        published,
-        first_failure,
-    }
+    first_failure
 }
 
 async fn publish(publisher: &Publisher, record: &EventRecord) -> Result<(), PublishError> {

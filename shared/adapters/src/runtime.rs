@@ -39,6 +39,16 @@ pub fn init() {
 pub const SWEEP_MARGIN: std::time::Duration =
     std::time::Duration::from_secs(2 * crate::db::OPERATION_TIMEOUT.as_secs());
 
+/// A scheduled sweep whose run left some due items undone (logged one by
+/// one): the invocation fails so that its alarm counts it, and the next
+/// run retries them.
+#[derive(Debug, thiserror::Error)]
+#[error("{failed} of {due} due items could not be handled; the next run retries them")]
+pub struct SweepIncomplete {
+    pub failed: usize,
+    pub due: usize,
+}
+
 /// Whether a sweep must stop and leave the rest to the next run (every minute).
 pub fn sweep_out_of_time() -> bool {
     time_left().is_some_and(|left| left < SWEEP_MARGIN)

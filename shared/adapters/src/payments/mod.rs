@@ -712,13 +712,12 @@ impl Payments {
             .table_name(&self.tables.payments)
             .key("paymentId", s(&payment.payment_id))
             .update_expression(
-                "SET paymentStatus = :refunded, updatedAt = :now, providerRefundId = :refund, refunds = :refunds",
+                "SET paymentStatus = :refunded, updatedAt = :now, refunds = :refunds",
             )
             .condition_expression("paymentStatus = :succeeded")
             .expression_attribute_values(":refunded", s(PaymentStatus::Refunded.as_str()))
             .expression_attribute_values(":succeeded", s(PaymentStatus::Succeeded.as_str()))
             .expression_attribute_values(":now", s(&now))
-            .expression_attribute_values(":refund", s(&receipt.provider_refund_id))
             .expression_attribute_values(
                 ":refunds",
                 serde_dynamo::to_attribute_value(&refunded.refunds)
@@ -812,12 +811,7 @@ impl Payments {
             _ => CallbackOutcome::Conflicting,
         };
         if outcome != CallbackOutcome::Applied {
-            let put = self.audit_record(&payment, &result, &refund_outcome(outcome), &now)?;
-            self.client
-                .put_item()
-                .table_name(put.table_name())
-                .set_item(Some(put.item().clone()))
-                .send()
+            self.put_audit(self.audit_record(&payment, &result, &refund_outcome(outcome), &now)?)
                 .await?;
         }
         tracing::info!(
@@ -856,6 +850,7 @@ impl Payments {
                 ":reason",
                 result.failure_reason.as_deref().map_or(AttributeValue::Null(true), s),
             )
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(build_err)?;
         let audit = self.audit_record(
@@ -884,10 +879,11 @@ impl Payments {
                 Ok(CallbackOutcome::Applied)
             }
             Transact::Cancelled(reasons) if reasons.first().is_some_and(condition_failed) => {
-                // A racing copy settled it first.
-                let current = self
-                    .get(&payment.payment_id)
-                    .await?
+                // A racing copy settled it first: what it wrote comes back
+                // with the cancellation.
+                let current = reasons[0]
+                    .item()
+                    .and_then(|item| serde_dynamo::from_item::<_, Payment>(item.clone()).ok())
                     .and_then(|p| p.refunds.get(&result.refund_id).cloned());
                 Ok(match current {
                     Some(r) if r.refund_status == result.refund_status => {
@@ -909,19 +905,26 @@ impl Payments {
         outcome: CallbackOutcome,
         now: &str,
     ) -> Result<(), DbError> {
-        let put = self.audit_put(payment, notification, outcome, now)?;
-        self.client
-            .put_item()
-            .table_name(put.table_name())
-            .set_item(Some(put.item().clone()))
-            .send()
+        self.put_audit(self.audit_put(payment, notification, outcome, now)?)
             .await?;
         if outcome != CallbackOutcome::Duplicate {
             tracing::warn!(payment_id = %payment.payment_id, outcome = outcome.as_str(), "payment callback recorded without effect");
         }
         Ok(())
     }
+
+    /// Writes an audit record on its own (not part of a transaction).
+    async fn put_audit(&self, put: Put) -> Result<(), DbError> {
+        self.client
+            .put_item()
+            .table_name(put.table_name())
+            .set_item(Some(put.item().clone()))
+            .send()
+            .await?;
+        Ok(())
+    }
 }
+
 /// A refund result's outcome as the callbacks table names it, apart from
 /// the payment's own (`REFUND_APPLIED`, `REFUND_DUPLICATE`, ...).
 fn refund_outcome(outcome: CallbackOutcome) -> String {

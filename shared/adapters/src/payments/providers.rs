@@ -106,7 +106,7 @@ impl Providers {
             .then(|| StripeProvider::from_env(config))
             .transpose()?;
         Ok(Self::new(
-            SandboxProvider::from_env(config)?,
+            SandboxProvider::from_env(config),
             alipay,
             wechatpay,
             stripe,

@@ -9,7 +9,7 @@ use domain::payments::{
 
 pub use super::webhook_signature::sign;
 use super::webhook_signature::verify;
-use crate::secrets::{Credentials, SecretError};
+use crate::secrets::Credentials;
 
 pub const HEADER: &str = "x-payment-signature";
 
@@ -49,14 +49,14 @@ impl SandboxProvider {
     /// secret is the SSM parameter named by `PAYMENT_SIGNING_SECRET_PARAM`
     /// (read when a callback first needs it) in the function that verifies
     /// callbacks; the others are given no such name and never read it.
-    pub fn from_env(config: &aws_config::SdkConfig) -> Result<Self, SecretError> {
+    pub fn from_env(config: &aws_config::SdkConfig) -> Self {
         let base_url = std::env::var("PAYMENT_SANDBOX_URL")
             .unwrap_or_else(|_| "https://sandbox.pay.example".into());
         let secret = std::env::var("PAYMENT_SIGNING_SECRET_PARAM")
             .ok()
             .filter(|name| !name.is_empty())
             .map(|name| std::sync::Arc::new(Credentials::in_ssm(config, name, raw)));
-        Ok(Self { secret, base_url })
+        Self { secret, base_url }
     }
 
     pub fn with_secret(secret: Credentials<Vec<u8>>, base_url: impl Into<String>) -> Self {
