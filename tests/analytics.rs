@@ -38,6 +38,9 @@ fn order(lines: &[(&str, i64, i64)]) -> Order {
         paid_payment_id: None,
         shipment: None,
         completed_at: None,
+        refund_claims: Default::default(),
+        refunded_units: Default::default(),
+        refunded_amount: 0,
     }
 }
 

@@ -944,9 +944,13 @@ impl Fixture {
     /// An order of one unit of `a`, paid by a stored SUCCEEDED sandbox
     /// payment (as the order-status consumer leaves it).
     async fn paid_order(&self, user: &str) -> domain::orders::Order {
-        let (_, order) = self
-            .create(user, json!({"productId": "a", "quantity": 1}))
-            .await;
+        self.paid_order_of(user, json!({"productId": "a", "quantity": 1}))
+            .await
+    }
+
+    /// An order of `body`, paid like [`Self::paid_order`].
+    async fn paid_order_of(&self, user: &str, body: Value) -> domain::orders::Order {
+        let (_, order) = self.create(user, body).await;
         let order = self
             .orders
             .get(order["orderId"].as_str().unwrap())
@@ -1186,5 +1190,247 @@ async fn a_cancel_racing_a_shipment_lets_exactly_one_win() {
             }
             other => panic!("{id}: both or neither won: {other:?} {shipped:?} {cancelled:?}"),
         }
+    }
+}
+
+mod refund_requests {
+    use super::*;
+    use adapters::refund_requests::{Filed, Filing, RefundRequests};
+    use domain::orders::LineRequest;
+    use domain::refund_requests::{RefundRequestBody, RefundRequestError, RefundRequestStatus};
+
+    fn requests(f: &Fixture) -> RefundRequests {
+        // No deployed function is wired to the table yet (the routes come
+        // next): its name comes from the template's logical id.
+        let mut tables = f.db.tables.clone();
+        tables.refund_requests = f.db.physical["RefundRequestsTable"].clone();
+        RefundRequests::new(f.db.client.clone(), tables)
+    }
+
+    fn provider() -> adapters::payments::sandbox::SandboxProvider {
+        adapters::payments::sandbox::SandboxProvider::new("s", "https://sandbox.test")
+    }
+
+    async fn file(
+        f: &Fixture,
+        order_id: &str,
+        quantity: i64,
+        return_goods: bool,
+    ) -> Result<domain::refund_requests::RefundRequest, RefundRequestError> {
+        let order = f.orders.get(order_id).await.unwrap().unwrap();
+        let body = RefundRequestBody {
+            items: vec![LineRequest {
+                product_id: "a".into(),
+                quantity,
+            }],
+            reason: "dented".into(),
+            return_goods,
+        };
+        let filing = Filing {
+            order: &order,
+            lines: body.lines_of(&order)?,
+            reason: body.reason(),
+            return_goods,
+            idempotency: None,
+        };
+        match requests(f).file(filing, &order.user_id).await? {
+            Filed::Filed(request) => Ok(*request),
+            Filed::Replayed(_) => panic!("no key was sent"),
+        }
+    }
+
+    /// The outbox's OrderLinesRefunded events of an order.
+    async fn lines_refunded(f: &Fixture, order_id: &str) -> Vec<Value> {
+        let out =
+            f.db.client
+                .scan()
+                .table_name(&f.db.tables.events)
+                .send()
+                .await
+                .unwrap();
+        out.items()
+            .iter()
+            .filter_map(|item| match item.get("envelope") {
+                Some(AttributeValue::S(s)) => serde_json::from_str::<Value>(s).ok(),
+                _ => None,
+            })
+            .filter(|e| {
+                e["type"] == "OrderLinesRefunded" && e["data"]["order"]["orderId"] == order_id
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn racing_requests_never_claim_more_than_a_line_holds() {
+        let f = fixture().await;
+        f.product("a", 100, 10).await;
+        let order = f
+            .paid_order_of("u1", json!({"productId": "a", "quantity": 3}))
+            .await;
+        let mut racers = Vec::new();
+        for _ in 0..10 {
+            let (f, id) = (f.clone(), order.order_id.clone());
+            racers.push(tokio::spawn(async move { file(&f, &id, 1, true).await }));
+        }
+        let (mut filed, mut exceeded) = (0, 0);
+        for racer in racers {
+            match racer.await.unwrap() {
+                Ok(_) => filed += 1,
+                Err(RefundRequestError::QuantityExceeded { claimable: 0, .. }) => exceeded += 1,
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+        assert_eq!((filed, exceeded), (3, 7));
+        let order = f.orders.get(&order.order_id).await.unwrap().unwrap();
+        assert_eq!(order.refund_claims["a"], 3);
+        let (listed, _) = requests(&f)
+            .list_for_order(&order.order_id, 50, None)
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 3);
+        // More than bought is the request's own fault: 400 naming the field.
+        let more = file(&f, &order.order_id, 4, true).await.unwrap_err();
+        assert!(
+            matches!(&more, RefundRequestError::Invalid(e) if e.field == "items[0].quantity"),
+            "{more:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn approvals_refund_once_restock_returns_and_the_last_refunds_the_order() {
+        let f = fixture().await;
+        f.product("a", 100, 10).await;
+        let order = f
+            .paid_order_of("u1", json!({"productId": "a", "quantity": 3}))
+            .await;
+        let id = order.order_id.clone();
+        let shipment = json!({"carrier": "SF", "trackingNumber": "SF1"});
+        assert_eq!(f.ship(true, &id, shipment).await.0, 201);
+        assert_eq!(f.receive("u1", &id).await.0, 200);
+        let returned = file(&f, &id, 1, true).await.unwrap();
+        assert_eq!(returned.amount, 100);
+
+        // Two admins approve at once: one refund, one restock, one event.
+        let mut approvals = Vec::new();
+        for admin in ["ops1", "ops2"] {
+            let (f, rid) = (f.clone(), returned.refund_request_id.clone());
+            approvals.push(tokio::spawn(async move {
+                requests(&f)
+                    .approve(&rid, admin, None, &f.payments, &provider(), "c")
+                    .await
+            }));
+        }
+        for approval in approvals {
+            let done = approval.await.unwrap().unwrap();
+            assert_eq!(done.request_status, RefundRequestStatus::Refunded);
+        }
+        let partly = f.orders.get(&id).await.unwrap().unwrap();
+        assert_eq!(partly.order_status, OrderStatus::PartiallyRefunded);
+        assert_eq!(
+            (partly.refunded_amount, partly.refunded_units["a"]),
+            (100, 1)
+        );
+        assert_eq!(f.counters("a").await, (8, 0, 2));
+        let payment = f
+            .payments
+            .get(partly.paid_payment_id.as_deref().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(payment.refunds.len(), 1);
+        assert_eq!(payment.refunds[&returned.refund_request_id].amount, 100);
+        assert_eq!(
+            payment.payment_status,
+            domain::payments::PaymentStatus::Succeeded
+        );
+        assert_eq!(lines_refunded(&f, &id).await.len(), 1);
+        // Approving again later changes nothing.
+        requests(&f)
+            .approve(
+                &returned.refund_request_id,
+                "ops1",
+                None,
+                &f.payments,
+                &provider(),
+                "c",
+            )
+            .await
+            .unwrap();
+        assert_eq!(lines_refunded(&f, &id).await.len(), 1);
+
+        // The other two units, kept by the buyer: refunded, not restocked;
+        // nothing is left, so the order and its payment are refunded.
+        let kept = file(&f, &id, 2, false).await.unwrap();
+        let done = requests(&f)
+            .approve(
+                &kept.refund_request_id,
+                "ops1",
+                Some("ok"),
+                &f.payments,
+                &provider(),
+                "c",
+            )
+            .await
+            .unwrap();
+        assert!(!done.restocked);
+        let refunded = f.orders.get(&id).await.unwrap().unwrap();
+        assert_eq!(refunded.order_status, OrderStatus::Refunded);
+        assert_eq!(refunded.refunded_amount, 300);
+        assert_eq!(f.counters("a").await, (8, 0, 2));
+        let payment = f.payments.get(&payment.payment_id).await.unwrap().unwrap();
+        assert_eq!(
+            payment.payment_status,
+            domain::payments::PaymentStatus::Refunded
+        );
+        assert_eq!(lines_refunded(&f, &id).await.len(), 2);
+        // Nothing left to ask for.
+        assert!(matches!(
+            file(&f, &id, 1, true).await,
+            Err(RefundRequestError::NotRefundable { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_rejection_frees_the_units_and_a_cancel_waits_for_open_requests() {
+        let f = fixture().await;
+        f.product("a", 100, 10).await;
+        let order = f.paid_order("u1").await;
+        let id = order.order_id.clone();
+        let request = file(&f, &id, 1, false).await.unwrap();
+        // A paid order with a claimed line is not cancelled whole.
+        let (status, body) = f.cancel("u1", &id).await;
+        assert_eq!(
+            (status, code(&body)),
+            (409, "ORDER_NOT_CANCELLABLE"),
+            "{body}"
+        );
+        let rejected = requests(&f)
+            .reject(&request.refund_request_id, "ops", "not damaged")
+            .await
+            .unwrap();
+        assert_eq!(rejected.request_status, RefundRequestStatus::Rejected);
+        // Rejecting again is the same outcome; approving now is too late.
+        requests(&f)
+            .reject(&request.refund_request_id, "ops", "not damaged")
+            .await
+            .unwrap();
+        assert!(matches!(
+            requests(&f)
+                .approve(
+                    &request.refund_request_id,
+                    "ops",
+                    None,
+                    &f.payments,
+                    &provider(),
+                    "c"
+                )
+                .await,
+            Err(RefundRequestError::AlreadyDecided { .. })
+        ));
+        let order = f.orders.get(&id).await.unwrap().unwrap();
+        assert_eq!(order.refund_claims["a"], 0);
+        assert_eq!(order.order_status, OrderStatus::Paid);
+        let (status, _) = f.cancel("u1", &id).await;
+        assert_eq!(status, 202);
     }
 }

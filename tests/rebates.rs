@@ -74,6 +74,9 @@ fn paid_order(user: &str, lines: &[(&str, i64)]) -> Order {
         paid_payment_id: Some("pay".into()),
         shipment: None,
         completed_at: None,
+        refund_claims: Default::default(),
+        refunded_units: Default::default(),
+        refunded_amount: 0,
     }
 }
 

@@ -206,6 +206,9 @@ async fn a_consumer_returns_its_batch_to_the_queue_instead_of_hanging() {
         paid_payment_id: None,
         shipment: None,
         completed_at: None,
+        refund_claims: Default::default(),
+        refunded_units: Default::default(),
+        refunded_amount: 0,
     };
     let messages = (1..=3)
         .map(|i| {

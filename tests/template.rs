@@ -379,6 +379,15 @@ fn the_event_catalogue_has_one_valid_example_per_type() {
             | EventType::OrderCompleted => {
                 serde_json::from_value::<domain::orders::Order>(data).map(|_| ())
             }
+            EventType::OrderLinesRefunded => {
+                serde_json::from_value::<domain::orders::Order>(data["order"].clone())
+                    .and_then(|_| {
+                        serde_json::from_value::<domain::refund_requests::RefundRequest>(
+                            data["refundRequest"].clone(),
+                        )
+                    })
+                    .map(|_| ())
+            }
             EventType::PaymentSucceeded | EventType::PaymentFailed => {
                 serde_json::from_value::<domain::payments::Payment>(data).map(|_| ())
             }
@@ -413,6 +422,7 @@ fn the_event_catalogue_has_one_valid_example_per_type() {
         EventType::OrderRefunded,
         EventType::OrderShipped,
         EventType::OrderCompleted,
+        EventType::OrderLinesRefunded,
         EventType::PaymentSucceeded,
         EventType::PaymentFailed,
         EventType::PaymentRefunded,

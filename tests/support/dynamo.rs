@@ -38,6 +38,9 @@ pub struct TestDb {
     pub tables: Tables,
     /// The table variables a deployed function would get (`ORDERS_TABLE`...).
     pub env: HashMap<String, String>,
+    /// Each table's name here by its logical id (`OrdersTable`...), for a
+    /// table no deployed function is wired to yet.
+    pub physical: HashMap<String, String>,
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -67,6 +70,7 @@ impl TestDb {
             client,
             tables,
             env,
+            physical,
         }
     }
 }

@@ -63,6 +63,8 @@ pub struct Tables {
     pub preferences: String,
     /// Per-user token buckets (see `ratelimit`).
     pub rate_limits: String,
+    /// After-sales refund requests (see `refund_requests`).
+    pub refund_requests: String,
 }
 
 impl Tables {
@@ -92,6 +94,7 @@ impl Tables {
             notifications: table("NOTIFICATIONS_TABLE"),
             preferences: table("PREFERENCES_TABLE"),
             rate_limits: table("RATE_LIMITS_TABLE"),
+            refund_requests: table("REFUND_REQUESTS_TABLE"),
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod outbox;
 pub mod payments;
 pub mod ratelimit;
 pub mod rebates;
+pub mod refund_requests;
 pub mod runtime;
 pub mod sales;
 #[cfg(feature = "ssm")]

@@ -195,6 +195,9 @@ fn event_type(transition: OrderTransition) -> EventType {
         OrderTransition::Refund => EventType::OrderRefunded,
         OrderTransition::Ship => EventType::OrderShipped,
         OrderTransition::ConfirmReceipt => EventType::OrderCompleted,
+        OrderTransition::RefundLines | OrderTransition::RefundLastLines => {
+            EventType::OrderLinesRefunded
+        }
     }
 }
 
@@ -291,6 +294,9 @@ impl Orders {
             paid_payment_id: None,
             shipment: None,
             completed_at: None,
+            refund_claims: Default::default(),
+            refunded_units: Default::default(),
+            refunded_amount: 0,
         })
     }
 
@@ -546,7 +552,7 @@ impl Orders {
     ) -> Result<Transition, DbError> {
         let mut order = order.clone();
         for attempt in 1..=MAX_ATTEMPTS {
-            let Ok(target) = order.order_status.apply(transition) else {
+            let Ok(target) = order.next_status(transition) else {
                 return Ok(Transition::LostRace(Some(order.order_status)));
             };
             let now = clock::now_rfc3339();
@@ -714,11 +720,21 @@ impl Orders {
         let fulfilment = match transition {
             OrderTransition::Ship => {
                 // A paid order whose refund has begun (a cancel) is not
-                // shipped: the money is on its way back.
-                condition.push_str(" AND attribute_not_exists(refundRequestedAt)");
+                // shipped: the money is on its way back. An order ships
+                // once (a partly refunded one may be shipped already).
+                condition.push_str(
+                    " AND attribute_not_exists(refundRequestedAt) AND attribute_not_exists(shipment)",
+                );
                 ", shipment = :shipment, confirmShard = :confirmShard, confirmDueAt = :confirmDue"
             }
-            OrderTransition::ConfirmReceipt => ", completedAt = :now",
+            OrderTransition::ConfirmReceipt => {
+                // Received once, after shipping (a partly refunded order
+                // may be either).
+                condition.push_str(
+                    " AND attribute_exists(shipment) AND attribute_not_exists(completedAt)",
+                );
+                ", completedAt = :now"
+            }
             _ => "",
         };
         let paid_payment_id = updated
@@ -837,7 +853,12 @@ impl Orders {
             .table_name(&self.tables.orders)
             .key("orderId", s(&order.order_id))
             .update_expression("SET refundRequestedAt = if_not_exists(refundRequestedAt, :now)")
-            .condition_expression("orderStatus = :paid")
+            // Lines that refund requests claim are refunded by those, not
+            // again by a whole refund.
+            .condition_expression(
+                "orderStatus = :paid AND (attribute_not_exists(refundClaimedUnits) OR refundClaimedUnits = :zero)",
+            )
+            .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":now", s(&clock::now_rfc3339()))
             .expression_attribute_values(":paid", s(OrderStatus::Paid.as_str()))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)

@@ -23,6 +23,9 @@ pub enum EventType {
     OrderRefunded,
     OrderShipped,
     OrderCompleted,
+    /// An approved refund request returned some lines' money:
+    /// `{order, refundRequest}` (the order as it became).
+    OrderLinesRefunded,
     PaymentSucceeded,
     PaymentFailed,
     PaymentRefunded,

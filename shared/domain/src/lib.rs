@@ -14,4 +14,5 @@ pub mod notifications;
 pub mod orders;
 pub mod payments;
 pub mod rebates;
+pub mod refund_requests;
 pub mod sales;

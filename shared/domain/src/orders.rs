@@ -1,7 +1,7 @@
 //! Orders: the state machine every status change goes through, the stored
 //! shape, and the validation of `POST /orders`.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +28,9 @@ pub enum OrderStatus {
     Shipped,
     /// The buyer confirmed receipt, or the auto-confirm sweep did.
     Completed,
+    /// Some lines' money went back by approved refund requests; the rest
+    /// stays sold (and, unshipped, may still ship).
+    PartiallyRefunded,
 }
 
 /// Something that happens to an order.
@@ -49,6 +52,12 @@ pub enum OrderTransition {
     /// The buyer confirmed receipt (or the sweep did, `AutoConfirmDays`
     /// after shipping).
     ConfirmReceipt,
+    /// An approved refund request returned some lines' money, and units
+    /// remain that were not refunded.
+    RefundLines,
+    /// An approved refund request returned the money of every unit still
+    /// unrefunded: nothing is left to refund.
+    RefundLastLines,
 }
 
 /// How a transition moves an order's units between the product's counters.
@@ -71,6 +80,9 @@ impl OrderTransition {
             OrderTransition::PaymentFailed
             | OrderTransition::Ship
             | OrderTransition::ConfirmReceipt => StockMove::Keep,
+            // Per line, not per order: only the refunded lines' returned
+            // units go back (see `RefundRequest::restocks`).
+            OrderTransition::RefundLines | OrderTransition::RefundLastLines => StockMove::Keep,
             OrderTransition::Cancel | OrderTransition::Expire => StockMove::Release,
             OrderTransition::Refund => StockMove::Restock,
         }
@@ -85,7 +97,7 @@ pub struct ForbiddenTransition {
 }
 
 impl OrderStatus {
-    pub const ALL: [OrderStatus; 8] = [
+    pub const ALL: [OrderStatus; 9] = [
         OrderStatus::PendingPayment,
         OrderStatus::Paid,
         OrderStatus::PaymentFailed,
@@ -94,6 +106,7 @@ impl OrderStatus {
         OrderStatus::Refunded,
         OrderStatus::Shipped,
         OrderStatus::Completed,
+        OrderStatus::PartiallyRefunded,
     ];
 
     /// The name stored in DynamoDB and shown in the API.
@@ -107,6 +120,7 @@ impl OrderStatus {
             OrderStatus::Refunded => "REFUNDED",
             OrderStatus::Shipped => "SHIPPED",
             OrderStatus::Completed => "COMPLETED",
+            OrderStatus::PartiallyRefunded => "PARTIALLY_REFUNDED",
         }
     }
 
@@ -130,6 +144,15 @@ impl OrderStatus {
             (Paid, T::Refund) => Ok(Refunded),
             (Paid, T::Ship) => Ok(Shipped),
             (Shipped, T::ConfirmReceipt) => Ok(Completed),
+            // What remains of a partly refunded order still ships and is
+            // still received (the order's shipment facts decide which, see
+            // `Order::next_status`).
+            (PartiallyRefunded, T::Ship) => Ok(Shipped),
+            (PartiallyRefunded, T::ConfirmReceipt) => Ok(Completed),
+            (Paid | Shipped | Completed | PartiallyRefunded, T::RefundLines) => {
+                Ok(PartiallyRefunded)
+            }
+            (Paid | Shipped | Completed | PartiallyRefunded, T::RefundLastLines) => Ok(Refunded),
             (from, transition) => Err(ForbiddenTransition { from, transition }),
         }
     }
@@ -186,6 +209,17 @@ pub struct Order {
     /// When the order became `COMPLETED`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<String>,
+    /// Units per product that refund requests claim (asked for and not
+    /// rejected): a line's claims never exceed what was bought, by the
+    /// condition of the write that adds them.
+    #[serde(default)]
+    pub refund_claims: BTreeMap<String, i64>,
+    /// Units per product whose money went back by approved requests.
+    #[serde(default)]
+    pub refunded_units: BTreeMap<String, i64>,
+    /// Minor units returned by approved refund requests.
+    #[serde(default)]
+    pub refunded_amount: i64,
 }
 
 /// How a shipped order travels.
@@ -248,6 +282,44 @@ impl ShipmentRequest {
 }
 
 impl Order {
+    /// The status `transition` leads to from this order, or why not: the
+    /// status table, and for a partly refunded order its shipment facts
+    /// (it ships once, and is received once, after shipping).
+    pub fn next_status(
+        &self,
+        transition: OrderTransition,
+    ) -> Result<OrderStatus, ForbiddenTransition> {
+        let forbidden = ForbiddenTransition {
+            from: self.order_status,
+            transition,
+        };
+        let to = self.order_status.apply(transition)?;
+        let fits = match transition {
+            OrderTransition::Ship => self.shipment.is_none(),
+            OrderTransition::ConfirmReceipt => {
+                self.shipment.is_some() && self.completed_at.is_none()
+            }
+            _ => true,
+        };
+        if fits { Ok(to) } else { Err(forbidden) }
+    }
+
+    /// Units of `product_id` bought and not yet claimed by a refund request.
+    pub fn claimable_units(&self, product_id: &str) -> i64 {
+        let bought = self
+            .items
+            .iter()
+            .find(|l| l.product_id == product_id)
+            .map_or(0, |l| l.quantity);
+        bought - self.refund_claims.get(product_id).copied().unwrap_or(0)
+    }
+
+    /// Units bought and not refunded, over every line.
+    pub fn unrefunded_units(&self) -> i64 {
+        self.items.iter().map(|l| l.quantity).sum::<i64>()
+            - self.refunded_units.values().sum::<i64>()
+    }
+
     /// The late-payment rule: a payment's success pays this order only if it
     /// was settled (its callback reached us) no later than the end of the
     /// payment window plus `grace`. It does not depend on when the expiry
@@ -465,23 +537,24 @@ mod tests {
             (Paid, T::Refund, Refunded),
             (Paid, T::Ship, Shipped),
             (Shipped, T::ConfirmReceipt, Completed),
+            (PartiallyRefunded, T::Ship, Shipped),
+            (PartiallyRefunded, T::ConfirmReceipt, Completed),
+            (Paid, T::RefundLines, PartiallyRefunded),
+            (Shipped, T::RefundLines, PartiallyRefunded),
+            (Completed, T::RefundLines, PartiallyRefunded),
+            (PartiallyRefunded, T::RefundLines, PartiallyRefunded),
+            (Paid, T::RefundLastLines, Refunded),
+            (Shipped, T::RefundLastLines, Refunded),
+            (Completed, T::RefundLastLines, Refunded),
+            (PartiallyRefunded, T::RefundLastLines, Refunded),
         ];
         for (from, t, to) in allowed {
             assert_eq!(from.apply(t), Ok(to), "{from:?} --{t:?}-->");
         }
         // Every other pair is forbidden.
-        let transitions = [
-            T::PaymentSucceeded,
-            T::PaymentFailed,
-            T::Cancel,
-            T::Expire,
-            T::Refund,
-            T::Ship,
-            T::ConfirmReceipt,
-        ];
         let mut forbidden = 0;
         for from in OrderStatus::ALL {
-            for t in transitions {
+            for t in TRANSITIONS {
                 if !allowed.iter().any(|(f, tt, _)| *f == from && *tt == t) {
                     assert_eq!(
                         from.apply(t),
@@ -495,24 +568,70 @@ mod tests {
                 }
             }
         }
-        assert_eq!(forbidden, 8 * 7 - allowed.len());
+        assert_eq!(forbidden, 9 * TRANSITIONS.len() - allowed.len());
     }
 
+    const TRANSITIONS: [OrderTransition; 9] = [
+        T::PaymentSucceeded,
+        T::PaymentFailed,
+        T::Cancel,
+        T::Expire,
+        T::Refund,
+        T::Ship,
+        T::ConfirmReceipt,
+        T::RefundLines,
+        T::RefundLastLines,
+    ];
+
     #[test]
-    fn final_states_accept_nothing_but_refund_of_paid() {
-        for from in [Cancelled, Expired, Refunded, Completed] {
-            for t in [
-                T::PaymentSucceeded,
-                T::PaymentFailed,
-                T::Cancel,
-                T::Expire,
-                T::Refund,
-                T::Ship,
-                T::ConfirmReceipt,
-            ] {
+    fn final_states_accept_nothing() {
+        for from in [Cancelled, Expired, Refunded] {
+            for t in TRANSITIONS {
                 assert!(from.apply(t).is_err());
             }
         }
+        // A completed order takes only refunds of its lines.
+        for t in TRANSITIONS {
+            assert_eq!(
+                Completed.apply(t).is_ok(),
+                matches!(t, T::RefundLines | T::RefundLastLines),
+                "{t:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_partly_refunded_order_ships_and_is_received_once() {
+        let mut order = Order {
+            order_id: "o".into(),
+            user_id: "u".into(),
+            items: vec![],
+            order_amount: 0,
+            currency: "CNY".into(),
+            order_status: PartiallyRefunded,
+            created_at: String::new(),
+            updated_at: String::new(),
+            expires_at: String::new(),
+            active_payment_id: None,
+            paid_payment_id: None,
+            shipment: None,
+            completed_at: None,
+            refund_claims: Default::default(),
+            refunded_units: Default::default(),
+            refunded_amount: 0,
+        };
+        assert_eq!(order.next_status(T::Ship), Ok(Shipped));
+        assert!(order.next_status(T::ConfirmReceipt).is_err());
+        order.shipment = Some(Shipment {
+            carrier: "c".into(),
+            tracking_number: "t".into(),
+            shipped_at: String::new(),
+        });
+        assert!(order.next_status(T::Ship).is_err());
+        assert_eq!(order.next_status(T::ConfirmReceipt), Ok(Completed));
+        order.completed_at = Some(String::new());
+        assert!(order.next_status(T::ConfirmReceipt).is_err());
+        assert_eq!(order.next_status(T::RefundLines), Ok(PartiallyRefunded));
     }
 
     #[test]
@@ -527,8 +646,15 @@ mod tests {
         );
         assert_eq!(T::Refund.allowed_from(), vec![Paid]);
         assert_eq!(T::PaymentFailed.allowed_from(), vec![PendingPayment]);
-        assert_eq!(T::Ship.allowed_from(), vec![Paid]);
-        assert_eq!(T::ConfirmReceipt.allowed_from(), vec![Shipped]);
+        assert_eq!(T::Ship.allowed_from(), vec![Paid, PartiallyRefunded]);
+        assert_eq!(
+            T::ConfirmReceipt.allowed_from(),
+            vec![Shipped, PartiallyRefunded]
+        );
+        assert_eq!(
+            T::RefundLines.allowed_from(),
+            vec![Paid, Shipped, Completed, PartiallyRefunded]
+        );
         // Shipped or completed, an order is no longer cancelled (nor
         // refunded whole): its money comes back by refund requests.
         assert!(!T::Cancel.allowed_from().contains(&Shipped));
@@ -569,15 +695,7 @@ mod tests {
         // A transition releases or sells the reservation exactly when it
         // leaves the states that hold one.
         for from in OrderStatus::ALL {
-            for t in [
-                T::PaymentSucceeded,
-                T::PaymentFailed,
-                T::Cancel,
-                T::Expire,
-                T::Refund,
-                T::Ship,
-                T::ConfirmReceipt,
-            ] {
+            for t in TRANSITIONS {
                 if let Ok(to) = from.apply(t) {
                     let moves_reservation =
                         matches!(t.stock_move(), StockMove::Release | StockMove::Sell);
@@ -588,7 +706,7 @@ mod tests {
                     );
                     assert_eq!(
                         t.stock_move() == StockMove::Restock,
-                        from == Paid && to == Refunded,
+                        t == T::Refund,
                         "{from:?} --{t:?}-->"
                     );
                 }

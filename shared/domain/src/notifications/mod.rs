@@ -219,11 +219,13 @@ pub fn format_amount(amount: i64, currency: &str) -> String {
 }
 
 /// The part of an event's data that names the user and the order: the
-/// data itself, or for `PaymentRefunded` (`{payment, providerRefundId,
-/// reason}`) its payment.
+/// data itself, for `PaymentRefunded` (`{payment, providerRefundId,
+/// reason}`) its payment, for `OrderLinesRefunded` (`{order,
+/// refundRequest}`) the request (its amount is what went back).
 pub fn subject(event_type: EventType, data: &Value) -> &Value {
-    match (event_type, data.get("payment")) {
-        (EventType::PaymentRefunded, Some(payment)) => payment,
+    match event_type {
+        EventType::PaymentRefunded => data.get("payment").unwrap_or(data),
+        EventType::OrderLinesRefunded => data.get("refundRequest").unwrap_or(data),
         _ => data,
     }
 }
@@ -306,6 +308,16 @@ pub fn render(event_type: EventType, data: &Value, locale: Locale) -> Option<(St
         EventType::PaymentRefunded => (
             "Refund issued",
             format!("{amount} for order {order} is on its way back to you."),
+        ),
+        EventType::OrderLinesRefunded if zh => (
+            "退款成功",
+            format!("您对订单 {order} 的退款申请已通过，{amount} 已原路退回。"),
+        ),
+        EventType::OrderLinesRefunded => (
+            "Refund issued",
+            format!(
+                "Your refund request for order {order} is approved: {amount} is on its way back to you."
+            ),
         ),
         EventType::RebateCredited if zh => (
             "返利已入账",
