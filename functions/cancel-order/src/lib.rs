@@ -7,7 +7,8 @@
 //! stock, when the order-status consumer processes the refund event.
 //! Shipped or completed: 409 `ORDER_NOT_CANCELLABLE`, pointing at refund
 //! requests; a cancel racing a shipment is settled by the order's refund
-//! claim (exactly one of them wins).
+//! claim (exactly one of them wins). A paid order some of whose lines
+//! refund requests claim is 409 too: those requests refund them.
 
 use adapters::orders::{Orders, Transition};
 use adapters::payments::Payments;
@@ -78,7 +79,15 @@ async fn refund(
     };
     let Some(payment) = payment else {
         tracing::error!(order_id = %order.order_id, "paid order without its payment");
-        return Err(not_cancellable(&order.order_id, order.order_status));
+        return Err(ApiError::conflict(
+            "ORDER_NOT_CANCELLABLE",
+            format!(
+                "order {} is PAID: its payment cannot be found to refund",
+                order.order_id
+            ),
+        )
+        .with("orderId", order.order_id.as_str())
+        .with("orderStatus", order.order_status.as_str()));
     };
     // Claimed before the money moves, so that the shop cannot ship it while
     // it goes back (shipping is conditional on the claim's absence).
@@ -98,7 +107,11 @@ async fn refund(
 
 fn not_cancellable(order_id: &str, status: OrderStatus) -> ApiError {
     let why = match status {
-        OrderStatus::Paid => "its payment cannot be found to refund",
+        // Still paid, yet its refund claim failed: refund requests claim
+        // some of its lines, and those refund them.
+        OrderStatus::Paid => {
+            "refund requests claim some of its lines; see GET /orders/{orderId}/refund-requests"
+        }
         OrderStatus::Shipped | OrderStatus::Completed => {
             "it has shipped; ask for a refund with POST /orders/{orderId}/refund-requests"
         }
