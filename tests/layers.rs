@@ -79,6 +79,7 @@ fn only_api_functions_know_http_and_each_compiles_only_its_clients() {
     let reads_secrets = [
         "alipay-notify",
         "cancel-order",
+        "decide-refund-request",
         "initiate-payment",
         "payment-result-notify",
         "reconcile-payments",
@@ -89,6 +90,7 @@ fn only_api_functions_know_http_and_each_compiles_only_its_clients() {
     let talks_to_providers = [
         "alipay-notify",
         "cancel-order",
+        "decide-refund-request",
         "initiate-payment",
         "reconcile-payments",
         "stripe-notify",

@@ -1200,11 +1200,244 @@ mod refund_requests {
     use domain::refund_requests::{RefundRequestBody, RefundRequestError, RefundRequestStatus};
 
     fn requests(f: &Fixture) -> RefundRequests {
-        // No deployed function is wired to the table yet (the routes come
-        // next): its name comes from the template's logical id.
-        let mut tables = f.db.tables.clone();
-        tables.refund_requests = f.db.physical["RefundRequestsTable"].clone();
-        RefundRequests::new(f.db.client.clone(), tables)
+        RefundRequests::new(f.db.client.clone(), f.db.tables.clone())
+    }
+
+    /// `POST /orders/{orderId}/refund-requests` as `user`, with `key`.
+    async fn ask(
+        f: &Fixture,
+        user: &str,
+        order_id: &str,
+        body: Value,
+        key: Option<&str>,
+    ) -> (u16, Value) {
+        let mut req = ApiRequest::post("/orders/{orderId}/refund-requests")
+            .path_param("orderId", order_id)
+            .as_user(user)
+            .json(body);
+        if let Some(key) = key {
+            req = req.header("Idempotency-Key", key);
+        }
+        respond(request_refund::handle(&f.orders, &requests(f), req.build()).await)
+    }
+
+    /// `POST /admin/refund-requests/{id}/decision`, as an admin or not.
+    async fn decide(f: &Fixture, admin: bool, id: &str, body: Value) -> (u16, Value) {
+        let req = ApiRequest::post("/admin/refund-requests/{refundRequestId}/decision")
+            .path_param("refundRequestId", id);
+        let req = if admin {
+            req.as_admin("ops")
+        } else {
+            req.as_user("u1")
+        };
+        respond(
+            decide_refund_request::handle(
+                &requests(f),
+                &f.payments,
+                &provider(),
+                req.json(body).build(),
+            )
+            .await,
+        )
+    }
+
+    async fn listed(f: &Fixture, user: &str, order_id: &str) -> (u16, Value) {
+        let req = ApiRequest::get("/orders/{orderId}/refund-requests")
+            .path_param("orderId", order_id)
+            .as_user(user);
+        respond(list_refund_requests::handle(&f.orders, &requests(f), req.build()).await)
+    }
+
+    async fn queue(f: &Fixture, admin: bool, status: Option<&str>) -> (u16, Value) {
+        let mut req = ApiRequest::get("/admin/refund-requests");
+        if let Some(status) = status {
+            req = req.query("status", status);
+        }
+        let req = if admin {
+            req.as_admin("ops")
+        } else {
+            req.as_user("u1")
+        };
+        respond(find_refund_requests::handle(&requests(f), req.build()).await)
+    }
+
+    #[tokio::test]
+    async fn the_routes_name_what_is_wrong_and_replay_after_the_order_moved_on() {
+        let f = fixture().await;
+        f.product("a", 100, 10).await;
+        f.product("b", 250, 10).await;
+        let order = f
+            .paid_order_of(
+                "u1",
+                json!({"items": [{"productId": "a", "quantity": 2}, {"productId": "b", "quantity": 1}]}),
+            )
+            .await;
+        let id = order.order_id.as_str();
+        let line = |product: &str, quantity: Value| json!({"items": [{"productId": product, "quantity": quantity}], "reason": "broken", "returnGoods": true});
+        // Bad bodies name their field and change nothing.
+        for (body, field) in [
+            (line("a", json!(0)), "items[0].quantity"),
+            (line("a", json!(-1)), "items[0].quantity"),
+            (line("a", json!(3)), "items[0].quantity"),
+            (line("zz", json!(1)), "items[0].productId"),
+            (
+                json!({"items": [], "reason": "x", "returnGoods": false}),
+                "items",
+            ),
+            (
+                json!({"items": [{"productId": "a", "quantity": 1}], "reason": " ", "returnGoods": false}),
+                "reason",
+            ),
+        ] {
+            let (status, answer) = ask(&f, "u1", id, body, None).await;
+            assert_eq!((status, code(&answer)), (400, "INVALID_FIELD"), "{answer}");
+            assert_eq!(answer["error"]["field"], field, "{answer}");
+        }
+        for body in [
+            line("a", json!(1.5)),
+            line("a", json!("1")),
+            json!({"items": [{"productId": "a", "quantity": 1}], "reason": "x"}),
+            json!({"items": [{"productId": "a", "quantity": 1}], "reason": "x", "returnGoods": true, "amount": 1}),
+        ] {
+            let (status, answer) = ask(&f, "u1", id, body.clone(), None).await;
+            assert_eq!(status, 400, "{body} → {answer}");
+        }
+        // Another shopper's order is not there; an unpaid one takes none.
+        let (status, answer) = ask(&f, "u2", id, line("a", json!(1)), None).await;
+        assert_eq!((status, code(&answer)), (404, "ORDER_NOT_FOUND"));
+        let (_, unpaid) = f
+            .create("u1", json!({"productId": "a", "quantity": 1}))
+            .await;
+        let unpaid = unpaid["orderId"].as_str().unwrap();
+        let (status, answer) = ask(&f, "u1", unpaid, line("a", json!(1)), None).await;
+        assert_eq!(
+            (status, code(&answer)),
+            (409, "ORDER_NOT_REFUNDABLE"),
+            "{answer}"
+        );
+        assert_eq!(answer["error"]["orderStatus"], "PENDING_PAYMENT");
+        assert!(
+            requests(&f)
+                .list_for_order(id, 10, None)
+                .await
+                .unwrap()
+                .0
+                .is_empty()
+        );
+
+        // One key, one request: the same body again is the same answer;
+        // another body with it is refused.
+        let (status, first) = ask(&f, "u1", id, line("a", json!(2)), Some("k-1")).await;
+        assert_eq!(status, 201, "{first}");
+        assert_eq!(
+            (first["requestStatus"].as_str(), first["amount"].as_i64()),
+            (Some("REQUESTED"), Some(200))
+        );
+        let (status, again) = ask(&f, "u1", id, line("a", json!(2)), Some("k-1")).await;
+        assert_eq!((status, &again), (201, &first));
+        let (status, answer) = ask(&f, "u1", id, line("b", json!(1)), Some("k-1")).await;
+        assert_eq!((status, code(&answer)), (409, "IDEMPOTENCY_KEY_REUSED"));
+        // The line's units are all claimed now.
+        let (status, answer) = ask(&f, "u1", id, line("a", json!(1)), None).await;
+        assert_eq!(
+            (status, code(&answer)),
+            (409, "REFUND_QUANTITY_EXCEEDED"),
+            "{answer}"
+        );
+        assert_eq!(
+            (
+                answer["error"]["field"].as_str(),
+                answer["error"]["claimable"].as_i64()
+            ),
+            (Some("items[0].quantity"), Some(0))
+        );
+
+        // Deciding is the admin's; a rejection needs its reason.
+        let rid = first["refundRequestId"].as_str().unwrap();
+        let (status, answer) = decide(&f, false, rid, json!({"decision": "APPROVE"})).await;
+        assert_eq!((status, code(&answer)), (403, "FORBIDDEN"));
+        let (status, answer) = decide(&f, true, rid, json!({"decision": "REJECT"})).await;
+        assert_eq!(
+            (status, answer["error"]["field"].as_str()),
+            (400, Some("reason"))
+        );
+        let (status, _) = decide(&f, true, rid, json!({"decision": "MAYBE"})).await;
+        assert_eq!(status, 400);
+        let (status, answer) =
+            decide(&f, true, "01NOSUCHREQUEST", json!({"decision": "APPROVE"})).await;
+        assert_eq!((status, code(&answer)), (404, "REFUND_REQUEST_NOT_FOUND"));
+        let (status, approved) = decide(
+            &f,
+            true,
+            rid,
+            json!({"decision": "APPROVE", "reason": "photos show it"}),
+        )
+        .await;
+        assert_eq!(
+            (status, approved["requestStatus"].as_str()),
+            (200, Some("REFUNDED")),
+            "{approved}"
+        );
+        let (status, answer) = decide(
+            &f,
+            true,
+            rid,
+            json!({"decision": "REJECT", "reason": "changed my mind"}),
+        )
+        .await;
+        assert_eq!((status, code(&answer)), (409, "REFUND_REQUEST_DECIDED"));
+        let (status, again) = decide(&f, true, rid, json!({"decision": "APPROVE"})).await;
+        assert_eq!(
+            (status, &again["providerRefundId"]),
+            (200, &approved["providerRefundId"])
+        );
+
+        // The rest of the order, then a replay of the first request after
+        // the order became REFUNDED: still the original answer.
+        let (status, rest) = ask(&f, "u1", id, line("b", json!(1)), None).await;
+        assert_eq!(status, 201, "{rest}");
+        let (status, _) = decide(
+            &f,
+            true,
+            rest["refundRequestId"].as_str().unwrap(),
+            json!({"decision": "APPROVE"}),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let refunded = f.orders.get(id).await.unwrap().unwrap();
+        assert_eq!(
+            (refunded.order_status, refunded.refunded_amount),
+            (OrderStatus::Refunded, 450)
+        );
+        let (status, replay) = ask(&f, "u1", id, line("a", json!(2)), Some("k-1")).await;
+        assert_eq!((status, &replay), (201, &first));
+        let (status, answer) = ask(&f, "u1", id, line("a", json!(1)), Some("k-2")).await;
+        assert_eq!((status, code(&answer)), (409, "ORDER_NOT_REFUNDABLE"));
+
+        // The buyer's list and the admin's queue.
+        let (status, mine) = listed(&f, "u1", id).await;
+        assert_eq!(status, 200);
+        let statuses: Vec<&str> = mine["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["requestStatus"].as_str().unwrap())
+            .collect();
+        assert_eq!(statuses, ["REFUNDED", "REFUNDED"]);
+        assert_eq!(listed(&f, "u2", id).await.0, 404);
+        let (status, refunded) = queue(&f, true, Some("REFUNDED")).await;
+        assert_eq!(
+            (status, refunded["items"].as_array().unwrap().len()),
+            (200, 2)
+        );
+        let (status, open) = queue(&f, true, None).await;
+        assert_eq!((status, open["items"].as_array().unwrap().len()), (200, 0));
+        let (status, answer) = queue(&f, true, Some("done")).await;
+        assert_eq!(
+            (status, answer["error"]["field"].as_str()),
+            (400, Some("status"))
+        );
+        assert_eq!(queue(&f, false, None).await.0, 403);
     }
 
     fn provider() -> adapters::payments::sandbox::SandboxProvider {

@@ -4,22 +4,13 @@
 use adapters::notifications::{INBOX_KEY, Notifications};
 use domain::notifications::Notification;
 use http_edge::http::{json, limit_param, query_param};
-use http_edge::page_token;
+use http_edge::page_token::{self, Page};
 use http_edge::{ApiResult, Caller};
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
-use serde::Serialize;
 
 pub const DEFAULT_LIMIT: i32 = 20;
 pub const MAX_LIMIT: i32 = 100;
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Inbox {
-    items: Vec<Notification>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_token: Option<String>,
-}
 
 pub async fn handle(notifications: &Notifications, req: Request) -> ApiResult {
     let caller = Caller::from_request(&req)?;
@@ -30,9 +21,6 @@ pub async fn handle(notifications: &Notifications, req: Request) -> ApiResult {
     let (items, last_key) = notifications.inbox(&caller.user_id, limit, start).await?;
     Ok(json(
         StatusCode::OK,
-        &Inbox {
-            items,
-            next_token: last_key.as_ref().map(page_token::encode),
-        },
+        &Page::<Notification>::new(items, last_key.as_ref()),
     ))
 }

@@ -3,22 +3,13 @@
 use adapters::orders::{Orders, USER_INDEX_KEY};
 use domain::orders::Order;
 use http_edge::http::{json, limit_param, query_param};
-use http_edge::page_token;
+use http_edge::page_token::{self, Page};
 use http_edge::{ApiResult, Caller};
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
-use serde::Serialize;
 
 pub const DEFAULT_LIMIT: i32 = 20;
 pub const MAX_LIMIT: i32 = 100;
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct OrderList {
-    items: Vec<Order>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_token: Option<String>,
-}
 
 pub async fn handle(orders: &Orders, req: Request) -> ApiResult {
     let caller = Caller::from_request(&req)?;
@@ -29,9 +20,6 @@ pub async fn handle(orders: &Orders, req: Request) -> ApiResult {
     let (items, last_key) = orders.list_for_user(&caller.user_id, limit, start).await?;
     Ok(json(
         StatusCode::OK,
-        &OrderList {
-            items,
-            next_token: last_key.as_ref().map(page_token::encode),
-        },
+        &Page::<Order>::new(items, last_key.as_ref()),
     ))
 }

@@ -10,6 +10,7 @@ use crate::orders::Orders;
 use crate::payments::Payments;
 use crate::ratelimit::RateLimit;
 use crate::rebates::Rebates;
+use crate::refund_requests::RefundRequests;
 use crate::sales::Sales;
 use domain::notifications::verification::Contact;
 
@@ -73,6 +74,14 @@ impl Backend {
             self.tables.clone(),
             crate::config::rebate_holding_period()?,
         ))
+    }
+
+    /// Refund requests, with the after-sales window the template sets.
+    pub fn refund_requests(&self) -> Result<RefundRequests, InvalidSetting> {
+        Ok(
+            RefundRequests::new(self.dynamodb.clone(), self.tables.clone())
+                .with_after_sales(crate::config::after_sales()?),
+        )
     }
 
     pub fn sales(&self) -> Sales {

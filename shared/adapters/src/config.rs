@@ -137,6 +137,24 @@ pub fn auto_confirm_after() -> Result<time::Duration, InvalidSetting> {
     seconds("AUTO_CONFIRM_DAYS", 10, 0..=90).map(|days| time::Duration::days(days as i64))
 }
 
+/// How long after completion a buyer may still ask for a refund
+/// (`AFTER_SALES_DAYS`, the template's `AfterSalesDays`; default 7, 0 to
+/// 90). Fractions of a day are allowed so that a test stack can close the
+/// window within a minute; whole seconds are kept.
+pub fn after_sales() -> Result<time::Duration, InvalidSetting> {
+    const NAME: &str = "AFTER_SALES_DAYS";
+    match std::env::var(NAME) {
+        Err(_) => Ok(domain::refund_requests::DEFAULT_AFTER_SALES),
+        Ok(raw) => raw
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|days| (0.0..=90.0).contains(days))
+            .map(|days| time::Duration::seconds((days * 86_400.0).round() as i64))
+            .ok_or(InvalidSetting(NAME, raw)),
+    }
+}
+
 /// How long a credited rebate stays `PENDING` before it becomes
 /// `AVAILABLE` (`REBATE_HOLDING_SECONDS`, default 7 days; 0 to 366 days).
 pub fn rebate_holding_period() -> Result<std::time::Duration, InvalidSetting> {

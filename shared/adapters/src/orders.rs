@@ -624,9 +624,12 @@ impl Orders {
         let status = self.status_update(order, updated, transition, now)?;
         let mut items = vec![TransactWriteItem::builder().update(status).build()];
         for line in &order.items {
-            if let Some(update) =
-                self.stock_update(transition.stock_move(), &line.product_id, line.quantity)?
-            {
+            if let Some(update) = stock_update(
+                &self.tables.products,
+                transition.stock_move(),
+                &line.product_id,
+                line.quantity,
+            )? {
                 items.push(TransactWriteItem::builder().update(update).build());
             }
         }
@@ -794,37 +797,6 @@ impl Orders {
         clock::rfc3339(clock::now() - self.late_payment_grace)
     }
 
-    /// Moves `quantity` units of a product as `movement` says, conditional
-    /// on the source counter holding them.
-    fn stock_update(
-        &self,
-        movement: StockMove,
-        product_id: &str,
-        quantity: i64,
-    ) -> Result<Option<Update>, DbError> {
-        let (expression, condition) = match movement {
-            StockMove::Release => (
-                "SET stock = stock + :q, reserved = reserved - :q",
-                "reserved >= :q",
-            ),
-            StockMove::Sell => (
-                "SET sold = sold + :q, reserved = reserved - :q",
-                "reserved >= :q",
-            ),
-            StockMove::Restock => ("SET stock = stock + :q, sold = sold - :q", "sold >= :q"),
-            StockMove::Keep => return Ok(None),
-        };
-        Update::builder()
-            .table_name(&self.tables.products)
-            .key("productId", s(product_id))
-            .update_expression(expression)
-            .condition_expression(condition)
-            .expression_attribute_values(":q", n(quantity))
-            .build()
-            .map(Some)
-            .map_err(build_err)
-    }
-
     /// Shipped orders whose auto-confirm time has come by `now` (from the
     /// sparse `byConfirmDue` index; the receipt's transaction re-checks).
     pub async fn find_due_for_receipt(&self, now: OffsetDateTime) -> Result<Vec<Order>, DbError> {
@@ -932,4 +904,36 @@ impl From<ReplayError> for OrderError {
             ReplayError::Db(db) => db.into(),
         }
     }
+}
+
+/// Moves `quantity` units of a product as `movement` says, conditional on
+/// the source counter holding them (`None` for `Keep`). Orders and refund
+/// requests move stock only through this.
+pub(crate) fn stock_update(
+    products: &str,
+    movement: StockMove,
+    product_id: &str,
+    quantity: i64,
+) -> Result<Option<Update>, DbError> {
+    let (expression, condition) = match movement {
+        StockMove::Release => (
+            "SET stock = stock + :q, reserved = reserved - :q",
+            "reserved >= :q",
+        ),
+        StockMove::Sell => (
+            "SET sold = sold + :q, reserved = reserved - :q",
+            "reserved >= :q",
+        ),
+        StockMove::Restock => ("SET stock = stock + :q, sold = sold - :q", "sold >= :q"),
+        StockMove::Keep => return Ok(None),
+    };
+    Update::builder()
+        .table_name(products)
+        .key("productId", s(product_id))
+        .update_expression(expression)
+        .condition_expression(condition)
+        .expression_attribute_values(":q", n(quantity))
+        .build()
+        .map(Some)
+        .map_err(build_err)
 }

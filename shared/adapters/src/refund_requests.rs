@@ -17,6 +17,7 @@
 //! only): a whole cancel of a paid order is conditional on it being zero.
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::builders::UpdateBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeValue, CancellationReason, Put, ReturnValuesOnConditionCheckFailure,
     TransactWriteItem, Update,
@@ -24,7 +25,7 @@ use aws_sdk_dynamodb::types::{
 use domain::clock;
 use domain::events::{Envelope, EventType};
 use domain::ids::new_id;
-use domain::orders::{Order, OrderStatus};
+use domain::orders::{Order, OrderStatus, StockMove};
 use domain::payments::{Payment, PaymentProvider, PaymentStatus, Refund, RefundOrder};
 use domain::refund_requests::{
     NotRefundable, REFUNDABLE, RefundLine, RefundRequest, RefundRequestError, RefundRequestStatus,
@@ -36,11 +37,15 @@ use crate::db::{
     DbError, Item, Read, Transact, backoff, build_err, condition_failed, conflicted, n, s, transact,
 };
 use crate::idempotency::{self, IdempotencyKey, StoredResponse};
+use crate::orders::stock_update;
 
 /// A buyer's requests of an order, oldest first.
 pub const ORDER_INDEX: &str = "byOrder";
 /// Requests by status, oldest first (the admin's queue).
 pub const STATUS_INDEX: &str = "byStatus";
+/// The key attributes of a page token of each index.
+pub const ORDER_INDEX_KEY: &[&str] = &["refundRequestId", "orderId", "createdAt"];
+pub const STATUS_INDEX_KEY: &[&str] = &["refundRequestId", "requestStatus", "createdAt"];
 const MAX_ATTEMPTS: u32 = 8;
 
 #[derive(Clone, Debug)]
@@ -69,6 +74,15 @@ pub enum Filed {
 impl From<DbError> for RefundRequestError {
     fn from(err: DbError) -> Self {
         RefundRequestError::Store(err.into())
+    }
+}
+
+impl From<idempotency::ReplayError> for RefundRequestError {
+    fn from(err: idempotency::ReplayError) -> Self {
+        match err {
+            idempotency::ReplayError::Reused(reused) => reused.into(),
+            idempotency::ReplayError::Db(db) => db.into(),
+        }
     }
 }
 
@@ -150,6 +164,24 @@ impl RefundRequests {
         }
     }
 
+    /// The answer recorded for `key`, read before anything else: a retry
+    /// gets the original answer whatever happened to the order since.
+    pub async fn recorded_answer(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+    ) -> Result<Option<StoredResponse>, RefundRequestError> {
+        idempotency::recorded(
+            &self.client,
+            &self.tables.idempotency,
+            key,
+            fingerprint,
+            clock::now().unix_timestamp(),
+        )
+        .await
+        .map_err(RefundRequestError::from)
+    }
+
     /// Files a request: the request, its lines' claims on the order and
     /// the idempotency record, in one transaction. A line whose units other
     /// requests claimed meanwhile is 409 (`QuantityExceeded`).
@@ -203,11 +235,7 @@ impl RefundRequests {
             if let Some((_, fingerprint)) = &filing.idempotency
                 && let Some(answer) = idempotency::replay_from(&reasons, fingerprint)
             {
-                return match answer {
-                    Ok(stored) => Ok(Filed::Replayed(stored)),
-                    Err(idempotency::ReplayError::Reused(r)) => Err(r.into()),
-                    Err(idempotency::ReplayError::Db(db)) => Err(db.into()),
-                };
+                return Ok(Filed::Replayed(answer?));
             }
             if reasons.first().is_some_and(condition_failed) {
                 let current = match order_in(reasons.first()) {
@@ -256,6 +284,7 @@ impl RefundRequests {
         for (placeholder, value) in values {
             update = update.expression_attribute_values(placeholder, value);
         }
+        update = name_lines(update, &request.items);
         for (i, line) in request.items.iter().enumerate() {
             let bought = order
                 .items
@@ -268,10 +297,8 @@ impl RefundRequests {
             conditions.push(format!(
                 "(attribute_not_exists(refundClaims.#p{i}) OR refundClaims.#p{i} <= :max{i})"
             ));
-            update = update
-                .expression_attribute_names(format!("#p{i}"), &line.product_id)
-                .expression_attribute_values(format!(":q{i}"), n(line.quantity))
-                .expression_attribute_values(format!(":max{i}"), n(bought - line.quantity));
+            update =
+                update.expression_attribute_values(format!(":max{i}"), n(bought - line.quantity));
         }
         let update = update
             .update_expression(format!("SET {}", sets.join(", ")))
@@ -397,23 +424,25 @@ impl RefundRequests {
     }
 
     fn release_claims(&self, request: &RefundRequest) -> Result<Update, DbError> {
-        let mut sets = vec!["refundClaimedUnits = refundClaimedUnits - :units".to_owned()];
-        let mut conditions = Vec::new();
-        let mut update = Update::builder()
+        let lines = 0..request.items.len();
+        let sets = std::iter::once("refundClaimedUnits = refundClaimedUnits - :units".to_owned())
+            .chain(
+                lines
+                    .clone()
+                    .map(|i| format!("refundClaims.#p{i} = refundClaims.#p{i} - :q{i}")),
+            )
+            .collect::<Vec<_>>();
+        let conditions = lines
+            .map(|i| format!("refundClaims.#p{i} >= :q{i}"))
+            .collect::<Vec<_>>();
+        let update = Update::builder()
             .table_name(&self.tables.orders)
             .key("orderId", s(&request.order_id))
             .expression_attribute_values(
                 ":units",
                 n(request.items.iter().map(|l| l.quantity).sum()),
             );
-        for (i, line) in request.items.iter().enumerate() {
-            sets.push(format!("refundClaims.#p{i} = refundClaims.#p{i} - :q{i}"));
-            conditions.push(format!("refundClaims.#p{i} >= :q{i}"));
-            update = update
-                .expression_attribute_names(format!("#p{i}"), &line.product_id)
-                .expression_attribute_values(format!(":q{i}"), n(line.quantity));
-        }
-        update
+        name_lines(update, &request.items)
             .update_expression(format!("SET {}", sets.join(", ")))
             .condition_expression(conditions.join(" AND "))
             .build()
@@ -481,31 +510,16 @@ impl RefundRequests {
                 decision_reason: reason.map(str::to_owned),
                 ..request
             };
-            match self
-                .client
-                .update_item()
-                .table_name(&self.tables.refund_requests)
-                .key("refundRequestId", s(id))
-                .update_expression(
-                    "SET requestStatus = :to, updatedAt = :now, decidedAt = :now, decidedBy = :by, decisionReason = :why",
-                )
-                .condition_expression("requestStatus = :from")
-                .expression_attribute_values(":to", s(RefundRequestStatus::Approved.as_str()))
-                .expression_attribute_values(":from", s(RefundRequestStatus::Requested.as_str()))
-                .expression_attribute_values(":now", s(&approved.updated_at))
-                .expression_attribute_values(":by", s(admin))
-                .expression_attribute_values(
-                    ":why",
-                    reason.map_or(AttributeValue::Null(true), s),
-                )
-                .send()
-                .await
-                .map_err(DbError::from)
+            let update = self.decision_update(&approved, RefundRequestStatus::Requested)?;
+            match transact(
+                &self.client,
+                vec![TransactWriteItem::builder().update(update).build()],
+            )
+            .await?
             {
-                Ok(_) => return Ok(approved),
+                Transact::Committed => return Ok(approved),
                 // Decided meanwhile (another admin): read it again.
-                Err(DbError::ConditionFailed) => {}
-                Err(err) => return Err(err.into()),
+                Transact::Cancelled(_) => {}
             }
         }
         Err(RefundRequestError::Store(domain::error::StoreError::Busy(
@@ -572,11 +586,14 @@ impl RefundRequests {
             ];
             if restock {
                 for line in &approved.items {
-                    items.push(
-                        TransactWriteItem::builder()
-                            .update(self.restock(&line.product_id, line.quantity)?)
-                            .build(),
-                    );
+                    if let Some(update) = stock_update(
+                        &self.tables.products,
+                        StockMove::Restock,
+                        &line.product_id,
+                        line.quantity,
+                    )? {
+                        items.push(TransactWriteItem::builder().update(update).build());
+                    }
                 }
             }
             let event = Envelope::new(
@@ -654,7 +671,7 @@ impl RefundRequests {
         if restock && !request.return_goods {
             conditions.push("attribute_not_exists(shipment)".to_owned());
         }
-        let mut update = Update::builder()
+        let update = Update::builder()
             .table_name(&self.tables.orders)
             .key("orderId", s(&order.order_id))
             .expression_attribute_values(":to", s(updated.order_status.as_str()))
@@ -663,15 +680,10 @@ impl RefundRequests {
             .expression_attribute_values(":amount", n(request.amount))
             .expression_attribute_values(":read", n(order.refunded_amount))
             .expression_attribute_values(":zero", n(0));
-        for (i, line) in request.items.iter().enumerate() {
-            sets.push(format!(
-                "refundedUnits.#p{i} = if_not_exists(refundedUnits.#p{i}, :zero) + :q{i}"
-            ));
-            update = update
-                .expression_attribute_names(format!("#p{i}"), &line.product_id)
-                .expression_attribute_values(format!(":q{i}"), n(line.quantity));
-        }
-        update
+        sets.extend((0..request.items.len()).map(|i| {
+            format!("refundedUnits.#p{i} = if_not_exists(refundedUnits.#p{i}, :zero) + :q{i}")
+        }));
+        name_lines(update, &request.items)
             .update_expression(format!("SET {}", sets.join(", ")))
             .condition_expression(conditions.join(" AND "))
             .build()
@@ -711,18 +723,6 @@ impl RefundRequests {
                 .expression_attribute_values(":refunded", s(PaymentStatus::Refunded.as_str()));
         }
         update.build().map_err(build_err)
-    }
-
-    /// Returned units: `sold` → `stock`.
-    fn restock(&self, product_id: &str, quantity: i64) -> Result<Update, DbError> {
-        Update::builder()
-            .table_name(&self.tables.products)
-            .key("productId", s(product_id))
-            .update_expression("SET stock = stock + :q, sold = sold - :q")
-            .condition_expression("sold >= :q")
-            .expression_attribute_values(":q", n(quantity))
-            .build()
-            .map_err(build_err)
     }
 
     /// An order's requests, oldest first.
@@ -775,6 +775,17 @@ impl RefundRequests {
             .collect::<Result<Vec<RefundRequest>, _>>()?;
         Ok((requests, out.last_evaluated_key))
     }
+}
+
+/// Names line `i`'s product `#p{i}` and quantity `:q{i}`, for expressions
+/// on the order's per-product maps (`refundClaims`, `refundedUnits`).
+fn name_lines(mut update: UpdateBuilder, lines: &[RefundLine]) -> UpdateBuilder {
+    for (i, line) in lines.iter().enumerate() {
+        update = update
+            .expression_attribute_names(format!("#p{i}"), &line.product_id)
+            .expression_attribute_values(format!(":q{i}"), n(line.quantity));
+    }
+    update
 }
 
 fn already_decided(request: &RefundRequest) -> RefundRequestError {

@@ -477,10 +477,9 @@ pub fn price_lines(
     ))
 }
 
-/// Whether `id` could be an order id at all (ours are 26-character ULIDs);
-/// anything else is answered as not found without a database read.
+/// Whether `id` could be an order id at all (see `ids::plausible_id`).
 pub fn plausible_order_id(id: &str) -> bool {
-    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric())
+    crate::ids::plausible_id(id)
 }
 
 /// A line that asked for more than its product holds.

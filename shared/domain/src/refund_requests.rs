@@ -163,7 +163,7 @@ pub struct RefundRequestBody {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NotRefundable {
     /// Not paid, already refunded whole, or being cancelled.
-    #[error("an order in {0:?} takes no refund requests")]
+    #[error("only paid, shipped, completed or partly refunded orders take refund requests")]
     Status(OrderStatus),
     /// Completed more than `AfterSalesDays` ago.
     #[error("the after-sales window closed at {0}")]

@@ -8,6 +8,7 @@ use domain::notifications::verification::VerificationError;
 use domain::orders::{OrderError, Shortage};
 use domain::payments::{PaymentError, ProviderError, VerifyError};
 use domain::rebates::RebateError;
+use domain::refund_requests::RefundRequestError;
 use lambda_http::http::StatusCode;
 use serde_json::{Map, Value};
 
@@ -361,6 +362,52 @@ impl From<RebateError> for ApiError {
                 ),
             ),
             RebateError::Store(store) => store.into(),
+        }
+    }
+}
+
+impl From<RefundRequestError> for ApiError {
+    fn from(err: RefundRequestError) -> Self {
+        match err {
+            RefundRequestError::Invalid(field) => field.into(),
+            RefundRequestError::OrderNotFound(id) => ApiError::order_not_found(&id),
+            RefundRequestError::NotFound(id) => ApiError::not_found(
+                "REFUND_REQUEST_NOT_FOUND",
+                format!("refund request {id:?} does not exist"),
+            )
+            .with("refundRequestId", id),
+            RefundRequestError::NotRefundable {
+                order_id,
+                status,
+                why,
+            } => ApiError::conflict(
+                "ORDER_NOT_REFUNDABLE",
+                format!("order {order_id} is {}: {why}", status.as_str()),
+            )
+            .with("orderId", order_id)
+            .with("orderStatus", status.as_str()),
+            RefundRequestError::QuantityExceeded {
+                index,
+                product_id,
+                claimable,
+            } => ApiError::conflict(
+                "REFUND_QUANTITY_EXCEEDED",
+                format!(
+                    "items[{index}].quantity: only {claimable} unit(s) of {product_id} are left to refund (other requests claim the rest)"
+                ),
+            )
+            .with("field", format!("items[{index}].quantity"))
+            .with("productId", product_id)
+            .with("claimable", claimable),
+            RefundRequestError::AlreadyDecided { id, status } => ApiError::conflict(
+                "REFUND_REQUEST_DECIDED",
+                format!("refund request {id} is {} already", status.as_str()),
+            )
+            .with("refundRequestId", id)
+            .with("requestStatus", status.as_str()),
+            RefundRequestError::Provider(provider) => provider.into(),
+            RefundRequestError::KeyReused(reused) => reused.into(),
+            RefundRequestError::Store(store) => store.into(),
         }
     }
 }

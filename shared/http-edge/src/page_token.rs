@@ -36,6 +36,26 @@ pub fn decode_owned(
     }
 }
 
+/// One page of a listing, as every listing answers it:
+/// `{"items": [...], "nextToken": "..."}` (no token on the last page).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// The page of `items` whose query stopped at `last_key`.
+    pub fn new(items: Vec<T>, last_key: Option<&Item>) -> Self {
+        Self {
+            items,
+            next_token: last_key.map(encode),
+        }
+    }
+}
+
 /// Turns DynamoDB's `LastEvaluatedKey` into an opaque, URL-safe token.
 pub fn encode(key: &Item) -> String {
     let map: serde_json::Map<String, serde_json::Value> = key
