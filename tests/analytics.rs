@@ -226,3 +226,138 @@ async fn the_stats_route_is_admin_only_and_checks_its_range() {
         assert_eq!(status, 400, "{bad}: {error}");
     }
 }
+
+/// An `OrderLinesRefunded` event for `order` after `lines` were refunded.
+fn lines_refunded(order: &mut Order, lines: &[(&str, i64)], at: &str) -> String {
+    let items: Vec<domain::refund_requests::RefundLine> = lines
+        .iter()
+        .map(|(product, quantity)| {
+            let line = order
+                .items
+                .iter()
+                .find(|l| l.product_id == *product)
+                .unwrap();
+            domain::refund_requests::RefundLine {
+                product_id: line.product_id.clone(),
+                name: line.name.clone(),
+                quantity: *quantity,
+                unit_price: line.unit_price,
+                amount: line.unit_price * quantity,
+            }
+        })
+        .collect();
+    for line in &items {
+        *order
+            .refunded_units
+            .entry(line.product_id.clone())
+            .or_default() += line.quantity;
+        order.refunded_amount += line.amount;
+    }
+    order.order_status = if order.refunded_amount == order.order_amount {
+        OrderStatus::Refunded
+    } else {
+        OrderStatus::PartiallyRefunded
+    };
+    let request = domain::refund_requests::RefundRequest {
+        refund_request_id: domain::ids::new_id(),
+        order_id: order.order_id.clone(),
+        user_id: order.user_id.clone(),
+        payment_id: "p".into(),
+        amount: items.iter().map(|l| l.amount).sum(),
+        items,
+        currency: order.currency.clone(),
+        reason: "broken".into(),
+        return_goods: true,
+        request_status: domain::refund_requests::RefundRequestStatus::Refunded,
+        created_at: at.into(),
+        updated_at: at.into(),
+        decided_at: None,
+        decided_by: None,
+        decision_reason: None,
+        provider_refund_id: None,
+        restocked: true,
+    };
+    let data = domain::refund_requests::LinesRefunded {
+        order: order.clone(),
+        refund_request: request,
+    };
+    serde_json::to_string(&Envelope::new(EventType::OrderLinesRefunded, "c", at, &data).unwrap())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_refunded_line_subtracts_only_itself_on_its_day() {
+    let db = TestDb::new().await;
+    let sales = Sales::new(db.client.clone(), db.tables.clone());
+    let consumer = AnalyticsConsumer {
+        sales: sales.clone(),
+        markers_table: db.tables.processed_events.clone(),
+    };
+    let mut a = order(&[("tea", 2, 1000), ("cup", 1, 500)]);
+    let paid = event(EventType::OrderPaid, &a, "2026-11-20T10:00:00.000Z");
+    let one_tea = lines_refunded(&mut a, &[("tea", 1)], "2026-11-21T10:00:00.000Z");
+    let the_rest = lines_refunded(
+        &mut a,
+        &[("tea", 1), ("cup", 1)],
+        "2026-11-22T10:00:00.000Z",
+    );
+    let range = [("from", "2026-11-20"), ("to", "2026-11-22")];
+    let mut messages = Vec::new();
+    for body in [&paid, &one_tea] {
+        for i in 0..2 {
+            messages.push(message(&format!("m{}-{i}", messages.len()), body));
+        }
+    }
+    assert!(failed_ids(&consumer.handle_batch(batch(messages)).await).is_empty());
+    let (_, body) = stats(&sales, &range, true).await;
+    // One tea back on the 21st: the order and both products still count.
+    assert_eq!(body["days"][1]["revenue"], -1000);
+    assert_eq!(body["days"][1]["units"], -1);
+    assert_eq!(body["days"][1]["orders"], 0);
+    assert_eq!(
+        (
+            body["revenue"].as_i64(),
+            body["units"].as_i64(),
+            body["orders"].as_i64()
+        ),
+        (Some(1500), Some(2), Some(1))
+    );
+    let tea = |body: &Value| {
+        body["topProducts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["productId"] == "tea")
+            .map(|p| {
+                (
+                    p["revenue"].as_i64().unwrap(),
+                    p["units"].as_i64().unwrap(),
+                    p["orders"].as_i64().unwrap(),
+                )
+            })
+            .unwrap()
+    };
+    assert_eq!(tea(&body), (1000, 1, 1));
+
+    // The rest on the 22nd: nothing of the order is left, nor of either
+    // product, as a recomputation from the order would say.
+    let response = consumer
+        .handle_batch(batch(vec![
+            message("r1", &the_rest),
+            message("r2", &the_rest),
+        ]))
+        .await;
+    assert!(failed_ids(&response).is_empty());
+    let (_, body) = stats(&sales, &range, true).await;
+    assert_eq!(body["days"][2]["revenue"], -1500);
+    assert_eq!(body["days"][2]["orders"], -1);
+    assert_eq!(
+        (
+            body["revenue"].as_i64(),
+            body["units"].as_i64(),
+            body["orders"].as_i64()
+        ),
+        (Some(0), Some(0), Some(0))
+    );
+    assert_eq!(tea(&body), (0, 0, 0));
+}

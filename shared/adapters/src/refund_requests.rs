@@ -28,8 +28,8 @@ use domain::ids::new_id;
 use domain::orders::{Order, OrderStatus, StockMove};
 use domain::payments::{Payment, PaymentProvider, PaymentStatus, Refund, RefundOrder};
 use domain::refund_requests::{
-    NotRefundable, REFUNDABLE, RefundLine, RefundRequest, RefundRequestError, RefundRequestStatus,
-    RefundRequestTransition, check_refundable, window_start,
+    LinesRefunded, NotRefundable, REFUNDABLE, RefundLine, RefundRequest, RefundRequestError,
+    RefundRequestStatus, RefundRequestTransition, check_refundable, window_start,
 };
 
 use crate::config::Tables;
@@ -600,7 +600,10 @@ impl RefundRequests {
                 EventType::OrderLinesRefunded,
                 correlation_id,
                 &now,
-                &serde_json::json!({ "order": updated, "refundRequest": refunded }),
+                &LinesRefunded {
+                    order: updated,
+                    refund_request: refunded.clone(),
+                },
             )
             .map_err(DbError::from)?;
             items.push(

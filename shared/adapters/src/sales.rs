@@ -79,17 +79,17 @@ impl Sales {
             .key("sk", s(sk))
     }
 
-    /// Adds (or, for a refund, subtracts) an order on `date`, once per
-    /// marker. `false` when the marker says it was already counted.
+    /// Adds `change` to `order`'s figures on `date`, once per marker.
+    /// `false` when the marker says it was already counted.
     pub async fn record(
         &self,
         order: &Order,
-        change: SaleChange,
+        change: &SaleChange,
         date: Date,
         marker: &ProcessedMarker,
     ) -> Result<bool, DbError> {
         for attempt in 1..=MAX_ATTEMPTS {
-            let items = self.recording(order, change, date, marker)?;
+            let items = self.recording(&order.currency, change, date, marker)?;
             match transact(&self.client, items).await? {
                 Transact::Committed => return Ok(true),
                 Transact::Cancelled(reasons)
@@ -116,27 +116,22 @@ impl Sales {
         )))
     }
 
-    /// The transaction that records `order`'s sale (or takes it back): the
-    /// consumer's marker first, the day's total, the deletion of the day's
-    /// report (now stale), and each product's figures.
+    /// The transaction that records a change: the consumer's marker first,
+    /// the day's total, the deletion of the day's report (now stale), and
+    /// each product's figures.
     fn recording(
         &self,
-        order: &Order,
-        change: SaleChange,
+        currency: &str,
+        change: &SaleChange,
         date: Date,
         marker: &ProcessedMarker,
     ) -> Result<Vec<TransactWriteItem>, DbError> {
-        let sign = match change {
-            SaleChange::Paid => 1,
-            SaleChange::Refunded => -1,
-        };
         let pk = day_pk(&date_text(date));
-        let currency = order.currency.as_str();
         let add = |update: aws_sdk_dynamodb::types::builders::UpdateBuilder, figures: Figures| {
             update
-                .expression_attribute_values(":o", n(sign * figures.orders))
-                .expression_attribute_values(":u", n(sign * figures.units))
-                .expression_attribute_values(":r", n(sign * figures.revenue))
+                .expression_attribute_values(":o", n(figures.orders))
+                .expression_attribute_values(":u", n(figures.units))
+                .expression_attribute_values(":r", n(figures.revenue))
                 .build()
                 .map_err(build_err)
         };
@@ -144,11 +139,7 @@ impl Sales {
             self.update(&pk, &total_sk(currency))
                 .update_expression("ADD orders :o, units :u, revenue :r, revision :one")
                 .expression_attribute_values(":one", n(1)),
-            Figures {
-                orders: 1,
-                units: order.items.iter().map(|l| l.quantity).sum(),
-                revenue: order.order_amount,
-            },
+            change.totals,
         )?;
         let report = Delete::builder()
             .table_name(&self.tables.sales_stats)
@@ -163,22 +154,18 @@ impl Sales {
             TransactWriteItem::builder().update(total).build(),
             TransactWriteItem::builder().delete(report).build(),
         ];
-        for line in &order.items {
-            let product = add(
-                self.update(&pk, &product_sk(currency, &line.product_id))
+        for product in &change.products {
+            let update = add(
+                self.update(&pk, &product_sk(currency, &product.product_id))
                     .update_expression(
                         "SET productId = :p, #name = :n ADD orders :o, units :u, revenue :r",
                     )
                     .expression_attribute_names("#name", "name")
-                    .expression_attribute_values(":p", s(&line.product_id))
-                    .expression_attribute_values(":n", s(&line.name)),
-                Figures {
-                    orders: 1,
-                    units: line.quantity,
-                    revenue: line.line_amount,
-                },
+                    .expression_attribute_values(":p", s(&product.product_id))
+                    .expression_attribute_values(":n", s(&product.name)),
+                product.figures,
             )?;
-            items.push(TransactWriteItem::builder().update(product).build());
+            items.push(TransactWriteItem::builder().update(update).build());
         }
         Ok(items)
     }

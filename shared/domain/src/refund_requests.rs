@@ -117,8 +117,7 @@ pub struct RefundRequest {
     pub updated_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_at: Option<String>,
-    /// The admin's user id, or `auto` for a request approved by the
-    /// `AutoApproveUnshippedRefunds` rule.
+    /// The deciding admin's user id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -148,6 +147,15 @@ impl RefundRequest {
     pub fn restocks(&self, order: &Order) -> bool {
         self.return_goods || order.shipment.is_none()
     }
+}
+
+/// The data of an `OrderLinesRefunded` event: the order after the refund
+/// and the request that refunded its lines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinesRefunded {
+    pub order: Order,
+    pub refund_request: RefundRequest,
 }
 
 /// The body of `POST /orders/{orderId}/refund-requests`.

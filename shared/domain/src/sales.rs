@@ -4,6 +4,9 @@
 use serde::{Deserialize, Serialize};
 use time::Date;
 
+use crate::orders::{Order, OrderStatus};
+use crate::refund_requests::RefundLine;
+
 /// The longest range `GET /admin/stats/sales` answers.
 pub const MAX_RANGE_DAYS: i64 = 366;
 pub const TOP_PRODUCTS: usize = 10;
@@ -71,11 +74,94 @@ pub struct SalesStats {
     pub top_products: Vec<ProductFigures>,
 }
 
-/// Whether an event adds a sale or takes one back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SaleChange {
-    Paid,
-    Refunded,
+/// What one event changes in its day's figures: the day's totals and each
+/// product's, negative to take sales back. Summed over every day, the
+/// figures are what a recomputation from the orders gives: each paid
+/// order's units and revenue not refunded, and the orders (overall and per
+/// product) with any unit not refunded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaleChange {
+    pub totals: Figures,
+    pub products: Vec<ProductFigures>,
+}
+
+impl SaleChange {
+    /// A paid order: all of it.
+    pub fn paid(order: &Order) -> Self {
+        Self {
+            totals: Figures {
+                orders: 1,
+                units: order.items.iter().map(|l| l.quantity).sum(),
+                revenue: order.order_amount,
+            },
+            products: order
+                .items
+                .iter()
+                .map(|line| ProductFigures {
+                    product_id: line.product_id.clone(),
+                    name: line.name.clone(),
+                    figures: Figures {
+                        orders: 1,
+                        units: line.quantity,
+                        revenue: line.line_amount,
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    /// A paid order refunded whole (a cancel, or a late payment's refund):
+    /// all of it back.
+    pub fn refunded(order: &Order) -> Self {
+        Self::paid(order).negated()
+    }
+
+    /// Some lines refunded by a request; `order` is the order after the
+    /// refund. The order leaves the counts only when nothing of it is left
+    /// (`REFUNDED`), a product only when none of its units are.
+    pub fn lines_refunded(order: &Order, lines: &[RefundLine]) -> Self {
+        let gone = |product_id: &str| {
+            let bought = order
+                .items
+                .iter()
+                .find(|l| l.product_id == product_id)
+                .map_or(0, |l| l.quantity);
+            order.refunded_units.get(product_id).copied().unwrap_or(0) >= bought
+        };
+        let taken = Self {
+            totals: Figures {
+                orders: i64::from(order.order_status == OrderStatus::Refunded),
+                units: lines.iter().map(|l| l.quantity).sum(),
+                revenue: lines.iter().map(|l| l.amount).sum(),
+            },
+            products: lines
+                .iter()
+                .map(|line| ProductFigures {
+                    product_id: line.product_id.clone(),
+                    name: line.name.clone(),
+                    figures: Figures {
+                        orders: i64::from(gone(&line.product_id)),
+                        units: line.quantity,
+                        revenue: line.amount,
+                    },
+                })
+                .collect(),
+        };
+        taken.negated()
+    }
+
+    fn negated(mut self) -> Self {
+        let negate = |f: &mut Figures| {
+            f.orders = -f.orders;
+            f.units = -f.units;
+            f.revenue = -f.revenue;
+        };
+        negate(&mut self.totals);
+        self.products
+            .iter_mut()
+            .for_each(|p| negate(&mut p.figures));
+        self
+    }
 }
 
 pub fn date_text(date: Date) -> String {
