@@ -17,7 +17,8 @@ REGION=us-east-1
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=$REGION AWS_REGION=$REGION
 export SAM_CLI_TELEMETRY=0 SAM_CLI_CONTACT_TRACKING=0
 
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+# Each step with the seconds since the script started: where a run's time goes.
+log() { printf '\033[1m==> [%4d s] %s\033[0m\n' "$SECONDS" "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # A venv at DIR holding exactly LOCKFILE's pins; rebuilt only when the lock

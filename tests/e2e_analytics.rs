@@ -10,13 +10,17 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use system_tests::e2e::{Stack, stack_aws};
 
-/// (orders, units, revenue) of today's PAID orders (a refund today nets a
-/// payment today to zero), overall and per product, from the orders table.
+/// (orders, units, revenue) of today's paid orders, less what refunds took
+/// back, overall and per product, from the orders table. Everything here
+/// happens today: an order refunded whole nets to nothing, one refunded in
+/// part counts its lines not refunded, and an order (or a product's line)
+/// counts while any of its units is not refunded.
 async fn recompute(
     dynamodb: &aws_sdk_dynamodb::Client,
     table: &str,
     today: &str,
 ) -> ((i64, i64, i64), BTreeMap<String, (i64, i64)>) {
+    use domain::orders::OrderStatus;
     let (mut totals, mut products) = ((0, 0, 0), BTreeMap::new());
     let mut start = None;
     loop {
@@ -29,19 +33,29 @@ async fn recompute(
             .unwrap();
         for item in out.items() {
             let order: domain::orders::Order = serde_dynamo::from_item(item.clone()).unwrap();
-            if order.order_status != domain::orders::OrderStatus::Paid
-                || order.currency != "CNY"
-                || !order.updated_at.starts_with(today)
-            {
+            let sold = matches!(
+                order.order_status,
+                OrderStatus::Paid
+                    | OrderStatus::Shipped
+                    | OrderStatus::Completed
+                    | OrderStatus::PartiallyRefunded
+            );
+            if !sold || order.currency != "CNY" || !order.updated_at.starts_with(today) {
                 continue;
             }
             totals.0 += 1;
-            totals.2 += order.order_amount;
+            totals.2 += order.order_amount - order.refunded_amount;
             for line in &order.items {
-                totals.1 += line.quantity;
+                let kept = line.quantity
+                    - order
+                        .refunded_units
+                        .get(&line.product_id)
+                        .copied()
+                        .unwrap_or(0);
+                totals.1 += kept;
                 let entry = products.entry(line.product_id.clone()).or_insert((0, 0));
-                entry.0 += line.quantity;
-                entry.1 += line.line_amount;
+                entry.0 += kept;
+                entry.1 += kept * line.unit_price;
             }
         }
         start = out.last_evaluated_key;

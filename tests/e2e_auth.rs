@@ -162,6 +162,36 @@ async fn other_users_get_404_shoppers_get_403_and_nothing_leaks() {
             StatusCode::FORBIDDEN,
         ),
         (
+            "POST",
+            "/orders/{orderId}/refund-requests",
+            format!("/orders/{order}/refund-requests"),
+            Some(
+                json!({"items": [{"productId": product, "quantity": 1}], "reason": "x", "returnGoods": false}),
+            ),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "GET",
+            "/orders/{orderId}/refund-requests",
+            format!("/orders/{order}/refund-requests"),
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "GET",
+            "/admin/refund-requests",
+            "/admin/refund-requests".into(),
+            None,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "POST",
+            "/admin/refund-requests/{refundRequestId}/decision",
+            format!("/admin/refund-requests/{order}/decision"),
+            Some(json!({"decision": "APPROVE"})),
+            StatusCode::FORBIDDEN,
+        ),
+        (
             "GET",
             "/payments/{paymentId}",
             format!("/payments/{payment}"),

@@ -445,3 +445,212 @@ async fn a_paid_order_ships_and_completes_once_with_a_message_for_each_step() {
         "{shipped}"
     );
 }
+
+/// After-sales refunds through the stack: ten racing requests on a 3-unit
+/// line file exactly three; another shopper sees none of it and a shopper
+/// decides nothing; an approval refunds one line's unit through the
+/// provider (twice asked, once done), puts the returned unit back in stock
+/// and leaves the order PARTIALLY_REFUNDED; a rejection frees its unit for
+/// a new request; the buyer's inbox tells of the refund once.
+#[tokio::test]
+async fn refund_requests_claim_each_unit_once_and_an_approval_refunds_only_its_lines() {
+    let stack = Stack::from_env();
+    let token = stack.notify_tokens[3].clone();
+    let product = product(&stack, 10).await;
+    let flow = stack.order_with_payment(&product, 3, &token).await;
+    flow.notify("SUCCESS").await;
+    flow.wait_for_order("PAID", Duration::from_secs(60)).await;
+    let order_id = flow.order_id.clone();
+    let (status, _) = stack
+        .call(
+            Method::POST,
+            &format!("/orders/{order_id}/shipments"),
+            Some(&stack.admin_token),
+            Some(json!({"carrier": "SF", "trackingNumber": "SF42"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, done) = stack
+        .call(
+            Method::POST,
+            &format!("/orders/{order_id}/receipt"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(stack.counters(&product).await, (7, 0));
+
+    let requests = format!("/orders/{order_id}/refund-requests");
+    let one = json!({"items": [{"productId": product, "quantity": 1}], "reason": "cracked lid", "returnGoods": true});
+    // Bad input names its field and files nothing.
+    for (body, field) in [
+        (
+            json!({"items": [{"productId": product, "quantity": 0}], "reason": "x", "returnGoods": true}),
+            "items[0].quantity",
+        ),
+        (
+            json!({"items": [{"productId": product, "quantity": 4}], "reason": "x", "returnGoods": true}),
+            "items[0].quantity",
+        ),
+        (
+            json!({"items": [{"productId": "no-such-line", "quantity": 1}], "reason": "x", "returnGoods": true}),
+            "items[0].productId",
+        ),
+    ] {
+        let (status, answer) = stack
+            .call(Method::POST, &requests, Some(&token), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(answer["error"]["field"], field, "{answer}");
+    }
+    let (status, _) = stack
+        .call(
+            Method::POST,
+            &requests,
+            Some(&stack.other_token),
+            Some(one.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Ten at once, one unit each, on a line of three.
+    let answers = futures::future::join_all(
+        (0..10).map(|_| stack.call(Method::POST, &requests, Some(&token), Some(one.clone()))),
+    )
+    .await;
+    let filed: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(filed.len(), 3, "{answers:?}");
+    assert!(
+        answers.iter().all(|(s, b)| *s == StatusCode::CREATED
+            || (*s == StatusCode::CONFLICT && b["error"]["code"] == "REFUND_QUANTITY_EXCEEDED")),
+        "{answers:?}"
+    );
+    let (status, mine) = stack.call(Method::GET, &requests, Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(mine["items"].as_array().unwrap().len(), 3, "{mine}");
+    let (status, _) = stack
+        .call(Method::GET, &requests, Some(&stack.other_token), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let decision = |id: &Value| format!("/admin/refund-requests/{}/decision", id.as_str().unwrap());
+    let (approve_id, reject_id) = (&filed[0]["refundRequestId"], &filed[1]["refundRequestId"]);
+    let (status, _) = stack
+        .call(
+            Method::POST,
+            &decision(approve_id),
+            Some(&token),
+            Some(json!({"decision": "APPROVE"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = stack
+        .call(Method::GET, "/admin/refund-requests", Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, queue) = stack
+        .call(
+            Method::GET,
+            "/admin/refund-requests?status=REQUESTED&limit=100",
+            Some(&stack.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{queue}");
+
+    // Two admins approve the same request at once: one refund.
+    let approve_path = decision(approve_id);
+    let approvals = futures::future::join_all((0..2).map(|_| {
+        stack.call(
+            Method::POST,
+            &approve_path,
+            Some(&stack.admin_token),
+            Some(json!({"decision": "APPROVE"})),
+        )
+    }))
+    .await;
+    for (status, body) in &approvals {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        assert_eq!(body["requestStatus"], "REFUNDED", "{body}");
+    }
+    assert_eq!(
+        approvals[0].1["providerRefundId"],
+        approvals[1].1["providerRefundId"]
+    );
+    let (status, rejected) = stack
+        .call(
+            Method::POST,
+            &decision(reject_id),
+            Some(&stack.admin_token),
+            Some(json!({"decision": "REJECT", "reason": "no photo of the damage"})),
+        )
+        .await;
+    assert_eq!(
+        (status, &rejected["requestStatus"]),
+        (StatusCode::OK, &json!("REJECTED")),
+        "{rejected}"
+    );
+    let (status, late) = stack
+        .call(
+            Method::POST,
+            &decision(reject_id),
+            Some(&stack.admin_token),
+            Some(json!({"decision": "APPROVE"})),
+        )
+        .await;
+    assert_eq!(
+        (status, &late["error"]["code"]),
+        (StatusCode::CONFLICT, &json!("REFUND_REQUEST_DECIDED"))
+    );
+
+    let (_, order) = stack
+        .call(
+            Method::GET,
+            &format!("/orders/{order_id}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(order["orderStatus"], "PARTIALLY_REFUNDED", "{order}");
+    assert_eq!(order["refundedAmount"], 9900);
+    assert_eq!(order["refundedUnits"][&product], 1);
+    // The returned unit is on sale again.
+    assert_eq!(stack.counters(&product).await, (8, 0));
+    // The rejected unit may be asked for again; then the line is full.
+    let (status, again) = stack
+        .call(Method::POST, &requests, Some(&token), Some(one.clone()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    let (status, full) = stack
+        .call(Method::POST, &requests, Some(&token), Some(one.clone()))
+        .await;
+    assert_eq!(
+        (status, &full["error"]["claimable"]),
+        (StatusCode::CONFLICT, &json!(0)),
+        "{full}"
+    );
+
+    let inbox = stack
+        .wait_for(
+            "/me/notifications?limit=100",
+            &token,
+            Duration::from_secs(90),
+            |inbox| system_tests::e2e::titles_for(inbox, &order_id).get("退款成功") == Some(&1),
+        )
+        .await;
+    let refund = inbox["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["title"] == "退款成功" && n["body"].as_str().unwrap_or("").contains(&order_id))
+        .unwrap();
+    assert!(
+        refund["body"].as_str().unwrap().contains("99.00"),
+        "{refund}"
+    );
+}
