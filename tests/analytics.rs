@@ -229,58 +229,7 @@ async fn the_stats_route_is_admin_only_and_checks_its_range() {
 
 /// An `OrderLinesRefunded` event for `order` after `lines` were refunded.
 fn lines_refunded(order: &mut Order, lines: &[(&str, i64)], at: &str) -> String {
-    let items: Vec<domain::refund_requests::RefundLine> = lines
-        .iter()
-        .map(|(product, quantity)| {
-            let line = order
-                .items
-                .iter()
-                .find(|l| l.product_id == *product)
-                .unwrap();
-            domain::refund_requests::RefundLine {
-                product_id: line.product_id.clone(),
-                name: line.name.clone(),
-                quantity: *quantity,
-                unit_price: line.unit_price,
-                amount: line.unit_price * quantity,
-            }
-        })
-        .collect();
-    for line in &items {
-        *order
-            .refunded_units
-            .entry(line.product_id.clone())
-            .or_default() += line.quantity;
-        order.refunded_amount += line.amount;
-    }
-    order.order_status = if order.refunded_amount == order.order_amount {
-        OrderStatus::Refunded
-    } else {
-        OrderStatus::PartiallyRefunded
-    };
-    let request = domain::refund_requests::RefundRequest {
-        refund_request_id: domain::ids::new_id(),
-        order_id: order.order_id.clone(),
-        user_id: order.user_id.clone(),
-        payment_id: "p".into(),
-        amount: items.iter().map(|l| l.amount).sum(),
-        items,
-        currency: order.currency.clone(),
-        reason: "broken".into(),
-        return_goods: true,
-        request_status: domain::refund_requests::RefundRequestStatus::Refunded,
-        created_at: at.into(),
-        updated_at: at.into(),
-        decided_at: None,
-        decided_by: None,
-        decision_reason: None,
-        provider_refund_id: None,
-        restocked: true,
-    };
-    let data = domain::refund_requests::LinesRefunded {
-        order: order.clone(),
-        refund_request: request,
-    };
+    let data = system_tests::refunds::lines_refunded(order, &domain::ids::new_id(), lines, at);
     serde_json::to_string(&Envelope::new(EventType::OrderLinesRefunded, "c", at, &data).unwrap())
         .unwrap()
 }

@@ -456,7 +456,12 @@ async fn a_paid_order_ships_and_completes_once_with_a_message_for_each_step() {
 async fn refund_requests_claim_each_unit_once_and_an_approval_refunds_only_its_lines() {
     let stack = Stack::from_env();
     let token = stack.notify_tokens[3].clone();
-    let product = product(&stack, 10).await;
+    // In the rebate category, so that the order earns a rebate whose
+    // refunded line's share comes back.
+    stack.ensure_rebate_rules().await;
+    let product = stack
+        .new_product_in(system_tests::e2e::REBATE_CATEGORY, "e2e-refund", 9900, 10)
+        .await;
     let flow = stack.order_with_payment(&product, 3, &token).await;
     flow.notify("SUCCESS").await;
     flow.wait_for_order("PAID", Duration::from_secs(60)).await;
@@ -653,4 +658,30 @@ async fn refund_requests_claim_each_unit_once_and_an_approval_refunds_only_its_l
         refund["body"].as_str().unwrap().contains("99.00"),
         "{refund}"
     );
+
+    // The rebate gives back the refunded unit's share of it, as the credit
+    // computed it (one of three units of its only line, after its caps).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let statement = stack.rebate_statement(&token).await;
+        let entries = system_tests::e2e::entries_of(&statement, &order_id);
+        let credit = entries.iter().find(|e| e["kind"] == "CREDIT");
+        let taken: Vec<i64> = entries
+            .iter()
+            .filter(|e| e["kind"] == "CLAWBACK")
+            .map(|e| e["amount"].as_i64().unwrap())
+            .collect();
+        if let (Some(credit), [taken]) = (credit, taken.as_slice()) {
+            let earned = credit["amount"].as_i64().unwrap();
+            let line = credit["lines"][0]["amount"].as_i64().unwrap();
+            assert_eq!(*taken, -(earned * (line / 3) / line), "{statement}");
+            assert_eq!(credit["reversedAmount"], -taken, "{credit}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no reduction of the rebate: {statement}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }

@@ -664,3 +664,84 @@ async fn balances_and_caps_are_kept_per_currency() {
     assert_eq!(statement["balance"]["currency"], "CNY");
     assert_eq!(statement["balance"]["pending"], 100);
 }
+
+/// `OrderLinesRefunded` for `order` after refund request `request_id`
+/// refunded `lines` (product, units) of it.
+fn lines_refunded(order: &mut Order, request_id: &str, lines: &[(&str, i64)]) -> String {
+    let data = system_tests::refunds::lines_refunded(order, request_id, lines, PAID_AT);
+    serde_json::to_string(
+        &Envelope::new(EventType::OrderLinesRefunded, "corr", PAID_AT, &data).unwrap(),
+    )
+    .unwrap()
+}
+
+/// Issue 22.3: a refund of some lines takes back only their share of the
+/// rebate, as the credit computed it; pending, the share is an entry that
+/// is released with its credit (so the available balance gets the net);
+/// available, it comes off at once; the last lines take what is left; two
+/// requests' events racing both count; balances equal the ledger all along.
+#[tokio::test]
+async fn refunded_lines_take_back_only_their_share_pending_or_available() {
+    let f = fixture(Duration::ZERO, None).await;
+    // 10 % on food, 1 % on the rest: tea 2 × 1000 earns 200, the cup 5.
+    let mut order = paid_order("u9", &[("food", 1000), ("home", 500)]);
+    order.items[0].quantity = 2;
+    order.items[0].line_amount = 2000;
+    order.order_amount = 2500;
+    f.deliver(&event(EventType::OrderPaid, &order)).await;
+    assert_eq!(f.assert_balance_matches_ledger("u9").await, (205, 0));
+
+    // While pending: one tea and, at the same time, nothing else (a
+    // redelivery of the same event racing itself).
+    let one_tea = lines_refunded(&mut order, "r1", &[("p0", 1)]);
+    tokio::join!(f.deliver(&one_tea), f.deliver(&one_tea));
+    f.deliver(&one_tea).await;
+    assert_eq!(f.assert_balance_matches_ledger("u9").await, (105, 0));
+    let reductions: Vec<LedgerEntry> = f
+        .entries("u9")
+        .await
+        .into_iter()
+        .filter(|e| e.kind == EntryKind::Clawback)
+        .collect();
+    assert_eq!(reductions.len(), 1, "{reductions:#?}");
+    assert_eq!(
+        (reductions[0].amount, reductions[0].status),
+        (-100, EntryStatus::Pending)
+    );
+
+    // The sweep releases the credit and its reduction: 105 available.
+    let report = release_rebates::sweep(&f.consumer.rebates).await.unwrap();
+    assert_eq!(report.released, 2);
+    assert_eq!(f.assert_balance_matches_ledger("u9").await, (0, 105));
+
+    // Available: the cup and the last tea, racing; the last lines (the
+    // order REFUNDED) take whatever is left, so nothing stays.
+    let mut first = order.clone();
+    let cup = lines_refunded(&mut first, "r2", &[("p1", 1)]);
+    let last_tea = lines_refunded(&mut first, "r3", &[("p0", 1)]);
+    assert!(last_tea.contains("\"orderStatus\":\"REFUNDED\""));
+    tokio::join!(f.deliver(&cup), f.deliver(&last_tea));
+    f.deliver(&cup).await;
+    assert_eq!(f.assert_balance_matches_ledger("u9").await, (0, 0));
+    let credit = f
+        .entries("u9")
+        .await
+        .into_iter()
+        .find(|e| e.kind == EntryKind::Credit)
+        .unwrap();
+    assert_eq!((credit.amount, credit.reversed_amount), (205, 205));
+    // The last tea's event may be handled before the cup's: then it takes
+    // the cup's share too, and the cup's finds nothing left to take.
+    let reductions = f
+        .entries("u9")
+        .await
+        .into_iter()
+        .filter(|e| e.kind == EntryKind::Clawback)
+        .count();
+    assert!((2..=3).contains(&reductions), "{reductions}");
+    assert_eq!(
+        f.db.events_of_type("RebateReversed").await.len(),
+        reductions,
+        "one message per entry"
+    );
+}

@@ -960,3 +960,97 @@ fn the_outbox_stream_cannot_stall_on_aws_and_never_skips_locally() {
         Some("PublishEventsFunction")
     );
 }
+
+/// `(condition, parameter)` of `!If [Condition, !Ref Parameter, !Ref AWS::NoValue]`.
+fn conditional_ref(value: &serde_yaml::Value) -> Option<(String, String)> {
+    let serde_yaml::Value::Tagged(tagged) = value else {
+        return None;
+    };
+    let parts = tagged.value.as_sequence()?;
+    if tagged.tag != "If" || parts.len() != 3 || ref_target(&parts[2]) != Some("AWS::NoValue") {
+        return None;
+    }
+    Some((
+        parts[0].as_str()?.to_owned(),
+        ref_target(&parts[1])?.to_owned(),
+    ))
+}
+
+/// Issue 26.1 and 26.2: no function of the account can take the others'
+/// concurrency. The provider callbacks, the outbox publisher, the queue
+/// consumers and the sweeps each have concurrency reserved (a parameter per
+/// kind); the functions behind the API can be capped (a parameter); the
+/// queues' event sources never exceed their consumer's reservation; and the
+/// defaults fit an account's default quota (1,000, of which 100 must stay
+/// unreserved).
+#[test]
+fn every_function_has_its_kinds_reservation_and_the_defaults_fit_the_quota() {
+    let template = Template::load();
+    let default_of = |parameter: &str| {
+        template.0["Parameters"][parameter]["Default"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{parameter} has a numeric default"))
+    };
+    // Functions fed by a stream mapping of their own (the outbox publisher).
+    let streamed: BTreeSet<&str> = template
+        .resources_of_type("AWS::Lambda::EventSourceMapping")
+        .filter_map(|(_, m)| ref_target(&m["Properties"]["FunctionName"]))
+        .collect();
+    let mut reserved_by_default = 0;
+    for (id, function) in template.resources_of_type("AWS::Serverless::Function") {
+        let events: Vec<&serde_yaml::Value> = function["Properties"]["Events"]
+            .as_mapping()
+            .map(|m| m.values().collect())
+            .unwrap_or_default();
+        let kinds: BTreeSet<&str> = events.iter().filter_map(|e| e["Type"].as_str()).collect();
+        let open_route = events.iter().any(|e| {
+            e["Type"] == "HttpApi" && e["Properties"]["Auth"]["Authorizer"].as_str() == Some("NONE")
+        });
+        let expected = if open_route {
+            ("HasCallbackReservation", "CallbackReservedConcurrency")
+        } else if kinds.contains("HttpApi") {
+            ("HasApiConcurrencyCap", "ApiConcurrencyCap")
+        } else if kinds.contains("SQS") || streamed.contains(id) {
+            ("HasBackboneReservation", "BackboneReservedConcurrency")
+        } else if kinds.contains("Schedule") {
+            ("HasSweepReservation", "SweepReservedConcurrency")
+        } else {
+            panic!("{id}: a function of no known kind ({kinds:?})");
+        };
+        let reservation = conditional_ref(&function["Properties"]["ReservedConcurrentExecutions"]);
+        assert_eq!(
+            reservation,
+            Some((expected.0.to_owned(), expected.1.to_owned())),
+            "{id}: ReservedConcurrentExecutions"
+        );
+        reserved_by_default += default_of(expected.1);
+        for event in events.iter().filter(|e| e["Type"] == "SQS") {
+            let scaling = &event["Properties"]["ScalingConfig"];
+            let serde_yaml::Value::Tagged(tagged) = scaling else {
+                panic!("{id}: its queue's event source has no ScalingConfig");
+            };
+            let parts = tagged.value.as_sequence().unwrap();
+            assert_eq!(parts[0].as_str(), Some("CapsConsumerEventSources"), "{id}");
+            assert_eq!(
+                ref_target(&parts[1]["MaximumConcurrency"]),
+                Some("BackboneReservedConcurrency"),
+                "{id}: the event source is capped at the consumer's reservation"
+            );
+        }
+    }
+    assert!(
+        reserved_by_default <= 900,
+        "the default reservations ({reserved_by_default}) leave less than 100 of a 1,000 quota"
+    );
+    for (parameter, condition) in [
+        ("CallbackReservedConcurrency", "HasCallbackReservation"),
+        ("BackboneReservedConcurrency", "HasBackboneReservation"),
+        ("SweepReservedConcurrency", "HasSweepReservation"),
+        ("ApiConcurrencyCap", "HasApiConcurrencyCap"),
+    ] {
+        assert!(
+            !template.0["Conditions"][condition].is_null(),
+            "{condition} ({parameter} > 0)"
+        );
+    }
+}

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod dynamo;
 pub mod e2e;
+pub mod refunds;
 pub mod simulator;
 pub mod sqs;
 pub mod template;

@@ -7,6 +7,10 @@
 //!   pending one becomes `REVERSED`, an available one gets a clawback) and
 //!   emits `RebateReversed`. A refund that overtakes its `OrderPaid` voids
 //!   the order, so the late credit never happens.
+//! - `OrderLinesRefunded`: takes back the refunded lines' share of the
+//!   credit (computed from the credit's own per-line figures, so under the
+//!   rules version it used) by an entry of its own: pending with the credit,
+//!   or from the available balance.
 //!
 //! Each effect commits with this consumer's marker for the event; a
 //! redelivered event changes nothing.
@@ -18,6 +22,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use domain::events::{Envelope, EventType};
 use domain::orders::Order;
 use domain::rebates::{Credit, Reversal};
+use domain::refund_requests::LinesRefunded;
 
 pub const CONSUMER: &str = "calculate-rebate";
 
@@ -35,14 +40,30 @@ impl RebateConsumer {
         // The type first: an event not for this consumer is not parsed.
         if !matches!(
             envelope.event_type,
-            EventType::OrderPaid | EventType::OrderRefunded | EventType::OrderCancelled
+            EventType::OrderPaid
+                | EventType::OrderRefunded
+                | EventType::OrderCancelled
+                | EventType::OrderLinesRefunded
         ) {
             tracing::warn!(event_type = ?envelope.event_type, "event type not for this consumer (check the subscription's filter policy)");
             return Ok(());
         }
-        let order: Order = envelope.data_as("an order")?;
         let marker = ProcessedMarker::new(&self.markers_table, CONSUMER, &envelope.event_id);
         let correlation = envelope.correlation_id.as_str();
+        if envelope.event_type == EventType::OrderLinesRefunded {
+            let refund: LinesRefunded = envelope.data_as("an order and its refund request")?;
+            let outcome = self
+                .rebates
+                .reverse_lines(&refund, &marker, correlation)
+                .await?;
+            let amount = match &outcome {
+                Reversal::Reduced(entry) => entry.amount,
+                _ => 0,
+            };
+            tracing::info!(order_id = %refund.order.order_id, refund_request_id = %refund.refund_request.refund_request_id, ?amount, "rebate of refunded lines");
+            return Ok(());
+        }
+        let order: Order = envelope.data_as("an order")?;
         match envelope.event_type {
             EventType::OrderPaid => {
                 let paid_at = envelope.occurred_at_time()?;
@@ -75,6 +96,7 @@ impl RebateConsumer {
                     Reversal::Voided => "order voided before its credit",
                     Reversal::Nothing => "no rebate to reverse",
                     Reversal::AlreadyDone => "already reversed",
+                    Reversal::Reduced(_) => "refunded lines' share taken back",
                 };
                 tracing::info!(order_id = %order.order_id, outcome, "rebate reversal");
             }

@@ -1,4 +1,5 @@
-//! `Idempotency-Key` for creating routes (`POST /orders`, `POST /payments`).
+//! `Idempotency-Key` for creating routes (`POST /orders`, `POST /payments`,
+//! `POST /orders/{orderId}/refund-requests`).
 //!
 //! The record is written in the same transaction as the resource it
 //! created, holding the response. A retry writes nothing: its transaction
@@ -8,6 +9,7 @@
 //! its retry is simply a new attempt.
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValuesOnConditionCheckFailure};
+use domain::clock;
 use domain::error::{FieldError, KeyReused};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -115,8 +117,8 @@ pub async fn recorded(
     table: &str,
     key: &IdempotencyKey,
     fingerprint: &str,
-    now_epoch: i64,
 ) -> Result<Option<StoredResponse>, ReplayError> {
+    let now_epoch = clock::now().unix_timestamp();
     let out = client
         .get_item()
         .table_name(table)

@@ -1,9 +1,11 @@
 //! Rebate storage: the rules document, the ledger and the balances.
 //!
 //! The rebates table holds, per user (`pk = USER#<userId>`):
-//! - ledger entries, `sk = ENTRY#<orderId>#1` (the credit) and
-//!   `ENTRY#<orderId>#2` (its clawback), so each order has at most one of
-//!   each, and a user's entries read newest order first;
+//! - ledger entries, `sk = ENTRY#<orderId>#1` (the credit),
+//!   `ENTRY#<orderId>#2` (its clawback after a whole refund) and
+//!   `ENTRY#<orderId>#3#<refundRequestId>` (the share a refund of some lines
+//!   took back), so each order has at most one credit and one entry per
+//!   refund, and a user's entries read newest order first;
 //! - `sk = BALANCE#<currency>`: `pending` and `available` in that currency,
 //!   changed only in the same transaction as the entries they sum (a
 //!   `BALANCE` item without a currency suffix, written before balances were
@@ -40,8 +42,9 @@ use domain::events::{Envelope, EventType};
 use domain::orders::Order;
 use domain::rebates::{
     Balance, Credit, EntryKind, EntryStatus, LedgerEntry, RebateError, RebateLine, RebateRules,
-    ReleaseReport, Reversal, evaluate, month_of,
+    ReleaseReport, Reversal, evaluate, month_of, refunded_share,
 };
+use domain::refund_requests::LinesRefunded;
 
 pub const RELEASE_INDEX: &str = "byRelease";
 /// The key attributes of a ledger page token.
@@ -76,6 +79,11 @@ fn month_sk(month: &str, currency: &str) -> String {
 
 fn balance_sk(currency: &str) -> String {
     format!("BALANCE#{currency}")
+}
+
+/// The entry that takes back refund request `request_id`'s share.
+fn reduction_sk(order_id: &str, request_id: &str) -> String {
+    format!("ENTRY#{order_id}#3#{request_id}")
 }
 
 fn void_sk(order_id: &str) -> String {
@@ -259,6 +267,7 @@ impl Rebates {
             updated_at: now,
             available_at: Some(clock::rfc3339(clock::now() + self.holding_period)),
             reversed_at: None,
+            reversed_amount: 0,
         }
     }
 
@@ -561,6 +570,7 @@ impl Rebates {
             updated_at: now.to_owned(),
             available_at: None,
             reversed_at: None,
+            reversed_amount: 0,
             ..entry.clone()
         };
         let put = Put::builder()
@@ -594,6 +604,125 @@ impl Rebates {
         Ok((items, Reversal::ClawedBack(Box::new(clawback))))
     }
 
+    /// Takes back the rebate of a refund request's lines: an entry of its
+    /// own, `-share` (`refunded_share`), in the credit's status. A pending
+    /// one carries the credit's release time and is released with it (the
+    /// pending balance is reduced now, the available one gets the net); an
+    /// available one comes off the available balance at once. The credit's
+    /// `reversedAmount` moves by as much, in the same transaction,
+    /// conditional on the credit being as read (a release or another
+    /// request's reduction racing this one is read again).
+    ///
+    /// A whole reversal (`reverse`) never follows: an order with refunded
+    /// lines can no longer be cancelled, and its last lines' refund takes
+    /// what is left here.
+    pub async fn reverse_lines(
+        &self,
+        refund: &LinesRefunded,
+        marker: &ProcessedMarker,
+        correlation_id: &str,
+    ) -> Result<Reversal, DbError> {
+        let order = &refund.order;
+        let request_id = &refund.refund_request.refund_request_id;
+        let pk = user_pk(&order.user_id);
+        for attempt in 1..=MAX_ATTEMPTS {
+            let Some(credit) = self.entry(&pk, &credit_sk(&order.order_id)).await? else {
+                // Nothing was credited (no rules, or below the minimum):
+                // nothing to take back.
+                return Ok(Reversal::Nothing);
+            };
+            if credit.status == EntryStatus::Reversed || credit.reversed_at.is_some() {
+                return Ok(Reversal::AlreadyDone);
+            }
+            let share = refunded_share(&credit, order, &refund.refund_request.items);
+            if share <= 0 {
+                return Ok(Reversal::Nothing);
+            }
+            let now = clock::now_rfc3339();
+            let pending = credit.status == EntryStatus::Pending;
+            let reduction = LedgerEntry {
+                entry_id: format!("{}-3-{request_id}", order.order_id),
+                kind: EntryKind::Clawback,
+                amount: -share,
+                lines: Vec::new(),
+                capped_by: None,
+                created_at: now.clone(),
+                updated_at: now.clone(),
+                available_at: if pending {
+                    credit.available_at.clone()
+                } else {
+                    None
+                },
+                reversed_at: None,
+                reversed_amount: 0,
+                ..credit.clone()
+            };
+            let mut item =
+                self.entry_item(&reduction, &reduction_sk(&order.order_id, request_id))?;
+            if pending {
+                item.insert(
+                    "releaseShard".into(),
+                    s(&crate::due_index::shard_of(&order.order_id)),
+                );
+            }
+            let put = Put::builder()
+                .table_name(&self.tables.rebates)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(build_err)?;
+            let mark = self
+                .update(&pk, &credit_sk(&order.order_id))
+                .update_expression("SET reversedAmount = :total, updatedAt = :now")
+                .condition_expression(
+                    "#status = :read AND attribute_not_exists(reversedAt) AND (attribute_not_exists(reversedAmount) OR reversedAmount = :before)",
+                )
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":read", s(credit.status.as_str()))
+                .expression_attribute_values(":before", n(credit.reversed_amount))
+                .expression_attribute_values(":total", n(credit.reversed_amount + share))
+                .expression_attribute_values(":now", s(&now))
+                .build()
+                .map_err(build_err)?;
+            let balance_field = if pending { "pending" } else { "available" };
+            let balance = self.balance_update(&pk, &credit.currency, &[(balance_field, -share)])?;
+            let month = self
+                .update(&pk, &month_sk(&credit.month, &credit.currency))
+                .update_expression("ADD earned :a")
+                .expression_attribute_values(":a", n(-share))
+                .build()
+                .map_err(build_err)?;
+            let event = Envelope::new(EventType::RebateReversed, correlation_id, &now, &reduction)?;
+            let items = vec![
+                TransactWriteItem::builder().put(put).build(),
+                TransactWriteItem::builder().update(mark).build(),
+                TransactWriteItem::builder().update(balance).build(),
+                TransactWriteItem::builder().update(month).build(),
+                TransactWriteItem::builder()
+                    .put(crate::outbox::put(&event, &self.tables.events)?)
+                    .build(),
+                TransactWriteItem::builder().put(marker.put(&now)?).build(),
+            ];
+            let reasons = match transact(&self.client, items).await? {
+                Transact::Committed => return Ok(Reversal::Reduced(Box::new(reduction))),
+                Transact::Cancelled(reasons) => reasons,
+            };
+            let done_before = reasons.first().is_some_and(condition_failed)
+                || reasons.last().is_some_and(condition_failed);
+            if done_before {
+                return Ok(Reversal::AlreadyDone);
+            }
+            // The credit moved (released, or another request's share taken):
+            // read it again.
+            if attempt < MAX_ATTEMPTS {
+                backoff(attempt).await;
+            }
+        }
+        Err(DbError::Unavailable(format!(
+            "reversing request {request_id}'s lines kept conflicting"
+        )))
+    }
+
     // ------------------------------------------------------------ release
 
     /// Makes every pending credit whose holding period ended by `now`
@@ -619,8 +748,12 @@ impl Rebates {
                 report.stopped_early = true;
                 return Ok(report);
             }
+            let sk = match item.get("sk") {
+                Some(AttributeValue::S(sk)) => sk.clone(),
+                _ => return Err(DbError::Corrupt("a ledger entry without its key".into())),
+            };
             let entry: LedgerEntry = serde_dynamo::from_item(item)?;
-            if self.release(&entry).await? {
+            if self.release(&entry, &sk).await? {
                 report.released += 1;
             } else {
                 report.already_settled += 1;
@@ -629,11 +762,13 @@ impl Rebates {
         Ok(report)
     }
 
-    async fn release(&self, entry: &LedgerEntry) -> Result<bool, DbError> {
+    /// Moves one pending entry (a credit, or a reduction of one, whose
+    /// amount is negative) to the available balance.
+    async fn release(&self, entry: &LedgerEntry, sk: &str) -> Result<bool, DbError> {
         let pk = user_pk(&entry.user_id);
         let now = clock::now_rfc3339();
         let update = self
-            .update(&pk, &credit_sk(&entry.order_id))
+            .update(&pk, sk)
             .update_expression("SET #status = :available, updatedAt = :now REMOVE releaseShard")
             .condition_expression("#status = :pending")
             .expression_attribute_names("#status", "status")
@@ -848,6 +983,7 @@ mod tests {
             updated_at: "t".into(),
             available_at: Some("t2".into()),
             reversed_at: None,
+            reversed_amount: 0,
         };
         let v = serde_json::to_value(&entry).unwrap();
         assert_eq!(v["status"], "PENDING");

@@ -171,15 +171,9 @@ impl RefundRequests {
         key: &IdempotencyKey,
         fingerprint: &str,
     ) -> Result<Option<StoredResponse>, RefundRequestError> {
-        idempotency::recorded(
-            &self.client,
-            &self.tables.idempotency,
-            key,
-            fingerprint,
-            clock::now().unix_timestamp(),
-        )
-        .await
-        .map_err(RefundRequestError::from)
+        idempotency::recorded(&self.client, &self.tables.idempotency, key, fingerprint)
+            .await
+            .map_err(RefundRequestError::from)
     }
 
     /// Files a request: the request, its lines' claims on the order and

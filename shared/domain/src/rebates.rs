@@ -29,6 +29,8 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::error::FieldError;
 use crate::money::MAX_AMOUNT;
+use crate::orders::{Order, OrderStatus};
+use crate::refund_requests::RefundLine;
 
 pub const MAX_RATE_BPS: u32 = 10_000;
 /// Campaigns a rule set may hold. Each credit lists, per line, the
@@ -386,6 +388,49 @@ pub struct LedgerEntry {
     /// When its order was refunded or cancelled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reversed_at: Option<String>,
+    /// A credit's: what refunds of some of its order's lines took back so
+    /// far (each by an entry of its own; this sum is what the last lines'
+    /// refund leaves).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reversed_amount: i64,
+}
+
+fn is_zero(amount: &i64) -> bool {
+    *amount == 0
+}
+
+/// What refunding `lines` of `order` (the order after the refund) takes
+/// back of `credit`: each line's rebate as the credit computed it (under
+/// its rules version, before caps) for the units refunded, scaled by what
+/// the caps left of the whole; the last lines (the order `REFUNDED`) take
+/// all that is left, so the rounding never strands a fen.
+pub fn refunded_share(credit: &LedgerEntry, order: &Order, lines: &[RefundLine]) -> i64 {
+    let left = (credit.amount - credit.reversed_amount).max(0);
+    if order.order_status == OrderStatus::Refunded {
+        return left;
+    }
+    let uncapped: i128 = credit.lines.iter().map(|l| i128::from(l.amount)).sum();
+    if uncapped <= 0 {
+        return 0;
+    }
+    let refunded: i128 = lines
+        .iter()
+        .filter_map(|line| {
+            let rebate = credit
+                .lines
+                .iter()
+                .find(|l| l.product_id == line.product_id)?;
+            let bought = order
+                .items
+                .iter()
+                .find(|l| l.product_id == line.product_id)?
+                .quantity;
+            (bought > 0)
+                .then(|| i128::from(rebate.amount) * i128::from(line.quantity) / i128::from(bought))
+        })
+        .sum();
+    let share = i128::from(credit.amount) * refunded / uncapped;
+    i64::try_from(share).unwrap_or(i64::MAX).min(left)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -422,6 +467,9 @@ pub enum Credit {
 /// What reversing an order's rebate did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reversal {
+    /// Some lines were refunded: this entry takes their share back (pending
+    /// with its credit, or from the available balance).
+    Reduced(Box<LedgerEntry>),
     /// The pending credit is now `REVERSED`.
     Reversed(Box<LedgerEntry>),
     /// The available credit got this clawback entry.

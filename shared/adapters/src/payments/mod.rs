@@ -294,15 +294,9 @@ impl Payments {
         key: &IdempotencyKey,
         fingerprint: &str,
     ) -> Result<Option<StoredResponse>, PaymentError> {
-        idempotency::recorded(
-            &self.client,
-            &self.tables.idempotency,
-            key,
-            fingerprint,
-            clock::now().unix_timestamp(),
-        )
-        .await
-        .map_err(PaymentError::from)
+        idempotency::recorded(&self.client, &self.tables.idempotency, key, fingerprint)
+            .await
+            .map_err(PaymentError::from)
     }
 
     pub async fn get(&self, payment_id: &str) -> Result<Option<Payment>, DbError> {
