@@ -686,12 +686,7 @@ impl Rebates {
                 .map_err(build_err)?;
             let balance_field = if pending { "pending" } else { "available" };
             let balance = self.balance_update(&pk, &credit.currency, &[(balance_field, -share)])?;
-            let month = self
-                .update(&pk, &month_sk(&credit.month, &credit.currency))
-                .update_expression("ADD earned :a")
-                .expression_attribute_values(":a", n(-share))
-                .build()
-                .map_err(build_err)?;
+            let month = self.month_add(&pk, &credit, -share)?;
             let event = Envelope::new(EventType::RebateReversed, correlation_id, &now, &reduction)?;
             let items = vec![
                 TransactWriteItem::builder().put(put).build(),
@@ -914,9 +909,14 @@ impl Rebates {
     }
 
     fn month_decrement(&self, pk: &str, entry: &LedgerEntry) -> Result<Update, DbError> {
+        self.month_add(pk, entry, -entry.amount)
+    }
+
+    /// Adds `delta` to what the user earned in `entry`'s month and currency.
+    fn month_add(&self, pk: &str, entry: &LedgerEntry, delta: i64) -> Result<Update, DbError> {
         self.update(pk, &month_sk(&entry.month, &entry.currency))
             .update_expression("ADD earned :a")
-            .expression_attribute_values(":a", n(-entry.amount))
+            .expression_attribute_values(":a", n(delta))
             .build()
             .map_err(build_err)
     }
