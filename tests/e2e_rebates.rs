@@ -1,6 +1,6 @@
 //! Rebates through the deployed local stack: OrderPaid → rebates queue →
-//! ledger, the scheduled release after the holding period (20 s on the test
-//! stack), reversal and clawback on refunds, the monthly cap, and the rules
+//! ledger, the scheduled release when a received order's after-sales window
+//! closes (69 s on the test stack), reversal and clawback on refunds, the monthly cap, and the rules
 //! routes. Each test has a user of its own (`E2E_REBATE_TOKENS`).
 
 use std::time::{Duration, Instant};
@@ -163,19 +163,60 @@ async fn refunds_reverse_pending_rebates_and_claw_back_released_ones() {
     .await;
     assert_eq!(balance(&statement), (0, 0));
 
-    // Released after the holding period by the scheduled sweep, then
-    // refunded: a clawback entry takes it back.
+    // Received, with a refund asked for within the after-sales window
+    // (69 s on the test stack) and decided after it: the credit waits for
+    // the receipt, is released by the sweep when the window closes, and the
+    // late approval's clawback takes it back off the available balance.
     let second = paid_order(&stack, user, 4000).await;
     let statement = wait_for_entries(
         &stack,
         user,
         &second.order_id,
-        Duration::from_secs(150),
+        Duration::from_secs(30),
+        |e| !e.is_empty(),
+    )
+    .await;
+    let credit = entries_of(&statement, &second.order_id)[0].clone();
+    assert!(
+        credit.get("availableAt").is_none(),
+        "waits for completion: {credit}"
+    );
+    second.ship_and_receive().await;
+    let (status, request) = stack
+        .call(
+            Method::POST,
+            &format!("/orders/{}/refund-requests", second.order_id),
+            Some(user),
+            Some(json!({"items": [{"productId": second.product, "quantity": 1}], "reason": "changed my mind", "returnGoods": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{request}");
+    let statement = wait_for_entries(
+        &stack,
+        user,
+        &second.order_id,
+        Duration::from_secs(200),
         |e| e.len() == 1 && e[0]["status"] == "AVAILABLE",
     )
     .await;
     assert_eq!(balance(&statement), (0, 400));
-    cancel(second.order_id.clone()).await;
+    let released = entries_of(&statement, &second.order_id)[0].clone();
+    assert!(
+        released["availableAt"].as_str().unwrap() <= domain::clock::now_rfc3339().as_str(),
+        "{released}"
+    );
+    let (status, decided) = stack
+        .call(
+            Method::POST,
+            &format!(
+                "/admin/refund-requests/{}/decision",
+                request["refundRequestId"].as_str().unwrap()
+            ),
+            Some(&stack.admin_token),
+            Some(json!({"decision": "APPROVE"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{decided}");
     let statement = wait_for_entries(
         &stack,
         user,

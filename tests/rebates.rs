@@ -34,12 +34,14 @@ fn rules(month_cap: Option<i64>) -> RebateRules {
     .unwrap()
 }
 
-async fn fixture(holding: Duration, month_cap: Option<i64>) -> Fixture {
+/// `after_sales`: the window after completion before a rebate is released.
+async fn fixture(after_sales: Duration, month_cap: Option<i64>) -> Fixture {
     let db = TestDb::new().await;
-    let rebates = Rebates::new(db.client.clone(), db.tables.clone(), holding);
+    let rebates = Rebates::new(db.client.clone(), db.tables.clone());
     let consumer = RebateConsumer {
         rebates,
         markers_table: db.tables.processed_events.clone(),
+        after_sales: time::Duration::try_from(after_sales).unwrap(),
     };
     let f = Fixture { db, consumer };
     f.set_rules(rules(month_cap)).await;
@@ -84,10 +86,17 @@ fn event(event_type: EventType, order: &Order) -> String {
     let status = match event_type {
         EventType::OrderRefunded => OrderStatus::Refunded,
         EventType::OrderCancelled => OrderStatus::Cancelled,
+        EventType::OrderCompleted => OrderStatus::Completed,
         _ => OrderStatus::Paid,
+    };
+    let completed_at = match event_type {
+        // Received now: its after-sales window starts now.
+        EventType::OrderCompleted => Some(domain::clock::now_rfc3339()),
+        _ => order.completed_at.clone(),
     };
     let order = Order {
         order_status: status,
+        completed_at,
         ..order.clone()
     };
     serde_json::to_string(&Envelope::new(event_type, "corr", PAID_AT, &order).unwrap()).unwrap()
@@ -186,7 +195,7 @@ impl Fixture {
 #[tokio::test]
 async fn rules_are_admin_only_validated_and_versioned() {
     let db = TestDb::new().await;
-    let rebates = Rebates::new(db.client.clone(), db.tables.clone(), Duration::ZERO);
+    let rebates = Rebates::new(db.client.clone(), db.tables.clone());
     let get = |user_is_admin: bool| {
         let req = ApiRequest::get("/admin/rebate-rules");
         if user_is_admin {
@@ -381,9 +390,12 @@ async fn refunds_reverse_pending_rebates_and_claw_back_available_ones() {
     );
     assert_eq!(f.assert_balance_matches_ledger("u2").await, (0, 0));
 
-    // Holding period 0: the release sweep makes the next one available.
+    // After-sales window 0: once completed, the release sweep makes the
+    // next one available.
     let released = paid_order("u2", &[("food", 5000)]);
     f.deliver(&event(EventType::OrderPaid, &released)).await;
+    f.deliver(&event(EventType::OrderCompleted, &released))
+        .await;
     assert_eq!(f.assert_balance_matches_ledger("u2").await, (500, 0));
     let report = release_rebates::sweep(&f.consumer.rebates).await.unwrap();
     assert_eq!(report.released, 1);
@@ -431,6 +443,7 @@ async fn a_release_sweep_about_to_time_out_leaves_the_backlog_to_the_next_run() 
     let f = fixture(Duration::ZERO, None).await;
     let order = paid_order("u5", &[("food", 2000)]);
     f.deliver(&event(EventType::OrderPaid, &order)).await;
+    f.deliver(&event(EventType::OrderCompleted, &order)).await;
     assert_eq!(f.assert_balance_matches_ledger("u5").await, (200, 0));
     let sweep_with = |time_left: Duration| {
         let deadline = tokio::time::Instant::now() + time_left;
@@ -468,6 +481,7 @@ async fn release_and_refund_racing_leave_the_balance_equal_to_the_ledger() {
     for _ in 0..15 {
         let order = paid_order("u4", &[("food", 1000)]);
         f.deliver(&event(EventType::OrderPaid, &order)).await;
+        f.deliver(&event(EventType::OrderCompleted, &order)).await;
         let refund = event(EventType::OrderRefunded, &order);
         let (released, ()) = tokio::join!(
             release_rebates::sweep(&f.consumer.rebates),
@@ -709,7 +723,11 @@ async fn refunded_lines_take_back_only_their_share_pending_or_available() {
         (-100, EntryStatus::Pending)
     );
 
-    // The sweep releases the credit and its reduction: 105 available.
+    // Not completed: nothing is released. Completed, the sweep releases
+    // the credit and its reduction (which waited with it): 105 available.
+    let report = release_rebates::sweep(&f.consumer.rebates).await.unwrap();
+    assert_eq!(report.released, 0);
+    f.deliver(&event(EventType::OrderCompleted, &order)).await;
     let report = release_rebates::sweep(&f.consumer.rebates).await.unwrap();
     assert_eq!(report.released, 2);
     assert_eq!(f.assert_balance_matches_ledger("u9").await, (0, 105));
@@ -744,4 +762,108 @@ async fn refunded_lines_take_back_only_their_share_pending_or_available() {
         reductions,
         "one message per entry"
     );
+}
+
+/// Issue 22.3: a credit stays pending until its order is completed, and
+/// then until the after-sales window closes; a redelivered completion
+/// changes nothing.
+#[tokio::test]
+async fn a_credit_waits_for_completion_and_then_for_the_after_sales_window() {
+    let f = fixture(Duration::from_secs(3600), None).await;
+    let order = paid_order("s1", &[("food", 3000)]);
+    f.deliver(&event(EventType::OrderPaid, &order)).await;
+    let credit = &f.entries("s1").await[0];
+    assert_eq!(
+        (credit.status, &credit.available_at),
+        (EntryStatus::Pending, &None)
+    );
+
+    let completed = event(EventType::OrderCompleted, &order);
+    let completed_at: String =
+        serde_json::from_str::<Value>(&completed).unwrap()["data"]["completedAt"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    for _ in 0..3 {
+        f.deliver(&completed).await;
+    }
+    let credit = &f.entries("s1").await[0];
+    let expected = domain::refund_requests::window_closes(&completed_at, time::Duration::HOUR)
+        .map(domain::clock::rfc3339);
+    assert_eq!(credit.available_at, expected, "the window's close");
+    assert_eq!(credit.status, EntryStatus::Pending);
+    // The window is an hour: nothing is due yet.
+    let report = release_rebates::sweep(&f.consumer.rebates).await.unwrap();
+    assert_eq!(report.released, 0);
+    assert_eq!(f.assert_balance_matches_ledger("s1").await, (300, 0));
+    // A later run past the close releases it, once.
+    let later = domain::clock::now() + time::Duration::HOUR * 2;
+    let report = f
+        .consumer
+        .rebates
+        .release_due(later, || false)
+        .await
+        .unwrap();
+    assert_eq!(report.released, 1);
+    let report = f
+        .consumer
+        .rebates
+        .release_due(later, || false)
+        .await
+        .unwrap();
+    assert_eq!(report.released, 0);
+    assert_eq!(f.assert_balance_matches_ledger("s1").await, (0, 300));
+}
+
+/// Events arrive out of order: a completion handled before (or racing) its
+/// order's `OrderPaid` still gives the credit its release time.
+#[tokio::test]
+async fn a_completion_before_or_racing_the_credit_still_releases_it() {
+    let f = fixture(Duration::ZERO, None).await;
+    let first = paid_order("s2", &[("food", 1000)]);
+    f.deliver(&event(EventType::OrderCompleted, &first)).await;
+    f.deliver(&event(EventType::OrderPaid, &first)).await;
+    let mut orders = vec![first];
+    for _ in 0..10 {
+        let order = paid_order("s2", &[("food", 1000)]);
+        let (paid, completed) = (
+            event(EventType::OrderPaid, &order),
+            event(EventType::OrderCompleted, &order),
+        );
+        tokio::join!(f.deliver(&paid), f.deliver(&completed));
+        orders.push(order);
+    }
+    let entries = f.entries("s2").await;
+    assert_eq!(entries.len(), 11);
+    assert!(
+        entries.iter().all(|e| e.available_at.is_some()),
+        "{entries:#?}"
+    );
+    let report = release_rebates::sweep(&f.consumer.rebates).await.unwrap();
+    assert_eq!(report.released, 11);
+    assert_eq!(f.assert_balance_matches_ledger("s2").await, (0, 1100));
+}
+
+/// A refund of some lines racing the order's completion: the reduction is
+/// scheduled with its credit whichever lands first, so the available
+/// balance gets the net and nothing stays pending.
+#[tokio::test]
+async fn a_reduction_racing_the_completion_is_released_with_its_credit() {
+    let f = fixture(Duration::ZERO, None).await;
+    for round in 0..8 {
+        let mut order = paid_order("s3", &[("food", 1000), ("food", 1000)]);
+        f.deliver(&event(EventType::OrderPaid, &order)).await;
+        let one = lines_refunded(&mut order, &format!("r{round}"), &[("p0", 1)]);
+        let completed = event(EventType::OrderCompleted, &order);
+        tokio::join!(f.deliver(&one), f.deliver(&completed));
+    }
+    let entries = f.entries("s3").await;
+    assert_eq!(entries.len(), 16, "a credit and a reduction per order");
+    assert!(
+        entries.iter().all(|e| e.available_at.is_some()),
+        "{entries:#?}"
+    );
+    release_rebates::sweep(&f.consumer.rebates).await.unwrap();
+    // 200 earned, 100 taken back, per order.
+    assert_eq!(f.assert_balance_matches_ledger("s3").await, (0, 800));
 }

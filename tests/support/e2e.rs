@@ -365,6 +365,33 @@ impl Flow<'_> {
     pub async fn counters(&self) -> (i64, i64) {
         self.stack.counters(&self.product).await
     }
+
+    /// The shop ships the paid order and its buyer confirms receipt: the
+    /// order is `COMPLETED` when this returns (the receipt, or the
+    /// auto-confirm sweep racing it on the test stack).
+    pub async fn ship_and_receive(&self) {
+        let (status, shipped) = self
+            .stack
+            .call(
+                Method::POST,
+                &format!("/orders/{}/shipments", self.order_id),
+                Some(&self.stack.admin_token),
+                Some(json!({"carrier": "SF", "trackingNumber": unique_id("SF")})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{shipped}");
+        let (status, received) = self
+            .stack
+            .call(
+                Method::POST,
+                &format!("/orders/{}/receipt", self.order_id),
+                Some(&self.token),
+                None,
+            )
+            .await;
+        // A completed order's receipt answers 200 too.
+        assert_eq!(status, StatusCode::OK, "{received}");
+    }
 }
 
 /// The bodies of every message visible in a queue now (each is then

@@ -7,6 +7,10 @@
 //!   pending one becomes `REVERSED`, an available one gets a clawback) and
 //!   emits `RebateReversed`. A refund that overtakes its `OrderPaid` voids
 //!   the order, so the late credit never happens.
+//! - `OrderCompleted`: the credit (and its pending reductions) gets its
+//!   release time, the close of the after-sales window; until then it stays
+//!   `PENDING` whatever the time. A completion that overtakes its
+//!   `OrderPaid` leaves the time for the credit.
 //! - `OrderLinesRefunded`: takes back the refunded lines' share of the
 //!   credit (computed from the credit's own per-line figures, so under the
 //!   rules version it used) by an entry of its own: pending with the credit,
@@ -23,12 +27,16 @@ use domain::events::{Envelope, EventType};
 use domain::orders::Order;
 use domain::rebates::{Credit, Reversal};
 use domain::refund_requests::LinesRefunded;
+use domain::refund_requests::window_closes;
 
 pub const CONSUMER: &str = "calculate-rebate";
 
 pub struct RebateConsumer {
     pub rebates: Rebates,
     pub markers_table: String,
+    /// The after-sales window (`AfterSalesDays`): a completed order's rebate
+    /// becomes available when it closes, as refund requests stop.
+    pub after_sales: time::Duration,
 }
 
 impl RebateConsumer {
@@ -41,6 +49,7 @@ impl RebateConsumer {
         if !matches!(
             envelope.event_type,
             EventType::OrderPaid
+                | EventType::OrderCompleted
                 | EventType::OrderRefunded
                 | EventType::OrderCancelled
                 | EventType::OrderLinesRefunded
@@ -82,6 +91,20 @@ impl RebateConsumer {
                         tracing::info!(order_id = %order.order_id, "already credited")
                     }
                 }
+            }
+            EventType::OrderCompleted => {
+                // The order's own completion time; an event without one (it
+                // cannot be, but a redriven old event might) counts from
+                // when it happened.
+                let completed_at = match &order.completed_at {
+                    Some(at) => at.clone(),
+                    None => envelope.occurred_at.clone(),
+                };
+                let available_at = window_closes(&completed_at, self.after_sales)
+                    .map(domain::clock::rfc3339)
+                    .ok_or(domain::events::EventError::BadTime(completed_at))?;
+                let settled = self.rebates.settle(&order, &available_at, &marker).await?;
+                tracing::info!(order_id = %order.order_id, %available_at, ?settled, "rebate settlement");
             }
             EventType::OrderRefunded | EventType::OrderCancelled => {
                 // Only a paid order can still see an `OrderPaid` arrive late.

@@ -2,6 +2,6 @@
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     adapters::runtime::init();
-    let rebates = adapters::backend::Backend::from_env().await?.rebates()?;
+    let rebates = adapters::backend::Backend::from_env().await?.rebates();
     http_edge::http::serve(|req| put_rebate_rules::handle(&rebates, req)).await
 }

@@ -1,5 +1,5 @@
-//! Runs on a schedule: pending rebates whose holding period has ended
-//! become available. Safe to run twice at once and to race reversals: each
+//! Runs on a schedule: pending rebates of completed orders whose
+//! after-sales window has closed become available. Safe to run twice at once and to race reversals: each
 //! entry moves in a transaction conditional on it still being `PENDING`.
 
 use adapters::rebates::Rebates;

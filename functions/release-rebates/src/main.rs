@@ -4,7 +4,7 @@ use lambda_runtime::LambdaEvent;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     adapters::runtime::init();
-    let rebates = adapters::backend::Backend::from_env().await?.rebates()?;
+    let rebates = adapters::backend::Backend::from_env().await?.rebates();
     // The scheduled event carries nothing we need: the clock decides.
     adapters::runtime::serve_events(|_: LambdaEvent<serde_json::Value>| {
         let rebates = &rebates;

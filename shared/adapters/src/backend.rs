@@ -67,13 +67,9 @@ impl Backend {
             .with_reconcile_after(reconcile_after)
     }
 
-    /// The rebate ledger, with the holding period the template sets.
-    pub fn rebates(&self) -> Result<Rebates, InvalidSetting> {
-        Ok(Rebates::new(
-            self.dynamodb.clone(),
-            self.tables.clone(),
-            crate::config::rebate_holding_period()?,
-        ))
+    /// The rebate ledger.
+    pub fn rebates(&self) -> Rebates {
+        Rebates::new(self.dynamodb.clone(), self.tables.clone())
     }
 
     /// Refund requests, with the after-sales window the template sets.

@@ -155,13 +155,6 @@ pub fn after_sales() -> Result<time::Duration, InvalidSetting> {
     }
 }
 
-/// How long a credited rebate stays `PENDING` before it becomes
-/// `AVAILABLE` (`REBATE_HOLDING_SECONDS`, default 7 days; 0 to 366 days).
-pub fn rebate_holding_period() -> Result<std::time::Duration, InvalidSetting> {
-    seconds("REBATE_HOLDING_SECONDS", 7 * 86_400, 0..=366 * 86_400)
-        .map(std::time::Duration::from_secs)
-}
-
 /// How long after its creation a real provider's payment that is still
 /// pending is first asked about (`RECONCILE_AFTER_SECONDS`, default 120 s,
 /// 1 s to 1 day): Alipay and WeChat Pay lose and delay notifications.

@@ -14,15 +14,17 @@
 //!   month in that currency, for the monthly cap (the rules' caps are in
 //!   the rules' currency);
 //! - `sk = VOID#<orderId>`: the order was refunded before its rebate was
-//!   credited (events can arrive out of order), so it never will be.
+//!   credited (events can arrive out of order), so it never will be;
+//! - `sk = SETTLE#<orderId>`: the order was completed before its rebate was
+//!   credited; holds when the credit is to become available.
 //!
-//! Entry states: a credit starts `PENDING`; after the holding period the
-//! release sweep makes it `AVAILABLE`. A refund or cancel makes a `PENDING`
+//! Entry states: a credit starts `PENDING` with no release time; its
+//! order's completion sets `availableAt` (the after-sales window's close)
+//! on it and its pending reductions, and from then the release sweep makes
+//! them `AVAILABLE`. A refund or cancel makes a `PENDING`
 //! credit `REVERSED`, and gives an `AVAILABLE` one a negative `CLAWBACK`
 //! entry. Every move is one transaction conditional on the entry's current
 //! status, so the balances always equal the sums of the entries.
-
-use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
@@ -42,7 +44,7 @@ use domain::events::{Envelope, EventType};
 use domain::orders::Order;
 use domain::rebates::{
     Balance, Credit, EntryKind, EntryStatus, LedgerEntry, RebateError, RebateLine, RebateRules,
-    ReleaseReport, Reversal, evaluate, month_of, refunded_share,
+    ReleaseReport, Reversal, Settled, Settlement, evaluate, month_of, refunded_share, settlement,
 };
 use domain::refund_requests::LinesRefunded;
 
@@ -54,11 +56,14 @@ const CURRENT_RULES: &str = "current";
 /// user this month, a release, a concurrent transaction).
 const MAX_ATTEMPTS: u32 = 8;
 
+/// A completion's updates per transaction, below DynamoDB's 100 items with
+/// room for the credit and the consumer's marker.
+const SCHEDULES_PER_TRANSACTION: usize = 90;
+
 #[derive(Clone, Debug)]
 pub struct Rebates {
     client: Client,
     tables: Tables,
-    pub holding_period: Duration,
 }
 
 fn user_pk(user_id: &str) -> String {
@@ -90,13 +95,18 @@ fn void_sk(order_id: &str) -> String {
     format!("VOID#{order_id}")
 }
 
+fn settle_sk(order_id: &str) -> String {
+    format!("SETTLE#{order_id}")
+}
+
+/// The prefix of every ledger entry of one order.
+fn order_entries_prefix(order_id: &str) -> String {
+    format!("ENTRY#{order_id}#")
+}
+
 impl Rebates {
-    pub fn new(client: Client, tables: Tables, holding_period: Duration) -> Self {
-        Self {
-            client,
-            tables,
-            holding_period,
-        }
+    pub fn new(client: Client, tables: Tables) -> Self {
+        Self { client, tables }
     }
 
     /// An update of one item of the rebates table.
@@ -191,9 +201,10 @@ impl Rebates {
             })
             .collect();
         for attempt in 1..=MAX_ATTEMPTS {
-            let (rules, month_total) = self
-                .rules_and_month_total(&pk, &month, &order.currency)
+            let read = self
+                .credit_inputs(&pk, &month, &order.currency, &order.order_id)
                 .await?;
+            let (rules, month_total) = (read.rules, read.month_total);
             let Some(rules) = rules else {
                 return Ok(Credit::Nothing("no rebate rules are set"));
             };
@@ -206,7 +217,13 @@ impl Rebates {
             if evaluation.amount <= 0 {
                 return Ok(Credit::Nothing("the order earns no rebate"));
             }
-            let entry = self.new_credit(order, evaluation, &rules.currency, &month);
+            let entry = new_credit(
+                order,
+                evaluation,
+                &rules.currency,
+                &month,
+                read.available_at,
+            );
             let items = self.crediting(&pk, &entry, month_total, marker, correlation_id)?;
             let reasons = match transact(&self.client, items).await? {
                 Transact::Committed => {
@@ -225,8 +242,11 @@ impl Rebates {
             if failed(1) || failed(5) {
                 return Ok(Credit::AlreadyDone);
             }
+            // The month's total moved, or the order was completed meanwhile
+            // (its release time is to be read): evaluate again.
             let month_moved = failed(3);
-            if !(month_moved || conflicted(&reasons)) {
+            let completed_meanwhile = failed(6);
+            if !(month_moved || completed_meanwhile || conflicted(&reasons)) {
                 return Err(DbError::Unavailable(format!(
                     "crediting order {} cancelled: {reasons:?}",
                     order.order_id
@@ -242,39 +262,12 @@ impl Rebates {
         )))
     }
 
-    /// The pending credit an order earned, released after the holding period.
-    fn new_credit(
-        &self,
-        order: &Order,
-        evaluation: domain::rebates::Evaluation,
-        currency: &str,
-        month: &str,
-    ) -> LedgerEntry {
-        let now = clock::now_rfc3339();
-        LedgerEntry {
-            entry_id: format!("{}-1", order.order_id),
-            user_id: order.user_id.clone(),
-            order_id: order.order_id.clone(),
-            kind: EntryKind::Credit,
-            status: EntryStatus::Pending,
-            amount: evaluation.amount,
-            currency: currency.to_owned(),
-            rules_version: evaluation.rules_version,
-            lines: evaluation.lines,
-            capped_by: evaluation.capped_by,
-            month: month.to_owned(),
-            created_at: now.clone(),
-            updated_at: now,
-            available_at: Some(clock::rfc3339(clock::now() + self.holding_period)),
-            reversed_at: None,
-            reversed_amount: 0,
-        }
-    }
-
     /// The credit's transaction, in this order: no void for the order (0),
     /// the entry (1), the pending balance (2), the month's total as it was
     /// read when the cap was computed (3), the event (4), the consumer's
-    /// marker (5).
+    /// marker (5), and, for a credit whose order was not completed when
+    /// read, still no completion marker (6): a completion racing the credit
+    /// either finds the credit or leaves its marker for the next attempt.
     fn crediting(
         &self,
         pk: &str,
@@ -292,10 +285,12 @@ impl Rebates {
             .build()
             .map_err(build_err)?;
         let mut item = self.entry_item(entry, &credit_sk(order_id))?;
-        item.insert(
-            "releaseShard".into(),
-            s(&crate::due_index::shard_of(order_id)),
-        );
+        if entry.available_at.is_some() {
+            item.insert(
+                "releaseShard".into(),
+                s(&crate::due_index::shard_of(order_id)),
+            );
+        }
         let put = Put::builder()
             .table_name(&self.tables.rebates)
             .set_item(Some(item))
@@ -319,7 +314,7 @@ impl Rebates {
             &entry.created_at,
             entry,
         )?;
-        Ok(vec![
+        let mut items = vec![
             TransactWriteItem::builder().condition_check(void).build(),
             TransactWriteItem::builder().put(put).build(),
             TransactWriteItem::builder().update(balance).build(),
@@ -330,30 +325,43 @@ impl Rebates {
             TransactWriteItem::builder()
                 .put(marker.put(&entry.created_at)?)
                 .build(),
-        ])
+        ];
+        if entry.available_at.is_none() {
+            let not_completed = ConditionCheck::builder()
+                .table_name(&self.tables.rebates)
+                .key("pk", s(pk))
+                .key("sk", s(&settle_sk(order_id)))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(build_err)?;
+            items.push(
+                TransactWriteItem::builder()
+                    .condition_check(not_completed)
+                    .build(),
+            );
+        }
+        Ok(items)
     }
 
-    /// The rules and the user's total this month in `currency`, in one
-    /// round trip.
-    async fn rules_and_month_total(
+    /// What a credit is computed from, in one round trip: the rules, the
+    /// user's total this month in `currency`, and the release time the
+    /// order's completion left if it came first.
+    async fn credit_inputs(
         &self,
         pk: &str,
         month: &str,
         currency: &str,
-    ) -> Result<(Option<(RebateRules, String)>, i64), DbError> {
+        order_id: &str,
+    ) -> Result<CreditInputs, DbError> {
         let rules_key = KeysAndAttributes::builder()
             .keys([("rulesId".to_owned(), s(CURRENT_RULES))].into())
             .consistent_read(true)
             .build()
             .map_err(build_err)?;
-        let month_key = KeysAndAttributes::builder()
-            .keys(
-                [
-                    ("pk".to_owned(), s(pk)),
-                    ("sk".to_owned(), s(&month_sk(month, currency))),
-                ]
-                .into(),
-            )
+        let key = |sk: String| [("pk".to_owned(), s(pk)), ("sk".to_owned(), s(&sk))].into();
+        let ledger_keys = KeysAndAttributes::builder()
+            .keys(key(month_sk(month, currency)))
+            .keys(key(settle_sk(order_id)))
             .consistent_read(true)
             .build()
             .map_err(build_err)?;
@@ -361,7 +369,7 @@ impl Rebates {
             &self.client,
             [
                 (self.tables.rebate_rules.clone(), rules_key),
-                (self.tables.rebates.clone(), month_key),
+                (self.tables.rebates.clone(), ledger_keys),
             ]
             .into(),
         )
@@ -372,12 +380,27 @@ impl Rebates {
             .first()
             .map(|item| Ok::<_, DbError>((parse_rules(item)?, updated_at(item))))
             .transpose()?;
-        let total = found
-            .remove(&self.tables.rebates)
-            .unwrap_or_default()
-            .first()
+        let ledger = found.remove(&self.tables.rebates).unwrap_or_default();
+        let sk_of = |item: &Item| match item.get("sk") {
+            Some(AttributeValue::S(sk)) => sk.clone(),
+            _ => String::new(),
+        };
+        let month_total = ledger
+            .iter()
+            .find(|item| sk_of(item).starts_with("MONTH#"))
             .map_or(0, |item| number(item, "earned").unwrap_or(0));
-        Ok((rules, total))
+        let available_at = ledger
+            .iter()
+            .find(|item| sk_of(item).starts_with("SETTLE#"))
+            .and_then(|item| match item.get("availableAt") {
+                Some(AttributeValue::S(at)) => Some(at.clone()),
+                _ => None,
+            });
+        Ok(CreditInputs {
+            rules,
+            month_total,
+            available_at,
+        })
     }
 
     /// The version of the rules that was in force at `at`: the current one
@@ -659,7 +682,7 @@ impl Rebates {
             };
             let mut item =
                 self.entry_item(&reduction, &reduction_sk(&order.order_id, request_id))?;
-            if pending {
+            if pending && credit.available_at.is_some() {
                 item.insert(
                     "releaseShard".into(),
                     s(&crate::due_index::shard_of(&order.order_id)),
@@ -671,11 +694,24 @@ impl Rebates {
                 .condition_expression("attribute_not_exists(pk)")
                 .build()
                 .map_err(build_err)?;
+            // Conditional on the release time as read too: a completion
+            // scheduling the credit meanwhile must not leave this reduction
+            // without one (read again and copy it).
+            let scheduled_as_read = match &credit.available_at {
+                Some(_) => "availableAt = :availableAt",
+                None => "attribute_not_exists(availableAt)",
+            };
             let mark = self
                 .update(&pk, &credit_sk(&order.order_id))
                 .update_expression("SET reversedAmount = :total, updatedAt = :now")
-                .condition_expression(
-                    "#status = :read AND attribute_not_exists(reversedAt) AND (attribute_not_exists(reversedAmount) OR reversedAmount = :before)",
+                .condition_expression(format!(
+                    "#status = :read AND attribute_not_exists(reversedAt) AND (attribute_not_exists(reversedAmount) OR reversedAmount = :before) AND {scheduled_as_read}"
+                ))
+                .set_expression_attribute_values(
+                    credit
+                        .available_at
+                        .as_ref()
+                        .map(|at| [(":availableAt".to_owned(), s(at))].into()),
                 )
                 .expression_attribute_names("#status", "status")
                 .expression_attribute_values(":read", s(credit.status.as_str()))
@@ -718,10 +754,211 @@ impl Rebates {
         )))
     }
 
+    // --------------------------------------------------------- settlement
+
+    /// Schedules the release of what a completed order earned: its pending
+    /// credit and the pending reductions of it get `availableAt` (the
+    /// after-sales window's close) and join the release sweep's index.
+    /// With no credit yet (the completion overtook `OrderPaid`), a
+    /// `SETTLE#` marker keeps the time for the credit; the marker is written
+    /// only while there is no credit, and a credit made without the time
+    /// only while there is no marker, so one of the two always sees the
+    /// other. The credit's update is conditional on it being as read (a
+    /// reduction added meanwhile is read again and scheduled too).
+    pub async fn settle(
+        &self,
+        order: &Order,
+        available_at: &str,
+        marker: &ProcessedMarker,
+    ) -> Result<Settled, DbError> {
+        let pk = user_pk(&order.user_id);
+        let shard = crate::due_index::shard_of(&order.order_id);
+        'attempt: for attempt in 1..=MAX_ATTEMPTS {
+            if attempt > 1 {
+                backoff(attempt - 1).await;
+            }
+            let entries = self.order_entries(&pk, &order.order_id).await?;
+            let now = clock::now_rfc3339();
+            let Some((_, credit)) = entries
+                .iter()
+                .find(|(sk, _)| *sk == credit_sk(&order.order_id))
+            else {
+                let items =
+                    self.settle_before_credit(&pk, &order.order_id, available_at, marker)?;
+                let reasons = match transact(&self.client, items).await? {
+                    Transact::Committed => return Ok(Settled::BeforeCredit),
+                    Transact::Cancelled(reasons) => reasons,
+                };
+                if reasons.first().is_some_and(condition_failed)
+                    || reasons.last().is_some_and(condition_failed)
+                {
+                    return Ok(Settled::AlreadyDone);
+                }
+                // The credit arrived meanwhile: schedule it instead.
+                continue;
+            };
+            match settlement(credit) {
+                Settlement::Settled => return Ok(Settled::Nothing),
+                Settlement::AlreadyScheduled => return Ok(Settled::AlreadyDone),
+                Settlement::Schedule => {}
+            }
+            let reductions: Vec<&(String, LedgerEntry)> = entries
+                .iter()
+                .filter(|(sk, entry)| {
+                    *sk != credit_sk(&order.order_id) && settlement(entry) == Settlement::Schedule
+                })
+                .collect();
+            // Reductions beyond one transaction go first, each conditional
+            // on itself: scheduling one twice is impossible, and the credit
+            // (last) is what says the order is settled.
+            let mut chunks = reductions.chunks(SCHEDULES_PER_TRANSACTION).rev();
+            let last = chunks.next().unwrap_or_default();
+            let schedules = |chunk: &[&(String, LedgerEntry)]| {
+                chunk
+                    .iter()
+                    .map(|(sk, _)| self.schedule(&pk, sk, &shard, available_at, &now))
+                    .collect::<Result<Vec<_>, _>>()
+            };
+            for chunk in chunks.rev() {
+                if let Transact::Cancelled(_) = transact(&self.client, schedules(chunk)?).await? {
+                    continue 'attempt;
+                }
+            }
+            let mut items = schedules(last)?;
+            let credit_as_read = self
+                .update(&pk, &credit_sk(&order.order_id))
+                .update_expression(
+                    "SET availableAt = :availableAt, releaseShard = :shard, updatedAt = :now",
+                )
+                .condition_expression(
+                    "#status = :pending AND attribute_not_exists(availableAt) AND (attribute_not_exists(reversedAmount) OR reversedAmount = :before)",
+                )
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":pending", s(EntryStatus::Pending.as_str()))
+                .expression_attribute_values(":availableAt", s(available_at))
+                .expression_attribute_values(":shard", s(&shard))
+                .expression_attribute_values(":before", n(credit.reversed_amount))
+                .expression_attribute_values(":now", s(&now))
+                .build()
+                .map_err(build_err)?;
+            items.push(TransactWriteItem::builder().update(credit_as_read).build());
+            items.push(TransactWriteItem::builder().put(marker.put(&now)?).build());
+            match transact(&self.client, items).await? {
+                Transact::Committed => return Ok(Settled::Scheduled(reductions.len() + 1)),
+                Transact::Cancelled(reasons) if reasons.last().is_some_and(condition_failed) => {
+                    return Ok(Settled::AlreadyDone);
+                }
+                // The credit or a reduction moved (reversed, reduced, or
+                // scheduled by a redelivery): read them again.
+                Transact::Cancelled(_) => {}
+            }
+        }
+        Err(DbError::Unavailable(format!(
+            "settling order {} kept conflicting",
+            order.order_id
+        )))
+    }
+
+    /// No credit yet: the marker the credit reads its release time from,
+    /// written only while there is no credit; then the consumer's marker.
+    fn settle_before_credit(
+        &self,
+        pk: &str,
+        order_id: &str,
+        available_at: &str,
+        marker: &ProcessedMarker,
+    ) -> Result<Vec<TransactWriteItem>, DbError> {
+        let now = clock::now_rfc3339();
+        let settle = Put::builder()
+            .table_name(&self.tables.rebates)
+            .item("pk", s(pk))
+            .item("sk", s(&settle_sk(order_id)))
+            .item("availableAt", s(available_at))
+            .item("completedAt", s(&now))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build_err)?;
+        let no_credit = ConditionCheck::builder()
+            .table_name(&self.tables.rebates)
+            .key("pk", s(pk))
+            .key("sk", s(&credit_sk(order_id)))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build_err)?;
+        Ok(vec![
+            TransactWriteItem::builder().put(settle).build(),
+            TransactWriteItem::builder()
+                .condition_check(no_credit)
+                .build(),
+            TransactWriteItem::builder().put(marker.put(&now)?).build(),
+        ])
+    }
+
+    /// Gives one pending, unscheduled entry its release time.
+    fn schedule(
+        &self,
+        pk: &str,
+        sk: &str,
+        shard: &str,
+        available_at: &str,
+        now: &str,
+    ) -> Result<TransactWriteItem, DbError> {
+        let update = self
+            .update(pk, sk)
+            .update_expression(
+                "SET availableAt = :availableAt, releaseShard = :shard, updatedAt = :now",
+            )
+            .condition_expression("#status = :pending AND attribute_not_exists(availableAt)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pending", s(EntryStatus::Pending.as_str()))
+            .expression_attribute_values(":availableAt", s(available_at))
+            .expression_attribute_values(":shard", s(shard))
+            .expression_attribute_values(":now", s(now))
+            .build()
+            .map_err(build_err)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// One order's ledger entries with their sort keys (the credit, its
+    /// clawback, its reductions).
+    async fn order_entries(
+        &self,
+        pk: &str,
+        order_id: &str,
+    ) -> Result<Vec<(String, LedgerEntry)>, DbError> {
+        let mut entries = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.tables.rebates)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(pk))
+                .expression_attribute_values(":prefix", s(&order_entries_prefix(order_id)))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(DbError::from)?;
+            for item in out.items.unwrap_or_default() {
+                let sk = match item.get("sk") {
+                    Some(AttributeValue::S(sk)) => sk.clone(),
+                    _ => return Err(DbError::Corrupt("a ledger entry without its key".into())),
+                };
+                entries.push((sk, serde_dynamo::from_item(item)?));
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(entries);
+            }
+        }
+    }
+
     // ------------------------------------------------------------ release
 
-    /// Makes every pending credit whose holding period ended by `now`
-    /// available. Safe to run concurrently with itself and with reversals:
+    /// Makes every pending entry whose release time (its order's completion
+    /// plus the after-sales window) passed by `now` available. Safe to run concurrently with itself and with reversals:
     /// each move is conditional on the entry still being `PENDING`. Asks
     /// `must_stop` before each entry (the caller knows its deadline); each
     /// move is whole, so stopping leaves what was done done.
@@ -919,6 +1156,44 @@ impl Rebates {
             .expression_attribute_values(":a", n(delta))
             .build()
             .map_err(build_err)
+    }
+}
+
+/// What [`Rebates::credit`] reads before it evaluates.
+struct CreditInputs {
+    rules: Option<(RebateRules, String)>,
+    month_total: i64,
+    /// Set when the order's completion was handled before its credit.
+    available_at: Option<String>,
+}
+
+/// The pending credit an order earned; `available_at` only when the order
+/// is already completed (else its completion sets it).
+fn new_credit(
+    order: &Order,
+    evaluation: domain::rebates::Evaluation,
+    currency: &str,
+    month: &str,
+    available_at: Option<String>,
+) -> LedgerEntry {
+    let now = clock::now_rfc3339();
+    LedgerEntry {
+        entry_id: format!("{}-1", order.order_id),
+        user_id: order.user_id.clone(),
+        order_id: order.order_id.clone(),
+        kind: EntryKind::Credit,
+        status: EntryStatus::Pending,
+        amount: evaluation.amount,
+        currency: currency.to_owned(),
+        rules_version: evaluation.rules_version,
+        lines: evaluation.lines,
+        capped_by: evaluation.capped_by,
+        month: month.to_owned(),
+        created_at: now.clone(),
+        updated_at: now,
+        available_at,
+        reversed_at: None,
+        reversed_amount: 0,
     }
 }
 

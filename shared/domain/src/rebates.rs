@@ -342,7 +342,8 @@ pub enum EntryKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum EntryStatus {
-    /// Counts in `balance.pending` until the holding period ends.
+    /// Counts in `balance.pending` until its order is completed and the
+    /// after-sales window has closed (`available_at`, set at completion).
     Pending,
     /// Counts in `balance.available`.
     Available,
@@ -382,7 +383,8 @@ pub struct LedgerEntry {
     pub month: String,
     pub created_at: String,
     pub updated_at: String,
-    /// When a pending credit becomes available.
+    /// When a pending entry becomes available: set when its order is
+    /// completed (the after-sales window's close), absent before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub available_at: Option<String>,
     /// When its order was refunded or cancelled.
@@ -476,6 +478,40 @@ pub enum Reversal {
     ClawedBack(Box<LedgerEntry>),
     /// No credit yet: the order is marked so that none will come.
     Voided,
+    Nothing,
+    AlreadyDone,
+}
+
+/// What the completion of its order does to a ledger entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// Pending with no release time yet: it gets the window's close.
+    Schedule,
+    /// Already has its release time (a redelivered completion, or an entry
+    /// written before credits waited for completion): unchanged.
+    AlreadyScheduled,
+    /// Available or reversed: completion has nothing left to do.
+    Settled,
+}
+
+/// The settlement step for one entry when its order is completed.
+pub fn settlement(entry: &LedgerEntry) -> Settlement {
+    match (entry.status, &entry.available_at) {
+        (EntryStatus::Pending, None) => Settlement::Schedule,
+        (EntryStatus::Pending, Some(_)) => Settlement::AlreadyScheduled,
+        (EntryStatus::Available | EntryStatus::Reversed, _) => Settlement::Settled,
+    }
+}
+
+/// What completing an order did to its rebate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// This many pending entries (the credit and its reductions) got their
+    /// release time.
+    Scheduled(usize),
+    /// No credit yet: the release time waits in a marker for the credit.
+    BeforeCredit,
+    /// Nothing pending to schedule (reversed, or no rebate earned).
     Nothing,
     AlreadyDone,
 }
@@ -980,5 +1016,44 @@ mod tests {
         let e = serde_json::from_str::<RebateRules>(r#"{"defaultRate": 100}"#).unwrap_err();
         assert!(e.to_string().contains("defaultRate"), "{e}");
         assert!(serde_json::from_str::<RebateRules>(r#"{"defaultRateBps": -1}"#).is_err());
+    }
+
+    /// Every status × scheduled or not: only a pending entry without a
+    /// release time is scheduled by its order's completion.
+    #[test]
+    fn completion_schedules_only_unscheduled_pending_entries() {
+        let entry = |status, available_at: Option<&str>| LedgerEntry {
+            entry_id: "o-1".into(),
+            user_id: "u".into(),
+            order_id: "o".into(),
+            kind: EntryKind::Credit,
+            status,
+            amount: 100,
+            currency: "CNY".into(),
+            rules_version: 1,
+            lines: Vec::new(),
+            capped_by: None,
+            month: "2026-12".into(),
+            created_at: "t".into(),
+            updated_at: "t".into(),
+            available_at: available_at.map(str::to_owned),
+            reversed_at: None,
+            reversed_amount: 0,
+        };
+        let at = Some("2026-12-10T00:00:00.000Z");
+        for (status, available_at, expected) in [
+            (EntryStatus::Pending, None, Settlement::Schedule),
+            (EntryStatus::Pending, at, Settlement::AlreadyScheduled),
+            (EntryStatus::Available, None, Settlement::Settled),
+            (EntryStatus::Available, at, Settlement::Settled),
+            (EntryStatus::Reversed, None, Settlement::Settled),
+            (EntryStatus::Reversed, at, Settlement::Settled),
+        ] {
+            let mut e = entry(status, available_at);
+            assert_eq!(settlement(&e), expected, "{status:?} {available_at:?}");
+            // A clawback or reduction settles as its credit does.
+            e.kind = EntryKind::Clawback;
+            assert_eq!(settlement(&e), expected, "clawback {status:?}");
+        }
     }
 }

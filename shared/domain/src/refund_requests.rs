@@ -195,6 +195,18 @@ pub fn window_start(now: time::OffsetDateTime, after_sales: time::Duration) -> S
     crate::clock::rfc3339(now - after_sales)
 }
 
+/// When the after-sales window of an order completed at `completed_at`
+/// (RFC 3339) closes: its last refund request, and the moment its rebate
+/// becomes available. `None` when the time does not parse.
+pub fn window_closes(
+    completed_at: &str,
+    after_sales: time::Duration,
+) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(completed_at, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t + after_sales)
+}
+
 /// Whether `order` takes refund requests at `now`: paid, shipped, partly
 /// refunded, or completed less than `after_sales` ago, and not being
 /// cancelled.
@@ -211,13 +223,7 @@ pub fn check_refundable(
         return Err(NotRefundable::Cancelling);
     }
     if let Some(completed_at) = &order.completed_at {
-        // RFC 3339 UTC timestamps of one format order as text.
-        let closes = time::OffsetDateTime::parse(
-            completed_at,
-            &time::format_description::well_known::Rfc3339,
-        )
-        .map(|t| t + after_sales)
-        .unwrap_or(now);
+        let closes = window_closes(completed_at, after_sales).unwrap_or(now);
         if closes <= now {
             return Err(NotRefundable::WindowClosed(crate::clock::rfc3339(closes)));
         }
@@ -503,6 +509,12 @@ mod tests {
             ))
         );
         assert_eq!(window_start(now, week), "2026-12-03T00:00:00.000Z");
+        // The window's close is also when the order's rebate is released.
+        assert_eq!(
+            window_closes("2026-12-03T00:00:00Z", week).map(crate::clock::rfc3339),
+            Some("2026-12-10T00:00:00.000Z".into())
+        );
+        assert_eq!(window_closes("yesterday", week), None);
     }
 
     #[test]
