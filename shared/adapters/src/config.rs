@@ -65,6 +65,8 @@ pub struct Tables {
     pub rate_limits: String,
     /// After-sales refund requests (see `refund_requests`).
     pub refund_requests: String,
+    /// Withdrawals of rebate balances (see `withdrawals`).
+    pub withdrawals: String,
 }
 
 impl Tables {
@@ -95,6 +97,7 @@ impl Tables {
             preferences: table("PREFERENCES_TABLE"),
             rate_limits: table("RATE_LIMITS_TABLE"),
             refund_requests: table("REFUND_REQUESTS_TABLE"),
+            withdrawals: table("WITHDRAWALS_TABLE"),
         }
     }
 }
@@ -103,12 +106,12 @@ impl Tables {
 /// default 15 minutes, 10 seconds to 1 day; the template's parameter has the
 /// same bounds).
 pub fn payment_window() -> Result<std::time::Duration, InvalidSetting> {
-    seconds("PAYMENT_WINDOW_SECONDS", 900, 10..=86_400).map(std::time::Duration::from_secs)
+    whole_number("PAYMENT_WINDOW_SECONDS", 900, 10..=86_400).map(std::time::Duration::from_secs)
 }
 
-/// A duration setting in whole seconds: `default` when unset, refused
-/// outside `bounds` (the template's parameter has the same bounds).
-fn seconds(
+/// A whole-number setting (seconds, days, fen): `default` when unset,
+/// refused outside `bounds` (the template's parameter has the same bounds).
+fn whole_number(
     name: &'static str,
     default: u64,
     bounds: std::ops::RangeInclusive<u64>,
@@ -123,18 +126,33 @@ fn seconds(
     }
 }
 
+/// The withdrawal rules (`WITHDRAWAL_MINIMUM`, `WITHDRAWAL_DAILY_CAP`,
+/// `WITHDRAWAL_REVIEW_THRESHOLD`, in fen; the template's parameters have
+/// the same defaults and bounds).
+pub fn withdrawal_policy() -> Result<domain::withdrawals::WithdrawalPolicy, InvalidSetting> {
+    use domain::withdrawals as w;
+    let fen = |name, default: i64| {
+        whole_number(name, default as u64, 1..=domain::money::MAX_AMOUNT as u64).map(|v| v as i64)
+    };
+    Ok(w::WithdrawalPolicy {
+        minimum: fen("WITHDRAWAL_MINIMUM", w::DEFAULT_MINIMUM)?,
+        daily_cap: fen("WITHDRAWAL_DAILY_CAP", w::DEFAULT_DAILY_CAP)?,
+        review_threshold: fen("WITHDRAWAL_REVIEW_THRESHOLD", w::DEFAULT_REVIEW_THRESHOLD)?,
+    })
+}
+
 /// How long after an order's payment window closes a payment's success
 /// still pays it (`LATE_PAYMENT_GRACE_SECONDS`, default 60 s, 0 to 1 hour;
 /// the template's parameter has the same bounds). Expiry waits as long.
 pub fn late_payment_grace() -> Result<time::Duration, InvalidSetting> {
-    seconds("LATE_PAYMENT_GRACE_SECONDS", 60, 0..=3600).map(|s| time::Duration::seconds(s as i64))
+    whole_number("LATE_PAYMENT_GRACE_SECONDS", 60, 0..=3600).map(|s| time::Duration::seconds(s as i64))
 }
 
 /// How long after shipping an order's receipt is confirmed for its buyer
 /// (`AUTO_CONFIRM_DAYS`, the template's `AutoConfirmDays`; default 10, 0 to
 /// 90; 0 confirms at the sweep's next run).
 pub fn auto_confirm_after() -> Result<time::Duration, InvalidSetting> {
-    seconds("AUTO_CONFIRM_DAYS", 10, 0..=90).map(|days| time::Duration::days(days as i64))
+    whole_number("AUTO_CONFIRM_DAYS", 10, 0..=90).map(|days| time::Duration::days(days as i64))
 }
 
 /// How long after completion a buyer may still ask for a refund
@@ -159,7 +177,7 @@ pub fn after_sales() -> Result<time::Duration, InvalidSetting> {
 /// pending is first asked about (`RECONCILE_AFTER_SECONDS`, default 120 s,
 /// 1 s to 1 day): Alipay and WeChat Pay lose and delay notifications.
 pub fn reconcile_after() -> Result<time::Duration, InvalidSetting> {
-    seconds("RECONCILE_AFTER_SECONDS", 120, 1..=86_400).map(|s| time::Duration::seconds(s as i64))
+    whole_number("RECONCILE_AFTER_SECONDS", 120, 1..=86_400).map(|s| time::Duration::seconds(s as i64))
 }
 
 /// The calling codes SMS may go to (`SMS_COUNTRY_CODES`, default `86`).

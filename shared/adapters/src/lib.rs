@@ -26,3 +26,4 @@ pub mod runtime;
 pub mod sales;
 #[cfg(feature = "ssm")]
 pub mod secrets;
+pub mod withdrawals;

@@ -66,7 +66,7 @@ pub struct Rebates {
     tables: Tables,
 }
 
-fn user_pk(user_id: &str) -> String {
+pub(crate) fn user_pk(user_id: &str) -> String {
     format!("USER#{user_id}")
 }
 
@@ -82,7 +82,7 @@ fn month_sk(month: &str, currency: &str) -> String {
     format!("MONTH#{month}#{currency}")
 }
 
-fn balance_sk(currency: &str) -> String {
+pub(crate) fn balance_sk(currency: &str) -> String {
     format!("BALANCE#{currency}")
 }
 
@@ -1116,10 +1116,7 @@ impl Rebates {
     // ------------------------------------------------------------ helpers
 
     fn entry_item(&self, entry: &LedgerEntry, sk: &str) -> Result<Item, DbError> {
-        let mut item: Item = serde_dynamo::to_item(entry)?;
-        item.insert("pk".into(), s(&user_pk(&entry.user_id)));
-        item.insert("sk".into(), s(sk));
-        Ok(item)
+        ledger_item(entry, sk)
     }
 
     fn balance_update(
@@ -1181,6 +1178,7 @@ fn new_credit(
         entry_id: format!("{}-1", order.order_id),
         user_id: order.user_id.clone(),
         order_id: order.order_id.clone(),
+        withdrawal_id: None,
         kind: EntryKind::Credit,
         status: EntryStatus::Pending,
         amount: evaluation.amount,
@@ -1220,6 +1218,14 @@ impl From<DbError> for RebateError {
     }
 }
 
+/// A ledger entry as the rebates table holds it, under its user's key.
+pub(crate) fn ledger_item(entry: &LedgerEntry, sk: &str) -> Result<Item, DbError> {
+    let mut item: Item = serde_dynamo::to_item(entry)?;
+    item.insert("pk".into(), s(&user_pk(&entry.user_id)));
+    item.insert("sk".into(), s(sk));
+    Ok(item)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1246,6 +1252,7 @@ mod tests {
             entry_id: "o-1".into(),
             user_id: "u".into(),
             order_id: "o".into(),
+            withdrawal_id: None,
             kind: EntryKind::Credit,
             status: EntryStatus::Pending,
             amount: 150,
@@ -1269,3 +1276,4 @@ mod tests {
         assert_eq!(back, entry);
     }
 }
+

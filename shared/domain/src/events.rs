@@ -31,6 +31,15 @@ pub enum EventType {
     PaymentRefunded,
     RebateCredited,
     RebateReversed,
+    /// A withdrawal was made: `PROCESSING` (its payout is due) or
+    /// `PENDING_REVIEW`. Data: the withdrawal.
+    WithdrawalRequested,
+    /// An admin approved a withdrawal under review: its payout is due.
+    WithdrawalApproved,
+    WithdrawalRejected,
+    WithdrawalPaid,
+    /// The provider refused the payout; the amount is available again.
+    WithdrawalFailed,
 }
 
 /// `{eventId, type, version, occurredAt, correlationId, data}`.

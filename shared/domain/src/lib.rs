@@ -16,3 +16,4 @@ pub mod payments;
 pub mod rebates;
 pub mod refund_requests;
 pub mod sales;
+pub mod withdrawals;

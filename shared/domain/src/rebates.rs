@@ -337,6 +337,9 @@ pub enum EntryKind {
     Credit,
     /// Takes back an `AVAILABLE` credit whose order was refunded.
     Clawback,
+    /// Minus what a withdrawal takes out of the available balance;
+    /// `REVERSED` when the withdrawal was rejected or its payout failed.
+    Withdrawal,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -367,7 +370,13 @@ impl EntryStatus {
 pub struct LedgerEntry {
     pub entry_id: String,
     pub user_id: String,
+    /// The order a credit, clawback or reduction is of (empty for a
+    /// withdrawal's entry).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub order_id: String,
+    /// The withdrawal a `WITHDRAWAL` entry is of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withdrawal_id: Option<String>,
     pub kind: EntryKind,
     pub status: EntryStatus,
     /// Minor units; negative for a clawback.
@@ -1026,6 +1035,7 @@ mod tests {
             entry_id: "o-1".into(),
             user_id: "u".into(),
             order_id: "o".into(),
+            withdrawal_id: None,
             kind: EntryKind::Credit,
             status,
             amount: 100,

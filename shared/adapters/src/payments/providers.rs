@@ -9,6 +9,8 @@ use domain::payments::{
     SANDBOX, TradeState,
 };
 
+use domain::withdrawals::{Channel, PayoutOrder, PayoutProvider, PayoutState};
+
 use super::alipay::{self, AlipayProvider};
 use super::sandbox::SandboxProvider;
 use super::stripe::{self, StripeProvider};
@@ -190,5 +192,36 @@ impl PaymentProvider for Providers {
             stripe::NAME => self.stripe()?.close(payment).await,
             other => Err(not_configured(other)),
         }
+    }
+}
+
+/// A payout goes to the provider that takes payments by the channel's
+/// method in this deployment (Alipay's or WeChat Pay's, or the sandbox).
+impl PayoutProvider for Providers {
+    async fn transfer(&self, payout: &PayoutOrder) -> Result<PayoutState, ProviderError> {
+        match self.payout_provider(payout.channel) {
+            SANDBOX => self.sandbox.transfer(payout).await,
+            alipay::NAME => self.alipay()?.transfer(payout).await,
+            wechatpay::NAME => self.wechatpay()?.transfer(payout).await,
+            other => Err(not_configured(other)),
+        }
+    }
+
+    async fn query(&self, payout: &PayoutOrder) -> Result<Option<PayoutState>, ProviderError> {
+        match self.payout_provider(payout.channel) {
+            SANDBOX => self.sandbox.query(payout).await,
+            alipay::NAME => self.alipay()?.query(payout).await,
+            wechatpay::NAME => self.wechatpay()?.query(payout).await,
+            other => Err(not_configured(other)),
+        }
+    }
+}
+
+impl Providers {
+    fn payout_provider(&self, channel: Channel) -> &'static str {
+        self.name_for(match channel {
+            Channel::Alipay => PaymentMethod::Alipay,
+            Channel::WechatPay => PaymentMethod::WechatPay,
+        })
     }
 }

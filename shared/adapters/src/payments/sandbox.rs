@@ -226,3 +226,22 @@ mod tests {
         ));
     }
 }
+
+/// The sandbox pays every payout at once: local play has no money to move.
+impl domain::withdrawals::PayoutProvider for SandboxProvider {
+    async fn transfer(
+        &self,
+        payout: &domain::withdrawals::PayoutOrder,
+    ) -> Result<domain::withdrawals::PayoutState, ProviderError> {
+        Ok(domain::withdrawals::PayoutState::Paid {
+            reference: format!("sandbox-{}", payout.withdrawal_id),
+        })
+    }
+
+    async fn query(
+        &self,
+        payout: &domain::withdrawals::PayoutOrder,
+    ) -> Result<Option<domain::withdrawals::PayoutState>, ProviderError> {
+        self.transfer(payout).await.map(Some)
+    }
+}

@@ -246,9 +246,17 @@ pub fn render(event_type: EventType, data: &Value, locale: Locale) -> Option<(St
     let amount = format_amount(data["amount"].as_i64().unwrap_or(0).abs(), currency);
     let expires = text("expiresAt");
     let available = text("availableAt");
+    let withdrawal = text("withdrawalId");
+    let why = text("failureReason");
     let carrier = data["shipment"]["carrier"].as_str().unwrap_or("");
     let tracking = data["shipment"]["trackingNumber"].as_str().unwrap_or("");
     let zh = locale == Locale::ZhCn;
+    let channel = match (data["channel"].as_str(), zh) {
+        (Some("WECHAT_PAY"), true) => "微信零钱",
+        (Some("WECHAT_PAY"), false) => "WeChat balance",
+        (_, true) => "支付宝账户",
+        (_, false) => "Alipay account",
+    };
     let (title, body) = match event_type {
         EventType::OrderCreated if zh => (
             "订单已创建",
@@ -335,7 +343,39 @@ pub fn render(event_type: EventType, data: &Value, locale: Locale) -> Option<(St
             "Rebate reversed",
             format!("Order {order} was refunded, so its {amount} rebate is reversed."),
         ),
-        EventType::PaymentSucceeded | EventType::PaymentFailed | EventType::OrderRefunded => {
+        EventType::WithdrawalPaid if zh => (
+            "提现成功",
+            format!("提现 {withdrawal} 的 {amount} 已转入您的{channel}。"),
+        ),
+        EventType::WithdrawalPaid => (
+            "Withdrawal paid",
+            format!("{amount} of withdrawal {withdrawal} is paid into your {channel}."),
+        ),
+        EventType::WithdrawalFailed if zh => (
+            "提现失败",
+            format!("提现 {withdrawal} 未能到账（{why}），{amount} 已退回您的可用返利。"),
+        ),
+        EventType::WithdrawalFailed => (
+            "Withdrawal failed",
+            format!(
+                "Withdrawal {withdrawal} could not be paid ({why}); {amount} is back in your available rebates."
+            ),
+        ),
+        EventType::WithdrawalRejected if zh => (
+            "提现未通过审核",
+            format!("提现 {withdrawal} 未通过审核（{why}），{amount} 已退回您的可用返利。"),
+        ),
+        EventType::WithdrawalRejected => (
+            "Withdrawal declined",
+            format!(
+                "Withdrawal {withdrawal} was declined ({why}); {amount} is back in your available rebates."
+            ),
+        ),
+        EventType::PaymentSucceeded
+        | EventType::PaymentFailed
+        | EventType::OrderRefunded
+        | EventType::WithdrawalRequested
+        | EventType::WithdrawalApproved => {
             return None;
         }
     };
