@@ -92,6 +92,7 @@ fn only_api_functions_know_http_and_each_compiles_only_its_clients() {
         "cancel-order",
         "decide-refund-request",
         "initiate-payment",
+        "pay-withdrawals",
         "reconcile-payments",
         "stripe-notify",
         "update-order-status",

@@ -12,6 +12,7 @@ use crate::ratelimit::RateLimit;
 use crate::rebates::Rebates;
 use crate::refund_requests::RefundRequests;
 use crate::sales::Sales;
+use crate::withdrawals::Withdrawals;
 use domain::notifications::verification::Contact;
 
 #[derive(Clone, Debug)]
@@ -78,6 +79,14 @@ impl Backend {
             RefundRequests::new(self.dynamodb.clone(), self.tables.clone())
                 .with_after_sales(crate::config::after_sales()?),
         )
+    }
+
+    /// Withdrawals, under the rules the template sets
+    /// (`WITHDRAWAL_MINIMUM`, `WITHDRAWAL_DAILY_CAP`,
+    /// `WITHDRAWAL_REVIEW_THRESHOLD`).
+    pub fn withdrawals(&self) -> Result<Withdrawals, InvalidSetting> {
+        Ok(Withdrawals::new(self.dynamodb.clone(), self.tables.clone())
+            .with_policy(crate::config::withdrawal_policy()?))
     }
 
     pub fn sales(&self) -> Sales {

@@ -33,6 +33,8 @@ pub enum ConsumeError {
     Db(#[from] crate::db::DbError),
     #[error(transparent)]
     Payment(#[from] domain::payments::PaymentError),
+    #[error(transparent)]
+    Withdrawal(#[from] domain::withdrawals::WithdrawalError),
 }
 
 /// The message's envelope, if it is one of the version this code reads: an

@@ -22,13 +22,14 @@
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 use domain::clock;
+use domain::decisions::Decision;
 use domain::error::StoreError;
 use domain::events::{Envelope, EventType};
 use domain::ids::new_id;
 use domain::payments::ProviderError;
 use domain::rebates::{EntryKind, EntryStatus, LedgerEntry};
 use domain::withdrawals::{
-    CURRENCY, Decision, PayoutOrder, PayoutProvider, PayoutState, Withdrawal, WithdrawalBody,
+    CURRENCY, PayoutOrder, PayoutProvider, PayoutState, Withdrawal, WithdrawalBody,
     WithdrawalError, WithdrawalPolicy, WithdrawalStatus, WithdrawalTransition, day_of,
 };
 
@@ -505,7 +506,7 @@ impl Withdrawals {
         self.count_attempt(&withdrawal).await?;
         let order = PayoutOrder::from(&withdrawal);
         let answer = if earlier_attempts > 0 {
-            match provider.query(&order).await {
+            match provider.query_transfer(&order).await {
                 Ok(Some(state)) => Ok(state),
                 Ok(None) => provider.transfer(&order).await,
                 Err(err) => Err(err),

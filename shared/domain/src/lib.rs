@@ -6,6 +6,7 @@
 
 pub mod catalog;
 pub mod clock;
+pub mod decisions;
 pub mod error;
 pub mod events;
 pub mod ids;

@@ -336,42 +336,7 @@ pub enum RefundRequestError {
     Store(#[from] crate::error::StoreError),
 }
 
-/// An admin's decision: `POST /admin/refund-requests/{id}/decision`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Decision {
-    Approve,
-    Reject,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct DecisionBody {
-    pub decision: Decision,
-    #[serde(default)]
-    pub reason: Option<String>,
-}
-
-impl DecisionBody {
-    /// A rejection names its reason (the buyer reads it); an approval may.
-    pub fn validate(&self) -> Result<Option<String>, FieldError> {
-        let reason = self
-            .reason
-            .as_deref()
-            .map(str::trim)
-            .filter(|r| !r.is_empty());
-        if self.decision == Decision::Reject && reason.is_none() {
-            return Err(FieldError::new("reason", "is required to reject"));
-        }
-        if reason.is_some_and(|r| r.chars().count() > MAX_REASON_CHARS) {
-            return Err(FieldError::new(
-                "reason",
-                format!("must be at most {MAX_REASON_CHARS} characters"),
-            ));
-        }
-        Ok(reason.map(str::to_owned))
-    }
-}
+pub use crate::decisions::{Decision, DecisionBody};
 
 #[cfg(test)]
 mod tests {

@@ -23,7 +23,6 @@ pub const DEFAULT_REVIEW_THRESHOLD: i64 = 50_000;
 /// Payouts are in yuan: both channels pay CNY into the payee's balance.
 pub const CURRENCY: &str = "CNY";
 pub const MAX_ACCOUNT_CHARS: usize = 64;
-pub const MAX_REASON_CHARS: usize = 500;
 
 /// Where the money goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -297,45 +296,6 @@ fn validate_account(channel: Channel, account: &str) -> Result<(), FieldError> {
     }
 }
 
-/// The body of `POST /admin/withdrawals/{withdrawalId}/decision`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct DecisionBody {
-    pub decision: Decision,
-    #[serde(default)]
-    pub reason: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Decision {
-    Approve,
-    Reject,
-}
-
-impl DecisionBody {
-    /// A rejection says why (the shopper is told); an approval needs none.
-    pub fn reason(&self) -> Result<Option<String>, FieldError> {
-        let reason = self.reason.as_deref().map(str::trim).unwrap_or("");
-        if reason.chars().count() > MAX_REASON_CHARS
-            || reason.chars().any(|c| c.is_control() && c != '\n')
-        {
-            return Err(FieldError::new(
-                "reason",
-                format!("must be at most {MAX_REASON_CHARS} printable characters"),
-            ));
-        }
-        match (self.decision, reason.is_empty()) {
-            (Decision::Reject, true) => Err(FieldError::new(
-                "reason",
-                "a rejection needs a reason (the shopper is told it)",
-            )),
-            (_, true) => Ok(None),
-            (_, false) => Ok(Some(reason.to_owned())),
-        }
-    }
-}
-
 /// What a payout provider says of a transfer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PayoutState {
@@ -394,7 +354,7 @@ pub trait PayoutProvider: Send + Sync {
 
     /// What became of a transfer; `None` when the provider has none under
     /// this id (it never arrived: sending it again is safe).
-    fn query(
+    fn query_transfer(
         &self,
         payout: &PayoutOrder,
     ) -> impl Future<Output = Result<Option<PayoutState>, crate::payments::ProviderError>> + Send;
@@ -544,25 +504,6 @@ mod tests {
         let policy = WithdrawalPolicy::default();
         assert_eq!(policy.first_status(DEFAULT_REVIEW_THRESHOLD), Processing);
         assert_eq!(policy.first_status(DEFAULT_REVIEW_THRESHOLD + 1), PendingReview);
-    }
-
-    #[test]
-    fn a_rejection_needs_a_reason() {
-        let decide = |decision, reason: Option<&str>| {
-            DecisionBody {
-                decision,
-                reason: reason.map(str::to_owned),
-            }
-            .reason()
-        };
-        assert!(decide(Decision::Reject, None).is_err());
-        assert!(decide(Decision::Reject, Some("  ")).is_err());
-        assert_eq!(
-            decide(Decision::Reject, Some(" fraud ")).unwrap(),
-            Some("fraud".into())
-        );
-        assert_eq!(decide(Decision::Approve, None).unwrap(), None);
-        assert!(decide(Decision::Approve, Some(&"x".repeat(501))).is_err());
     }
 
     #[test]

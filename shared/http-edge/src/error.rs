@@ -9,6 +9,7 @@ use domain::orders::{OrderError, Shortage};
 use domain::payments::{PaymentError, ProviderError, VerifyError};
 use domain::rebates::RebateError;
 use domain::refund_requests::RefundRequestError;
+use domain::withdrawals::WithdrawalError;
 use lambda_http::http::StatusCode;
 use serde_json::{Map, Value};
 
@@ -408,6 +409,39 @@ impl From<RefundRequestError> for ApiError {
             RefundRequestError::Provider(provider) => provider.into(),
             RefundRequestError::KeyReused(reused) => reused.into(),
             RefundRequestError::Store(store) => store.into(),
+        }
+    }
+}
+
+impl From<WithdrawalError> for ApiError {
+    fn from(err: WithdrawalError) -> Self {
+        let message = err.to_string();
+        match err {
+            WithdrawalError::Invalid(field) => field.into(),
+            WithdrawalError::NotFound(id) => {
+                ApiError::not_found("WITHDRAWAL_NOT_FOUND", message).with("withdrawalId", id)
+            }
+            WithdrawalError::InsufficientBalance { available, .. } => {
+                ApiError::conflict("INSUFFICIENT_BALANCE", message)
+                    .with("field", "amount")
+                    .with("available", available)
+            }
+            WithdrawalError::InFlight(id) => {
+                ApiError::conflict("WITHDRAWAL_IN_FLIGHT", message).with("withdrawalId", id)
+            }
+            WithdrawalError::DailyCap { withdrawn, cap, .. } => {
+                ApiError::conflict("DAILY_WITHDRAWAL_CAP", message)
+                    .with("field", "amount")
+                    .with("withdrawnToday", withdrawn)
+                    .with("dailyCap", cap)
+            }
+            WithdrawalError::Forbidden { id, status, .. } => {
+                ApiError::conflict("WITHDRAWAL_DECIDED", message)
+                    .with("withdrawalId", id)
+                    .with("withdrawalStatus", status.as_str())
+            }
+            WithdrawalError::KeyReused(reused) => reused.into(),
+            WithdrawalError::Store(store) => store.into(),
         }
     }
 }

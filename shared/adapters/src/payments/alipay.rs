@@ -693,7 +693,7 @@ impl PayoutProvider for AlipayProvider {
         }
     }
 
-    async fn query(&self, payout: &PayoutOrder) -> Result<Option<PayoutState>, ProviderError> {
+    async fn query_transfer(&self, payout: &PayoutOrder) -> Result<Option<PayoutState>, ProviderError> {
         let answer = self
             .call(
                 "alipay.fund.trans.common.query",

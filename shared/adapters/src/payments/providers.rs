@@ -207,11 +207,11 @@ impl PayoutProvider for Providers {
         }
     }
 
-    async fn query(&self, payout: &PayoutOrder) -> Result<Option<PayoutState>, ProviderError> {
+    async fn query_transfer(&self, payout: &PayoutOrder) -> Result<Option<PayoutState>, ProviderError> {
         match self.payout_provider(payout.channel) {
-            SANDBOX => self.sandbox.query(payout).await,
-            alipay::NAME => self.alipay()?.query(payout).await,
-            wechatpay::NAME => self.wechatpay()?.query(payout).await,
+            SANDBOX => self.sandbox.query_transfer(payout).await,
+            alipay::NAME => self.alipay()?.query_transfer(payout).await,
+            wechatpay::NAME => self.wechatpay()?.query_transfer(payout).await,
             other => Err(not_configured(other)),
         }
     }

@@ -238,7 +238,7 @@ impl domain::withdrawals::PayoutProvider for SandboxProvider {
         })
     }
 
-    async fn query(
+    async fn query_transfer(
         &self,
         payout: &domain::withdrawals::PayoutOrder,
     ) -> Result<Option<domain::withdrawals::PayoutState>, ProviderError> {

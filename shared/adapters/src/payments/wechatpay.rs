@@ -671,7 +671,7 @@ impl PayoutProvider for WechatPayProvider {
         }
     }
 
-    async fn query(&self, payout: &PayoutOrder) -> Result<Option<PayoutState>, ProviderError> {
+    async fn query_transfer(&self, payout: &PayoutOrder) -> Result<Option<PayoutState>, ProviderError> {
         let path = format!(
             "/v3/fund-app/mch-transfer/transfer-bills/out-bill-no/{}",
             payout.withdrawal_id
