@@ -82,6 +82,7 @@ fn only_api_functions_know_http_and_each_compiles_only_its_clients() {
         "decide-refund-request",
         "initiate-payment",
         "payment-result-notify",
+        "pay-withdrawals",
         "reconcile-payments",
         "stripe-notify",
         "update-order-status",

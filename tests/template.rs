@@ -398,6 +398,13 @@ fn the_event_catalogue_has_one_valid_example_per_type() {
             EventType::RebateCredited | EventType::RebateReversed => {
                 serde_json::from_value::<domain::rebates::LedgerEntry>(data).map(|_| ())
             }
+            EventType::WithdrawalRequested
+            | EventType::WithdrawalApproved
+            | EventType::WithdrawalRejected
+            | EventType::WithdrawalPaid
+            | EventType::WithdrawalFailed => {
+                serde_json::from_value::<domain::withdrawals::Withdrawal>(data).map(|_| ())
+            }
         };
         checked.unwrap_or_else(|e| panic!("{:?}: {e}", envelope.event_type));
         assert!(
@@ -428,6 +435,11 @@ fn the_event_catalogue_has_one_valid_example_per_type() {
         EventType::PaymentRefunded,
         EventType::RebateCredited,
         EventType::RebateReversed,
+        EventType::WithdrawalRequested,
+        EventType::WithdrawalApproved,
+        EventType::WithdrawalRejected,
+        EventType::WithdrawalPaid,
+        EventType::WithdrawalFailed,
     ];
     assert_eq!(seen, all, "one example per type, in this order");
 }
