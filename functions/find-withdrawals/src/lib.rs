@@ -28,7 +28,12 @@ pub async fn handle(withdrawals: &Withdrawals, req: Request) -> ApiResult {
     let limit = limit_param(&req, DEFAULT_LIMIT, MAX_LIMIT)?;
     let start = query_param(&req, "nextToken")
         .map(|token| {
-            page_token::decode_owned(&token, STATUS_INDEX_KEY, "withdrawalStatus", status.as_str())
+            page_token::decode_owned(
+                &token,
+                STATUS_INDEX_KEY,
+                "withdrawalStatus",
+                status.as_str(),
+            )
         })
         .transpose()?;
     let (items, last_key) = withdrawals.list_by_status(status, limit, start).await?;

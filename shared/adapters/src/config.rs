@@ -145,7 +145,8 @@ pub fn withdrawal_policy() -> Result<domain::withdrawals::WithdrawalPolicy, Inva
 /// still pays it (`LATE_PAYMENT_GRACE_SECONDS`, default 60 s, 0 to 1 hour;
 /// the template's parameter has the same bounds). Expiry waits as long.
 pub fn late_payment_grace() -> Result<time::Duration, InvalidSetting> {
-    whole_number("LATE_PAYMENT_GRACE_SECONDS", 60, 0..=3600).map(|s| time::Duration::seconds(s as i64))
+    whole_number("LATE_PAYMENT_GRACE_SECONDS", 60, 0..=3600)
+        .map(|s| time::Duration::seconds(s as i64))
 }
 
 /// How long after shipping an order's receipt is confirmed for its buyer
@@ -177,7 +178,8 @@ pub fn after_sales() -> Result<time::Duration, InvalidSetting> {
 /// pending is first asked about (`RECONCILE_AFTER_SECONDS`, default 120 s,
 /// 1 s to 1 day): Alipay and WeChat Pay lose and delay notifications.
 pub fn reconcile_after() -> Result<time::Duration, InvalidSetting> {
-    whole_number("RECONCILE_AFTER_SECONDS", 120, 1..=86_400).map(|s| time::Duration::seconds(s as i64))
+    whole_number("RECONCILE_AFTER_SECONDS", 120, 1..=86_400)
+        .map(|s| time::Duration::seconds(s as i64))
 }
 
 /// The calling codes SMS may go to (`SMS_COUNTRY_CODES`, default `86`).

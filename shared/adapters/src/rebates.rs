@@ -1276,4 +1276,3 @@ mod tests {
         assert_eq!(back, entry);
     }
 }
-

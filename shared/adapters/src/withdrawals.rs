@@ -184,7 +184,9 @@ impl Withdrawals {
             // release, a clawback): read it again, which names the rule a
             // racing request now breaks.
             if !reasons.first().is_some_and(condition_failed) && !conflicted(&reasons) {
-                return Err(DbError::Unavailable(format!("withdrawal cancelled: {reasons:?}")).into());
+                return Err(
+                    DbError::Unavailable(format!("withdrawal cancelled: {reasons:?}")).into(),
+                );
             }
             if attempt < MAX_ATTEMPTS {
                 backoff(attempt).await;
@@ -457,9 +459,8 @@ impl Withdrawals {
         };
         let items = match decision {
             Decision::Approve => {
-                let event =
-                    Envelope::new(EventType::WithdrawalApproved, id, &now, &decided)
-                        .map_err(DbError::from)?;
+                let event = Envelope::new(EventType::WithdrawalApproved, id, &now, &decided)
+                    .map_err(DbError::from)?;
                 vec![
                     self.status_put(&decided, current.withdrawal_status)?,
                     TransactWriteItem::builder()
@@ -467,9 +468,11 @@ impl Withdrawals {
                         .build(),
                 ]
             }
-            Decision::Reject => {
-                self.returning_items(&decided, current.withdrawal_status, EventType::WithdrawalRejected)?
-            }
+            Decision::Reject => self.returning_items(
+                &decided,
+                current.withdrawal_status,
+                EventType::WithdrawalRejected,
+            )?,
         };
         match transact(&self.client, items).await? {
             Transact::Committed => Ok(decided),
@@ -600,8 +603,11 @@ impl Withdrawals {
             payout_attempts: withdrawal.payout_attempts + 1,
             ..withdrawal
         };
-        let items =
-            self.returning_items(&failed, WithdrawalStatus::Processing, EventType::WithdrawalFailed)?;
+        let items = self.returning_items(
+            &failed,
+            WithdrawalStatus::Processing,
+            EventType::WithdrawalFailed,
+        )?;
         self.finish(failed, items, Payout::Failed).await
     }
 
@@ -681,12 +687,19 @@ impl Withdrawals {
 
     /// Frees the user's slot in flight (held by this withdrawal) and puts
     /// `returned` back into `available`.
-    fn free_slot(&self, withdrawal: &Withdrawal, returned: i64, now: &str) -> Result<Update, DbError> {
+    fn free_slot(
+        &self,
+        withdrawal: &Withdrawal,
+        returned: i64,
+        now: &str,
+    ) -> Result<Update, DbError> {
         Update::builder()
             .table_name(&self.tables.rebates)
             .key("pk", s(&user_pk(&withdrawal.user_id)))
             .key("sk", s(&balance_sk(&withdrawal.currency)))
-            .update_expression("REMOVE withdrawalInFlight SET updatedAt = :now ADD available :returned")
+            .update_expression(
+                "REMOVE withdrawalInFlight SET updatedAt = :now ADD available :returned",
+            )
             .condition_expression("withdrawalInFlight = :id")
             .expression_attribute_values(":id", s(&withdrawal.withdrawal_id))
             .expression_attribute_values(":returned", n(returned))
@@ -715,8 +728,15 @@ impl Withdrawals {
         limit: i32,
         start: Option<Item>,
     ) -> Result<(Vec<Withdrawal>, Option<Item>), DbError> {
-        self.query(STATUS_INDEX, "withdrawalStatus", status.as_str(), true, limit, start)
-            .await
+        self.query(
+            STATUS_INDEX,
+            "withdrawalStatus",
+            status.as_str(),
+            true,
+            limit,
+            start,
+        )
+        .await
     }
 
     async fn query(
@@ -783,7 +803,9 @@ fn decided_already(
     let same = match transition {
         WithdrawalTransition::Reject => current.withdrawal_status == WithdrawalStatus::Rejected,
         // Approved, then paid or failed.
-        _ => current.decided_by.is_some() && current.withdrawal_status != WithdrawalStatus::Rejected,
+        _ => {
+            current.decided_by.is_some() && current.withdrawal_status != WithdrawalStatus::Rejected
+        }
     };
     if same {
         Ok(current)

@@ -44,4 +44,3 @@ impl DecisionBody {
         Ok(reason.map(str::to_owned))
     }
 }
-

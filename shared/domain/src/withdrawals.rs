@@ -221,7 +221,10 @@ impl WithdrawalBody {
         if self.amount < policy.minimum {
             return Err(FieldError::new(
                 "amount",
-                format!("must be at least {} fen (the minimum withdrawal)", policy.minimum),
+                format!(
+                    "must be at least {} fen (the minimum withdrawal)",
+                    policy.minimum
+                ),
             ));
         }
         if self.amount > policy.daily_cap.min(MAX_AMOUNT) {
@@ -257,7 +260,9 @@ impl WithdrawalBody {
 }
 
 fn is_alipay_user_id(account: &str) -> bool {
-    account.len() == 16 && account.starts_with("2088") && account.bytes().all(|b| b.is_ascii_digit())
+    account.len() == 16
+        && account.starts_with("2088")
+        && account.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// An Alipay account is an email, a mobile number or a 2088… user id; a
@@ -271,7 +276,10 @@ fn validate_account(channel: Channel, account: &str) -> Result<(), FieldError> {
         Channel::Alipay => {
             let user_id = is_alipay_user_id(account);
             let mobile = (11..=15).contains(&account.len())
-                && account.trim_start_matches('+').bytes().all(|b| b.is_ascii_digit());
+                && account
+                    .trim_start_matches('+')
+                    .bytes()
+                    .all(|b| b.is_ascii_digit());
             let email = account.split_once('@').is_some_and(|(local, domain)| {
                 !local.is_empty()
                     && domain.contains('.')
@@ -360,6 +368,23 @@ pub trait PayoutProvider: Send + Sync {
     ) -> impl Future<Output = Result<Option<PayoutState>, crate::payments::ProviderError>> + Send;
 }
 
+/// A provider lent to a consumer pays as itself.
+impl<P: PayoutProvider> PayoutProvider for &P {
+    async fn transfer(
+        &self,
+        payout: &PayoutOrder,
+    ) -> Result<PayoutState, crate::payments::ProviderError> {
+        (**self).transfer(payout).await
+    }
+
+    async fn query_transfer(
+        &self,
+        payout: &PayoutOrder,
+    ) -> Result<Option<PayoutState>, crate::payments::ProviderError> {
+        (**self).query_transfer(payout).await
+    }
+}
+
 /// Why a withdrawal did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum WithdrawalError {
@@ -374,7 +399,11 @@ pub enum WithdrawalError {
     #[error(
         "amount: {amount} fen would take today's withdrawals past the daily cap of {cap} fen ({withdrawn} fen so far)"
     )]
-    DailyCap { amount: i64, withdrawn: i64, cap: i64 },
+    DailyCap {
+        amount: i64,
+        withdrawn: i64,
+        cap: i64,
+    },
     #[error("withdrawal {id} is {}: {transition:?} is not possible", .status.as_str())]
     Forbidden {
         id: String,
@@ -485,7 +514,10 @@ mod tests {
         assert!(!ok(Channel::Alipay, ""));
         assert!(!ok(Channel::Alipay, "not an account"));
         assert!(!ok(Channel::Alipay, "a b@example.com"));
-        assert!(!ok(Channel::Alipay, &format!("{}@example.com", "a".repeat(60))));
+        assert!(!ok(
+            Channel::Alipay,
+            &format!("{}@example.com", "a".repeat(60))
+        ));
         assert!(ok(Channel::WechatPay, "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"));
         assert!(!ok(Channel::WechatPay, "o Up"));
         assert!(!ok(Channel::WechatPay, "buyer@example.com"));
@@ -503,7 +535,10 @@ mod tests {
     fn large_withdrawals_wait_for_review() {
         let policy = WithdrawalPolicy::default();
         assert_eq!(policy.first_status(DEFAULT_REVIEW_THRESHOLD), Processing);
-        assert_eq!(policy.first_status(DEFAULT_REVIEW_THRESHOLD + 1), PendingReview);
+        assert_eq!(
+            policy.first_status(DEFAULT_REVIEW_THRESHOLD + 1),
+            PendingReview
+        );
     }
 
     #[test]

@@ -32,8 +32,8 @@ use domain::payments::{
     ProviderNotification, RefundOrder, RefundReceipt, RefundStatus, TradeState, VerifiedCallback,
     VerifyError,
 };
-use http_body_util::Full;
 use domain::withdrawals::{PayoutOrder, PayoutProvider, PayoutState};
+use http_body_util::Full;
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 
@@ -693,7 +693,10 @@ impl PayoutProvider for AlipayProvider {
         }
     }
 
-    async fn query_transfer(&self, payout: &PayoutOrder) -> Result<Option<PayoutState>, ProviderError> {
+    async fn query_transfer(
+        &self,
+        payout: &PayoutOrder,
+    ) -> Result<Option<PayoutState>, ProviderError> {
         let answer = self
             .call(
                 "alipay.fund.trans.common.query",
@@ -708,7 +711,9 @@ impl PayoutProvider for AlipayProvider {
         match answer {
             Ok(answer) => Ok(Some(Self::payout_state(&answer))),
             Err(err) if err.is("ORDER_NOT_EXIST") => Ok(None),
-            Err(err) => Err(ProviderError::Unavailable(ProviderError::from(err).to_string())),
+            Err(err) => Err(ProviderError::Unavailable(
+                ProviderError::from(err).to_string(),
+            )),
         }
     }
 }

@@ -207,7 +207,10 @@ impl PayoutProvider for Providers {
         }
     }
 
-    async fn query_transfer(&self, payout: &PayoutOrder) -> Result<Option<PayoutState>, ProviderError> {
+    async fn query_transfer(
+        &self,
+        payout: &PayoutOrder,
+    ) -> Result<Option<PayoutState>, ProviderError> {
         match self.payout_provider(payout.channel) {
             SANDBOX => self.sandbox.query_transfer(payout).await,
             alipay::NAME => self.alipay()?.query_transfer(payout).await,

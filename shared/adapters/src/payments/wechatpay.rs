@@ -29,8 +29,8 @@ use domain::payments::{
     ProviderNotification, RefundOrder, RefundReceipt, RefundResult, RefundStatus, TradeState,
     VerifiedCallback, VerifyError,
 };
-use http_body_util::Full;
 use domain::withdrawals::{PayoutOrder, PayoutProvider, PayoutState};
+use http_body_util::Full;
 use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -657,21 +657,31 @@ impl PayoutProvider for WechatPayProvider {
         match answer {
             Ok(bill) => Ok(Self::payout_state(&bill.unwrap_or_default())),
             // The merchant's balance or rate, not the payee: try later.
-            Err(CallError::Business { code, message, .. }) if RETRIED_ERRORS.contains(&code.as_str()) => {
-                Err(ProviderError::Unavailable(format!("WeChat Pay {code}: {message}")))
+            Err(CallError::Business { code, message, .. })
+                if RETRIED_ERRORS.contains(&code.as_str()) =>
+            {
+                Err(ProviderError::Unavailable(format!(
+                    "WeChat Pay {code}: {message}"
+                )))
             }
             // Any other 4xx: WeChat Pay refused the bill (no such openid, a
             // wrong parameter): nothing was transferred.
-            Err(CallError::Business { code, message, status, .. }) if status < 500 => {
-                Ok(PayoutState::Failed {
-                    reason: format!("WeChat Pay {code}: {message}"),
-                })
-            }
+            Err(CallError::Business {
+                code,
+                message,
+                status,
+                ..
+            }) if status < 500 => Ok(PayoutState::Failed {
+                reason: format!("WeChat Pay {code}: {message}"),
+            }),
             Err(err) => Err(err.into()),
         }
     }
 
-    async fn query_transfer(&self, payout: &PayoutOrder) -> Result<Option<PayoutState>, ProviderError> {
+    async fn query_transfer(
+        &self,
+        payout: &PayoutOrder,
+    ) -> Result<Option<PayoutState>, ProviderError> {
         let path = format!(
             "/v3/fund-app/mch-transfer/transfer-bills/out-bill-no/{}",
             payout.withdrawal_id
@@ -679,7 +689,9 @@ impl PayoutProvider for WechatPayProvider {
         match self.call(http::Method::GET, &path, None).await {
             Ok(bill) => Ok(Some(Self::payout_state(&bill.unwrap_or_default()))),
             Err(err) if err.is("NOT_FOUND") => Ok(None),
-            Err(err) => Err(ProviderError::Unavailable(ProviderError::from(err).to_string())),
+            Err(err) => Err(ProviderError::Unavailable(
+                ProviderError::from(err).to_string(),
+            )),
         }
     }
 }
