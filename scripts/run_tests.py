@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 # The slowest end-to-end binaries (measured, scripts/test's log), started
 # first so that the others fill in around them.
 SLOWEST_FIRST = [
+    "e2e_withdrawals",
     "e2e_rebates",
     "e2e_notifications",
     "e2e_orders",

@@ -193,6 +193,35 @@ async fn other_users_get_404_shoppers_get_403_and_nothing_leaks() {
         ),
         (
             "GET",
+            "/me/rebates/withdrawals",
+            "/me/rebates/withdrawals".into(),
+            None,
+            StatusCode::OK,
+        ),
+        // The other shopper has no available balance to withdraw.
+        (
+            "POST",
+            "/me/rebates/withdrawals",
+            "/me/rebates/withdrawals".into(),
+            Some(json!({"amount": 100, "channel": "WECHAT_PAY", "account": "oAuthMatrix"})),
+            StatusCode::CONFLICT,
+        ),
+        (
+            "GET",
+            "/admin/withdrawals",
+            "/admin/withdrawals".into(),
+            None,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "POST",
+            "/admin/withdrawals/{withdrawalId}/decision",
+            format!("/admin/withdrawals/{order}/decision"),
+            Some(json!({"decision": "APPROVE"})),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "GET",
             "/payments/{paymentId}",
             format!("/payments/{payment}"),
             None,

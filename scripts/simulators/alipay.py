@@ -22,8 +22,14 @@ What it does, as Alipay does:
   key over the non-empty fields but sign and sign_type, resent on a compressed
   schedule until the answer's body is exactly `success` (Alipay: 8 times over
   about 25 hours, the same notify_id each time).
+- alipay.fund.trans.uni.transfer (TRANS_ACCOUNT_NO_PWD into an Alipay account,
+  once per out_biz_no; a logon id needs the payee's name) and
+  alipay.fund.trans.common.query (ORDER_NOT_EXIST for one it never got).
 - For tests: GET /_sim/trades/<out_trade_no> (the ledger: trade, refunds,
-  deliveries) and POST /_sim/notify/<out_trade_no> {"variant", "times"} to send
+  deliveries), GET /_sim/transfers/<out_biz_no> (a payout and how many
+  requests it took), POST /_sim/lose-answers {"matching", "times"} (the next
+  transfers to a payee containing the text are made and their answers lost),
+  a payee containing "nobody" does not exist and POST /_sim/notify/<out_trade_no> {"variant", "times"} to send
   duplicates, forgeries and wrong-merchant or wrong-amount notifications.
 
 --deliver-to: the API's notify_url names the execute-api host the request came
@@ -44,8 +50,8 @@ from flask import Flask, Response, jsonify, redirect, request
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    BEIJING, load_private, load_public, new_key, now_beijing, pem_private, pem_public, render_pay_page,
-    post, resend_until, rsa_sign, rsa_verifies,
+    BEIJING, Transfers, load_private, load_public, new_key, now_beijing, pem_private, pem_public,
+    render_pay_page, post, resend_until, rsa_sign, rsa_verifies,
 )
 
 APP_ID = "2021000000000001"
@@ -119,6 +125,7 @@ def make_app(state, deliver_to):
     app_public = load_public(keys["appPublicKey"])
     alipay_private = load_private(keys["alipayPrivateKey"])
     ledger = Ledger()
+    transfers = Transfers()
     app = Flask("alipay-simulator")
     # POST /_sim/outage {"on": true, "matching": TEXT}: the gateway answers
     # 503, as during an Alipay incident, to calls whose biz_content contains
@@ -189,6 +196,13 @@ def make_app(state, deliver_to):
                 return business_error(method, "ACQ.CONTEXT_INCONSISTENT", "交易信息被篡改")
             return answer(method, {"code": "10000", "msg": "Success", "out_trade_no": trade["out_trade_no"],
                                    "qr_code": f"{request.host_url}qr/{trade['out_trade_no']}"})
+        if method == "alipay.fund.trans.uni.transfer":
+            return transfer(method, biz)
+        if method == "alipay.fund.trans.common.query":
+            found = transfers.get(biz.get("out_biz_no", ""))
+            if found is None:
+                return business_error(method, "ORDER_NOT_EXIST", "转账订单不存在")
+            return answer(method, transfer_body(found))
         trade = ledger.trade(biz.get("out_trade_no", ""))
         if trade is None:
             return business_error(method, "ACQ.TRADE_NOT_EXIST", "交易不存在")
@@ -226,6 +240,41 @@ def make_app(state, deliver_to):
                                    "out_trade_no": trade["out_trade_no"], "fund_change": fund_change,
                                    "refund_fee": yuan(refunded)})
         return answer(method, {"code": "40004", "msg": "Business Failed", "sub_code": "isv.invalid-method", "sub_msg": method})
+
+    def transfer_body(found):
+        body = {"code": "10000", "msg": "Success", "out_biz_no": found["no"], "order_id": found["reference"],
+                "pay_fund_order_id": found["reference"], "status": found["status"], "trans_date": found["at"],
+                "trans_amount": yuan(found["amount"])}
+        if found["status"] == "FAIL":
+            body.update(error_code="PAYEE_NOT_EXIST", fail_reason="收款账号不存在")
+        return body
+
+    def transfer(method, biz):
+        """alipay.fund.trans.uni.transfer into an Alipay account: once per
+        out_biz_no; a logon id needs the payee's name."""
+        if biz.get("product_code") != "TRANS_ACCOUNT_NO_PWD" or biz.get("biz_scene") != "DIRECT_TRANSFER":
+            return business_error(method, "INVALID_PARAMETER", "product_code/biz_scene")
+        payee = biz.get("payee_info") or {}
+        identity, kind = payee.get("identity", ""), payee.get("identity_type", "")
+        if kind not in ("ALIPAY_USER_ID", "ALIPAY_LOGON_ID") or not identity:
+            return business_error(method, "INVALID_PARAMETER", "payee_info")
+        if kind == "ALIPAY_LOGON_ID" and not payee.get("name"):
+            return business_error(method, "PAYEE_USERINFO_ERROR", "收款方姓名不能为空")
+        try:
+            amount = fen(biz.get("trans_amount", ""))
+        except (AssertionError, ValueError):
+            return business_error(method, "INVALID_PARAMETER", "trans_amount")
+        if amount < 10:
+            return business_error(method, "EXCEED_LIMIT_SM_MIN_AMOUNT", "单笔最低转账金额0.1元")
+        if "nobody" in identity:
+            return business_error(method, "PAYEE_NOT_EXIST", "收款账号不存在")
+        reference = "2026" + secrets.token_hex(12)
+        found, _, lost = transfers.transfer(biz.get("out_biz_no", ""), amount, identity, reference)
+        if found is None:
+            return business_error(method, "PARAM_ILLEGAL", "out_biz_no used with another amount or payee")
+        if lost:
+            return Response("<html>504 Gateway Time-out</html>", status=504, content_type="text/html")
+        return answer(method, transfer_body(found))
 
     @app.get("/gateway.do")
     def page_pay():
@@ -344,6 +393,17 @@ def make_app(state, deliver_to):
         variant, times = ask.get("variant", "genuine"), int(ask.get("times", 1))
         body = notification(trade, variant)
         return jsonify([deliver(trade, body) for _ in range(times)])
+
+    @app.get("/_sim/transfers/<out_biz_no>")
+    def transfer_of(out_biz_no):
+        found = transfers.get(out_biz_no)
+        return (jsonify(found), 200) if found else (jsonify({"error": "no such transfer"}), 404)
+
+    @app.post("/_sim/lose-answers")
+    def lose_answers():
+        ask = request.get_json(force=True, silent=True) or {}
+        transfers.lose_answers(ask.get("matching", ""), ask.get("times", 1))
+        return jsonify({"ok": True})
 
     @app.post("/_sim/outage")
     def set_outage():

@@ -127,3 +127,48 @@ def render_pay_page(brand, colour, subject, trade_no, amount_text, status, payab
 <p>{html.escape(subject)}</p><p>订单号 <code>{html.escape(trade_no)}</code></p>
 <p id="amount">{html.escape(amount_text)}</p><p>状态 <b id="status">{html.escape(status)}</b></p>{buttons}
 </body></html>"""
+
+
+class Transfers:
+    """A provider's merchant transfers (payouts), one per merchant id
+    (Alipay's out_biz_no, WeChat Pay's out_bill_no) however often it is
+    sent, as both providers keep them. For tests, a payee whose account
+    contains "nobody" does not exist, and `lose_answers` makes the next
+    answers to transfers whose payee contains a text be lost after the
+    transfer is made (a timeout on the way back)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.by_id = {}
+        self.losing = {}
+
+    def transfer(self, no, amount, payee, reference):
+        """(transfer, fresh, answer_lost): the transfer under `no`, made now
+        if new; None when `no` was used with another amount or payee."""
+        with self.lock:
+            found = self.by_id.get(no)
+            fresh = found is None
+            if fresh:
+                found = self.by_id[no] = {
+                    "no": no, "amount": amount, "payee": payee, "reference": reference,
+                    "status": "FAIL" if "nobody" in payee else "SUCCESS",
+                    "at": now_beijing(), "requests": 0,
+                }
+            elif found["amount"] != amount or found["payee"] != payee:
+                return None, False, False
+            found["requests"] += 1
+            lost = False
+            for text, left in self.losing.items():
+                if left > 0 and text in payee:
+                    self.losing[text] = left - 1
+                    lost = True
+            return dict(found), fresh, lost
+
+    def get(self, no):
+        with self.lock:
+            found = self.by_id.get(no)
+            return dict(found) if found else None
+
+    def lose_answers(self, matching, times):
+        with self.lock:
+            self.losing[matching] = int(times)

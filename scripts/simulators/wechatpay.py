@@ -29,6 +29,11 @@ What it does, as WeChat Pay does:
   (variant "refund[-forged|-tampered|…]": the first refund's result again),
   POST /_sim/refund-outcome/<no> {"status": "SUCCESS"|"ABNORMAL"|"CLOSED"},
   POST /_sim/outage {"on", "matching"}.
+- Merchant transfers (payouts): POST /v3/fund-app/mch-transfer/transfer-bills
+  (once per out_bill_no) and GET …/transfer-bills/out-bill-no/<no> (404
+  NOT_FOUND for one it never got); for tests GET /_sim/transfers/<no> and
+  POST /_sim/lose-answers {"matching", "times"}; an openid containing
+  "nobody" is refused (OPENID_INVALID).
 """
 
 import argparse
@@ -49,8 +54,8 @@ from flask import Flask, Response, jsonify, request
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    BEIJING, load_private, load_public, new_key, now_beijing, pem_private, pem_public, render_pay_page,
-    post, resend_until, rsa_sign, rsa_verifies,
+    BEIJING, Transfers, load_private, load_public, new_key, now_beijing, pem_private, pem_public,
+    render_pay_page, post, resend_until, rsa_sign, rsa_verifies,
 )
 
 MCHID = "1900000001"
@@ -107,6 +112,7 @@ def make_app(state, deliver_to):
     trades = {}
     outage = {"on": False, "matching": None}
     refund_outcomes = {}
+    transfers = Transfers()
     app = Flask("wechatpay-simulator")
 
     def signed(status, body_text, key=platform_private, serial=None, timestamp=None):
@@ -242,6 +248,57 @@ def make_app(state, deliver_to):
                             "amount": {"refund": previous["amount"], "total": trade["total"], "currency": trade["currency"]}})
 
     # ------------------------------------------------------------- the buyer
+
+    def bill(found):
+        body = {"out_bill_no": found["no"], "transfer_bill_no": found["reference"], "create_time": found["at"],
+                "state": found["state"], "transfer_amount": found["amount"], "openid": found["payee"],
+                "mch_id": MCHID, "appid": APPID, "update_time": found["at"]}
+        if found["state"] == "FAIL":
+            body["fail_reason"] = "OPENID_INVALID"
+        return body
+
+    @app.post("/v3/fund-app/mch-transfer/transfer-bills")
+    def transfer_bill():
+        """A merchant transfer to a user's WeChat balance, once per
+        out_bill_no. A real one may wait for the user to confirm
+        (WAIT_USER_CONFIRM); this merchant's scene is exempt, so it pays at
+        once."""
+        body = request.get_json(force=True, silent=True) or {}
+        if body.get("appid") != APPID:
+            return failure(400, "PARAM_ERROR", "appid")
+        amount, openid = body.get("transfer_amount"), body.get("openid", "")
+        if not isinstance(amount, int) or amount < 10:
+            return failure(400, "PARAM_ERROR", "transfer_amount must be an integer of at least 10 fen")
+        if not openid or not body.get("transfer_scene_id") or not body.get("transfer_scene_report_infos"):
+            return failure(400, "PARAM_ERROR", "openid, transfer_scene_id and transfer_scene_report_infos are required")
+        if "nobody" in openid:
+            return failure(400, "OPENID_INVALID", "openid 与 appid 不匹配")
+        found, _, lost = transfers.transfer(body.get("out_bill_no", ""), amount, openid, "1330000" + secrets.token_hex(12))
+        if found is None:
+            return failure(400, "INVALID_REQUEST", "out_bill_no used with another amount or openid")
+        if lost:
+            return Response('{"code":"SYSTEM_ERROR","message":"系统繁忙"}', status=504, content_type="application/json")
+        found["state"] = found.pop("status")
+        return answer(200, bill(found))
+
+    @app.get("/v3/fund-app/mch-transfer/transfer-bills/out-bill-no/<no>")
+    def transfer_bill_query(no):
+        found = transfers.get(no)
+        if found is None:
+            return failure(404, "NOT_FOUND", "记录不存在")
+        found["state"] = found.pop("status")
+        return answer(200, bill(found))
+
+    @app.get("/_sim/transfers/<no>")
+    def transfer_of(no):
+        found = transfers.get(no)
+        return (jsonify(found), 200) if found else (jsonify({"error": "no such transfer"}), 404)
+
+    @app.post("/_sim/lose-answers")
+    def lose_answers():
+        ask = request.get_json(force=True, silent=True) or {}
+        transfers.lose_answers(ask.get("matching", ""), ask.get("times", 1))
+        return jsonify({"ok": True})
 
     @app.get("/pay/<no>")
     def page(no):

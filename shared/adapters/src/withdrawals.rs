@@ -441,50 +441,50 @@ impl Withdrawals {
             Decision::Approve => WithdrawalTransition::Approve,
             Decision::Reject => WithdrawalTransition::Reject,
         };
-        let current = self
-            .get(id)
-            .await?
-            .ok_or_else(|| WithdrawalError::NotFound(id.to_owned()))?;
-        let Ok(next) = current.withdrawal_status.apply(transition) else {
-            return decided_already(current, transition);
-        };
-        let now = clock::now_rfc3339();
-        let decided = Withdrawal {
-            withdrawal_status: next,
-            updated_at: now.clone(),
-            decided_at: Some(now.clone()),
-            decided_by: Some(admin.to_owned()),
-            failure_reason: reason,
-            ..current.clone()
-        };
-        let items = match decision {
-            Decision::Approve => {
-                let event = Envelope::new(EventType::WithdrawalApproved, id, &now, &decided)
-                    .map_err(DbError::from)?;
-                vec![
-                    self.status_put(&decided, current.withdrawal_status)?,
-                    TransactWriteItem::builder()
-                        .put(crate::outbox::put(&event, &self.tables.events)?)
-                        .build(),
-                ]
+        // A cancelled transaction means another decision, or the payout,
+        // moved it (or only raced it): read it again and judge that.
+        for attempt in 1..=MAX_ATTEMPTS {
+            let current = self
+                .get(id)
+                .await?
+                .ok_or_else(|| WithdrawalError::NotFound(id.to_owned()))?;
+            let Ok(next) = current.withdrawal_status.apply(transition) else {
+                return decided_already(current, transition);
+            };
+            let now = clock::now_rfc3339();
+            let decided = Withdrawal {
+                withdrawal_status: next,
+                updated_at: now.clone(),
+                decided_at: Some(now.clone()),
+                decided_by: Some(admin.to_owned()),
+                failure_reason: reason.clone(),
+                ..current.clone()
+            };
+            let items = match decision {
+                Decision::Approve => {
+                    let event = Envelope::new(EventType::WithdrawalApproved, id, &now, &decided)
+                        .map_err(DbError::from)?;
+                    vec![
+                        self.status_put(&decided, current.withdrawal_status)?,
+                        TransactWriteItem::builder()
+                            .put(crate::outbox::put(&event, &self.tables.events)?)
+                            .build(),
+                    ]
+                }
+                Decision::Reject => self.returning_items(
+                    &decided,
+                    current.withdrawal_status,
+                    EventType::WithdrawalRejected,
+                )?,
+            };
+            if let Transact::Committed = transact(&self.client, items).await? {
+                return Ok(decided);
             }
-            Decision::Reject => self.returning_items(
-                &decided,
-                current.withdrawal_status,
-                EventType::WithdrawalRejected,
-            )?,
-        };
-        match transact(&self.client, items).await? {
-            Transact::Committed => Ok(decided),
-            // Decided or finished meanwhile: answer as it is now.
-            Transact::Cancelled(_) => {
-                let now = self
-                    .get(id)
-                    .await?
-                    .ok_or_else(|| WithdrawalError::NotFound(id.to_owned()))?;
-                decided_already(now, transition)
-            }
+            backoff(attempt).await;
         }
+        Err(WithdrawalError::Store(StoreError::Busy(
+            "too many changes to this withdrawal at once; try again",
+        )))
     }
 
     // ------------------------------------------------------------ payout

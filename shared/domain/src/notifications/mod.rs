@@ -448,6 +448,28 @@ mod tests {
         }
         assert_eq!(subject(EventType::PaymentRefunded, &refund)["userId"], "u1");
         assert!(render(EventType::OrderRefunded, &data, Locale::En).is_none());
+        // Withdrawals name themselves, the amount, the channel and why
+        // one did not pay.
+        let withdrawal = json!({"withdrawalId": "w1", "userId": "u1", "amount": 3000,
+            "currency": "CNY", "channel": "WECHAT_PAY", "failureReason": "OPENID_INVALID"});
+        for locale in [Locale::ZhCn, Locale::En] {
+            for event in [
+                EventType::WithdrawalPaid,
+                EventType::WithdrawalFailed,
+                EventType::WithdrawalRejected,
+            ] {
+                let (_, told) = render(event, &withdrawal, locale).unwrap();
+                assert!(told.contains("w1") && told.contains("¥30.00"), "{told}");
+                assert_eq!(
+                    told.contains("OPENID_INVALID"),
+                    event != EventType::WithdrawalPaid,
+                    "{told}"
+                );
+            }
+            let (_, paid) = render(EventType::WithdrawalPaid, &withdrawal, locale).unwrap();
+            assert!(paid.contains("WeChat") || paid.contains("微信"), "{paid}");
+            assert!(render(EventType::WithdrawalRequested, &withdrawal, locale).is_none());
+        }
         // Shipping names the carrier and the tracking number.
         let shipped = json!({"orderId": "o1", "shipment": {"carrier": "顺丰速运",
             "trackingNumber": "SF123", "shippedAt": "2026-12-02T10:00:00Z"}});
