@@ -154,6 +154,25 @@ impl PaymentProvider for SandboxProvider {
     }
 }
 
+/// The sandbox pays every payout at once: local play has no money to move.
+impl domain::withdrawals::PayoutProvider for SandboxProvider {
+    async fn transfer(
+        &self,
+        payout: &domain::withdrawals::PayoutOrder,
+    ) -> Result<domain::withdrawals::PayoutState, ProviderError> {
+        Ok(domain::withdrawals::PayoutState::Paid {
+            reference: format!("sandbox-{}", payout.withdrawal_id),
+        })
+    }
+
+    async fn query_transfer(
+        &self,
+        payout: &domain::withdrawals::PayoutOrder,
+    ) -> Result<Option<domain::withdrawals::PayoutState>, ProviderError> {
+        self.transfer(payout).await.map(Some)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,24 +243,5 @@ mod tests {
                 .await,
             Err(VerifyError::BadSignature(_))
         ));
-    }
-}
-
-/// The sandbox pays every payout at once: local play has no money to move.
-impl domain::withdrawals::PayoutProvider for SandboxProvider {
-    async fn transfer(
-        &self,
-        payout: &domain::withdrawals::PayoutOrder,
-    ) -> Result<domain::withdrawals::PayoutState, ProviderError> {
-        Ok(domain::withdrawals::PayoutState::Paid {
-            reference: format!("sandbox-{}", payout.withdrawal_id),
-        })
-    }
-
-    async fn query_transfer(
-        &self,
-        payout: &domain::withdrawals::PayoutOrder,
-    ) -> Result<Option<domain::withdrawals::PayoutState>, ProviderError> {
-        self.transfer(payout).await.map(Some)
     }
 }
