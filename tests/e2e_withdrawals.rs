@@ -189,19 +189,20 @@ async fn a_whole_life_ends_in_one_paid_withdrawal_of_twenty_racing() {
 
     // The inbox told each step.
     let titles = titles_for(&stack.inbox(token).await, &flow.order_id);
+    // (zh-CN, the default locale: created, paid, shipped, completed, credited.)
     for step in [
-        "Order placed",
-        "Payment received",
-        "Order shipped",
-        "Order completed",
-        "Rebate credited",
+        "订单已创建",
+        "支付成功",
+        "订单已发货",
+        "订单已完成",
+        "返利已入账",
     ] {
         assert!(
             titles.keys().any(|t| t == step),
             "{step} missing: {titles:?}"
         );
     }
-    assert_eq!(told_about(&stack, token, &id).await, ["Withdrawal paid"]);
+    assert_eq!(told_about(&stack, token, &id).await, ["提现成功"]);
 }
 
 #[tokio::test]
@@ -279,7 +280,7 @@ async fn failures_return_the_amount_lost_answers_pay_once_and_reviews_decide() {
         "{failed}"
     );
     assert_eq!(balanced(&stack, token).await, 2500);
-    assert_eq!(told_about(&stack, token, id).await, ["Withdrawal failed"]);
+    assert_eq!(told_about(&stack, token, id).await, ["提现失败"]);
 
     // Alipay pays, and its answers are lost (both sends of the first
     // attempt): the redelivery asks, finds it paid, and pays no more.
@@ -424,10 +425,7 @@ async fn failures_return_the_amount_lost_answers_pay_once_and_reviews_decide() {
         (StatusCode::CONFLICT, Some("WITHDRAWAL_DECIDED"))
     );
     assert_eq!(balanced(&stack, token).await, 1600, "returned once");
-    assert_eq!(
-        told_about(&stack, token, &id).await,
-        ["Withdrawal declined"]
-    );
+    assert_eq!(told_about(&stack, token, &id).await, ["提现未通过审核"]);
     // Never paid: the simulator never heard of it.
     let (status, _) = alipay
         .call(Method::GET, &format!("/_sim/transfers/{id}"), None)
