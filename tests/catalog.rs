@@ -365,6 +365,67 @@ async fn list_pages_through_every_product_exactly_once() {
     assert!(pages >= 3);
 }
 
+/// Issue 23.3: a category's products come from the category index, by id,
+/// every one exactly once across pages; a token is good only for the
+/// category it came from.
+#[tokio::test]
+async fn a_category_lists_its_products_only_page_by_page() {
+    let f = fixture().await;
+    for i in 0..12 {
+        let category = if i % 3 == 0 { "teaware" } else { "food" };
+        f.put(
+            &format!("c{i:02}"),
+            json!({"name": format!("item {i}"), "category": category, "price": 100, "stock": 1}),
+        )
+        .await;
+    }
+    let page = |category: &str, token: Option<&str>| {
+        let mut req = ApiRequest::get("/products")
+            .as_user("u1")
+            .query("category", category)
+            .query("limit", "3");
+        if let Some(t) = token {
+            req = req.query("nextToken", t);
+        }
+        req
+    };
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let (status, body) = f.list(page("food", token.as_deref())).await;
+        assert_eq!(status, 200, "{body}");
+        for item in body["items"].as_array().unwrap() {
+            assert_eq!(item["category"], "food", "{item}");
+            seen.push(item["productId"].as_str().unwrap().to_owned());
+        }
+        match body.get("nextToken").and_then(|t| t.as_str()) {
+            Some(t) => token = Some(t.to_owned()),
+            None => break,
+        }
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!((seen.len(), sorted.len()), (8, 8), "{seen:?}");
+    assert_eq!(seen, sorted, "by id");
+
+    // A token of the food listing is refused for teaware; an unknown
+    // category is an empty page; a bad one is 400 naming it.
+    let (_, first) = f.list(page("food", None)).await;
+    let token = first["nextToken"].as_str().unwrap();
+    let (status, body) = f.list(page("teaware", Some(token))).await;
+    assert_eq!((status, error_code(&body)), (400, "INVALID_NEXT_TOKEN"));
+    let (status, body) = f.list(page("nothing-here", None)).await;
+    assert_eq!((status, body), (200, json!({"items": []})));
+    let (status, body) = f.list(page(&"x".repeat(65), None)).await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("category"))
+    );
+    let (_, teaware) = f.list(page("teaware", None)).await;
+    assert_eq!(teaware["items"].as_array().unwrap().len(), 3);
+}
+
 #[tokio::test]
 async fn list_rejects_bad_limits_and_tokens() {
     let f = fixture().await;

@@ -11,6 +11,10 @@ use crate::db::{DbError, Item, n, s};
 use domain::catalog::{Product, ProductDraft};
 
 pub const PRODUCT_KEY: &[&str] = &["productId"];
+/// The products of one category, by id.
+pub const CATEGORY_INDEX: &str = "byCategory";
+/// The key attributes of a page token of the category index.
+pub const CATEGORY_INDEX_KEY: &[&str] = &["productId", "category"];
 
 #[derive(Clone, Debug)]
 pub struct Catalog {
@@ -22,6 +26,15 @@ pub struct Catalog {
 pub struct ProductPage {
     pub items: Vec<Product>,
     pub last_key: Option<Item>,
+}
+
+fn page(items: Option<Vec<Item>>, last_key: Option<Item>) -> Result<ProductPage, DbError> {
+    let items = items
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| serde_dynamo::from_item(i).map_err(DbError::from))
+        .collect::<Result<Vec<Product>, _>>()?;
+    Ok(ProductPage { items, last_key })
 }
 
 fn product_from(item: Option<Item>) -> Result<Option<Product>, DbError> {
@@ -63,16 +76,29 @@ impl Catalog {
             .set_exclusive_start_key(start)
             .send()
             .await?;
-        let items = out
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(|i| serde_dynamo::from_item(i).map_err(DbError::from))
-            .collect::<Result<Vec<Product>, _>>()?;
-        Ok(ProductPage {
-            items,
-            last_key: out.last_evaluated_key,
-        })
+        page(out.items, out.last_evaluated_key)
+    }
+
+    /// One category's products, by id: a query of the category index, so a
+    /// page costs what it returns, not what the catalog holds.
+    pub async fn list_category(
+        &self,
+        category: &str,
+        limit: i32,
+        start: Option<Item>,
+    ) -> Result<ProductPage, DbError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(CATEGORY_INDEX)
+            .key_condition_expression("category = :c")
+            .expression_attribute_values(":c", s(category))
+            .limit(limit)
+            .set_exclusive_start_key(start)
+            .send()
+            .await?;
+        page(out.items, out.last_evaluated_key)
     }
 
     /// Creates or replaces the admin-owned fields; returns the product and

@@ -140,6 +140,13 @@ pub fn validate_product_id(id: &str) -> Result<(), FieldError> {
     }
 }
 
+/// `GET /products?category=`'s filter: a category as products name theirs
+/// (1 to `MAX_CATEGORY_CHARS` characters, matched exactly).
+pub fn category_filter(text: &str) -> Result<String, FieldError> {
+    validate_text("category", text, 1, MAX_CATEGORY_CHARS)?;
+    Ok(text.to_owned())
+}
+
 fn validate_text(field: &str, value: &str, min: usize, max: usize) -> Result<(), FieldError> {
     let chars = value.trim().chars().count();
     if chars < min || value.chars().count() > max {
