@@ -130,6 +130,8 @@ class Resolver:
         }
 
     def ref(self, name):
+        if name == "AWS::NoValue":
+            return None
         if name in self.pseudo:
             return self.pseudo[name]
         if name in self.physical:
@@ -216,6 +218,8 @@ class Resolver:
             if key == "Fn::GetAtt":
                 parts = value.split(".", 1) if isinstance(value, str) else value
                 return self.get_att(*parts)
+            if key == "Fn::Split":
+                return str(self.resolve(value[1])).split(value[0])
             if key == "Fn::If":
                 chosen = value[1] if self.condition(value[0]) else value[2]
                 return self.resolve(chosen)
@@ -294,7 +298,13 @@ def create_http_api_routes(endpoint, stack_name):
                     route["AuthorizerId"] = authorizer_ids[scheme]
                 apigw.create_route(**route)
                 routes.append(route["RouteKey"] + ("" if scheme else " (no JWT)"))
-        apply_cors(apigw, api_id, resolver.resolve(body.get("x-amazon-apigateway-cors") or {}))
+        cors = resolver.resolve(body.get("x-amazon-apigateway-cors") or {})
+        if cors:
+            # ministack's SAM transform resolves the parameter with its
+            # default, not the deployed value: take the origins from the
+            # stack's parameter.
+            cors["allowOrigins"] = resolver.parameters().get("WebAppOrigins", "")
+        apply_cors(apigw, api_id, cors)
         apis[logical_id] = {"apiId": api_id, "routes": sorted(routes)}
     return apis
 
@@ -306,8 +316,11 @@ def apply_cors(apigw, api_id, cors):
     does when it imports the body. No allowed origin: none at all."""
     names = {"allowOrigins": "AllowOrigins", "allowMethods": "AllowMethods", "allowHeaders": "AllowHeaders",
              "exposeHeaders": "ExposeHeaders", "maxAge": "MaxAge", "allowCredentials": "AllowCredentials"}
-    config = {names[k]: v for k, v in cors.items() if k in names}
-    origins = [o for o in config.get("AllowOrigins") or [] if o]
+    config = {names[k]: v for k, v in (cors or {}).items() if k in names}
+    origins = config.get("AllowOrigins") or []
+    if isinstance(origins, str):
+        origins = origins.split(",")
+    origins = [o.strip() for o in origins if o.strip()]
     if not origins:
         try:
             apigw.delete_cors_configuration(ApiId=api_id)
