@@ -234,17 +234,9 @@ impl Fixture {
         failed_ids(&consumer.handle_batch(batch(messages)).await)
     }
 
-    /// (available, in-flight withdrawal) after checking that the balance
-    /// equals the sum of the available entries.
-    async fn balance(&self, user: &str) -> (i64, Option<String>) {
-        let (entries, _) = self.rebates.entries(user, 1000, None).await.unwrap();
-        let ledger: i64 = entries
-            .iter()
-            .filter(|e| e.status == EntryStatus::Available)
-            .map(|e| e.amount)
-            .sum();
-        let item = self
-            .db
+    /// The user's CNY balance item as stored (empty if none).
+    async fn balance_item(&self, user: &str) -> HashMap<String, AttributeValue> {
+        self.db
             .client
             .get_item()
             .table_name(&self.db.tables.rebates)
@@ -255,7 +247,19 @@ impl Fixture {
             .await
             .unwrap()
             .item
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+
+    /// (available, in-flight withdrawal) after checking that the balance
+    /// equals the sum of the available entries.
+    async fn balance(&self, user: &str) -> (i64, Option<String>) {
+        let (entries, _) = self.rebates.entries(user, 1000, None).await.unwrap();
+        let ledger: i64 = entries
+            .iter()
+            .filter(|e| e.status == EntryStatus::Available)
+            .map(|e| e.amount)
+            .sum();
+        let item = self.balance_item(user).await;
         let available = item
             .get("available")
             .and_then(|v| v.as_n().ok())
@@ -421,6 +425,34 @@ async fn a_day_takes_at_most_the_daily_cap() {
     let (status, _) = f.request(&u, alipay(1_000), None).await;
     assert_eq!(status, 201);
     assert_eq!(f.balance(&u).await.0, 10_000);
+}
+
+/// The cap is per UTC day: yesterday's total, however full, does not count
+/// today, and today's total starts from the withdrawal that opens it.
+#[tokio::test]
+async fn a_new_day_starts_a_new_total() {
+    let f = fixture().await;
+    let u = user();
+    f.earn(&u, 20_000).await;
+    f.db.client
+        .update_item()
+        .table_name(&f.db.tables.rebates)
+        .key("pk", AttributeValue::S(format!("USER#{u}")))
+        .key("sk", AttributeValue::S("BALANCE#CNY".into()))
+        .update_expression("SET withdrawnDay = :d, withdrawnToday = :t")
+        .expression_attribute_values(":d", AttributeValue::S("2026-11-30".into()))
+        .expression_attribute_values(":t", AttributeValue::N("10000".into()))
+        .send()
+        .await
+        .unwrap();
+    let (status, w) = f.request(&u, alipay(4_000), None).await;
+    assert_eq!(status, 201, "{w}");
+    let item = f.balance_item(&u).await;
+    assert_eq!(item["withdrawnToday"].as_n().unwrap(), "4000");
+    assert_eq!(
+        item["withdrawnDay"].as_s().unwrap(),
+        &domain::withdrawals::day_of(domain::clock::now())
+    );
 }
 
 #[tokio::test]
