@@ -7,7 +7,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let backend = adapters::backend::Backend::from_env().await?;
     let consumer = PayoutConsumer {
         withdrawals: backend.withdrawals()?,
-        provider: adapters::payments::providers::Providers::from_env(&backend.sdk)?,
+        provider: adapters::payments::providers::Providers::for_payouts(&backend.sdk)?,
     };
     adapters::runtime::serve_queue(|batch| consumer.handle_batch(batch)).await
 }

@@ -69,6 +69,17 @@ impl Providers {
     /// credentials are needed when any method uses it, or when they are set
     /// (payments it took earlier are still refunded through it).
     pub fn from_env(config: &aws_config::SdkConfig) -> Result<Self, ProvidersError> {
+        Self::configured(config, true)
+    }
+
+    /// The providers a payout can go through (Alipay's, WeChat Pay's, the
+    /// sandbox): a card provider is never built, so the payout function
+    /// needs no card credentials whatever takes card payments.
+    pub fn for_payouts(config: &aws_config::SdkConfig) -> Result<Self, ProvidersError> {
+        Self::configured(config, false)
+    }
+
+    fn configured(config: &aws_config::SdkConfig, with_card: bool) -> Result<Self, ProvidersError> {
         let choose = |setting: &'static str, allowed: &'static [&'static str]| {
             let value = std::env::var(setting).unwrap_or_default();
             let value = if value.is_empty() {
@@ -104,7 +115,7 @@ impl Providers {
         let wechatpay = wanted(wechatpay::NAME, "WECHATPAY_CREDENTIALS_PARAM")
             .then(|| WechatPayProvider::from_env(config))
             .transpose()?;
-        let stripe = wanted(stripe::NAME, "STRIPE_CREDENTIALS_PARAM")
+        let stripe = (with_card && wanted(stripe::NAME, "STRIPE_CREDENTIALS_PARAM"))
             .then(|| StripeProvider::from_env(config))
             .transpose()?;
         Ok(Self::new(

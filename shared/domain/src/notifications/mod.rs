@@ -327,6 +327,17 @@ pub fn render(event_type: EventType, data: &Value, locale: Locale) -> Option<(St
                 "Your refund request for order {order} is approved: {amount} is on its way back to you."
             ),
         ),
+        // A credit has its release time only once its order is received.
+        EventType::RebateCredited if zh && available.is_empty() => (
+            "返利已入账",
+            format!("订单 {order} 为您赚取返利 {amount}，确认收货且售后期结束后可用。"),
+        ),
+        EventType::RebateCredited if available.is_empty() => (
+            "Rebate credited",
+            format!(
+                "Order {order} earned you a {amount} rebate, available once the order is received and its after-sales period has ended."
+            ),
+        ),
         EventType::RebateCredited if zh => (
             "返利已入账",
             format!("订单 {order} 为您赚取返利 {amount}，将于 {available} 后可用。"),
@@ -438,6 +449,16 @@ mod tests {
         assert!(paid.contains("¥355.90"), "{paid}");
         let (_, rebate) = render(EventType::RebateCredited, &data, Locale::En).unwrap();
         assert!(rebate.contains("¥3.00"), "{rebate}");
+        // A credit before its order's receipt has no release time yet.
+        let unscheduled = json!({"orderId": "o1", "currency": "CNY", "amount": 300});
+        for locale in [Locale::ZhCn, Locale::En] {
+            let (_, told) = render(EventType::RebateCredited, &unscheduled, locale).unwrap();
+            assert!(told.contains("¥3.00") && !told.contains("  "), "{told}");
+            assert!(
+                told.contains("received") || told.contains("确认收货"),
+                "{told}"
+            );
+        }
         assert!(render(EventType::PaymentSucceeded, &data, Locale::En).is_none());
         // Issue 28.9: every refund is told, once, from its PaymentRefunded.
         let refund = json!({"payment": {"orderId": "o1", "userId": "u1", "amount": 35590,
