@@ -151,4 +151,40 @@ build_functions() {
   (cd "$ROOT" && cargo build --locked --workspace --bins)
 }
 
+# The web app: its pinned toolchain from web/package-lock.json (npm ci, again
+# only when the lockfile changed), then the static build in web/dist.
+build_web() {
+  local web="$ROOT/web"
+  if ! cmp -s "$web/package-lock.json" "$web/node_modules/.installed-lock.json"; then
+    log "installing the web app's pinned toolchain (npm ci)"
+    (cd "$web" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    cp "$web/package-lock.json" "$web/node_modules/.installed-lock.json"
+  fi
+  log "building the web app"
+  (cd "$web" && node_modules/.bin/vite build --logLevel warn)
+}
+
+# The built web app in DIR/site with its config.json from the stack in DIR,
+# served on PORT (locally; on AWS the bucket behind CloudFront serves it).
+serve_web() { # dir port
+  local dir=$1 port=$2
+  rm -rf "$dir/site"
+  cp -r "$ROOT/web/dist" "$dir/site"
+  stack_py --dir "$dir" web-config > "$dir/site/config.json"
+  start_daemon "$dir/web.pid" "$dir/web.log" \
+    "$VENV/bin/python" -m http.server --bind 127.0.0.1 --directory "$dir/site" "$port"
+  wait_for "the web app" 30 port_open "$port"
+}
+
+# Debian's Chromium for the browser tests: test tools' own browser downloads
+# do not work here, and Playwright drives the system browser.
+# A CJK font too: the pages are in Chinese by default.
+ensure_chromium() {
+  command -v chromium >/dev/null && [ -d /usr/share/fonts/truetype/wqy ] && return 0
+  [ "$(id -u)" = 0 ] || die "the browser tests need Debian's chromium: sudo apt-get install chromium"
+  log "installing Debian's chromium (apt-get)"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-wqy-microhei >/dev/null
+}
+
 stack_py() { "$VENV/bin/python" "$ROOT/scripts/stack.py" "$@"; }

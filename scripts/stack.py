@@ -810,6 +810,41 @@ def secret(args):
     print(signing_secret(load_outputs(args.dir)))
 
 
+def web_config(args):
+    """The web app's config.json: where the API and the user pool are, from
+    the stack's outputs (the app has none of them built in)."""
+    outputs = load_outputs(args.dir)
+    print(json.dumps({
+        "apiUrl": outputs["apiUrl"],
+        "region": outputs["region"],
+        "userPoolId": outputs["userPoolId"],
+        "userPoolClientId": outputs["userPoolClientId"],
+        "adminConsoleClientId": outputs["adminConsoleClientId"],
+        # The emulator answers Cognito's API; on AWS the app uses the
+        # regional endpoint and this key is absent.
+        "cognitoEndpoint": outputs["endpoint"] + "/",
+    }, indent=2))
+
+
+def user(args):
+    """Creates (or resets) a confirmed user with the given password, in the
+    admin group with --admin: what an operator does in the console for the
+    first admin (admins are never made by signing up)."""
+    outputs = load_outputs(args.dir)
+    cognito = clients(outputs["endpoint"], "cognito-idp")
+    pool = outputs["userPoolId"]
+    try:
+        cognito.admin_create_user(
+            UserPoolId=pool, Username=args.email, MessageAction="SUPPRESS",
+            UserAttributes=[{"Name": "email", "Value": args.email}, {"Name": "email_verified", "Value": "true"}],
+        )
+    except cognito.exceptions.UsernameExistsException:
+        pass
+    cognito.admin_set_user_password(UserPoolId=pool, Username=args.email, Password=args.password, Permanent=True)
+    if args.admin:
+        cognito.admin_add_user_to_group(UserPoolId=pool, Username=args.email, GroupName="admin")
+
+
 def info(args):
     print(json.dumps(load_outputs(args.dir), indent=2))
 
@@ -925,6 +960,13 @@ def main():
     p.set_defaults(run=secret)
     p = sub.add_parser("info")
     p.set_defaults(run=info)
+    p = sub.add_parser("web-config", help="the web app's config.json, from the stack's outputs")
+    p.set_defaults(run=web_config)
+    p = sub.add_parser("user", help="a confirmed user with a known password (--admin: in the admin group)")
+    p.add_argument("--email", required=True)
+    p.add_argument("--password", required=True)
+    p.add_argument("--admin", action="store_true")
+    p.set_defaults(run=user)
     p = sub.add_parser("env")
     p.set_defaults(run=env)
     p = sub.add_parser("check-fault-guard", help="the template refuses fault hooks outside the local stage")
