@@ -214,6 +214,13 @@ async fn other_users_get_404_shoppers_get_403_and_nothing_leaks() {
             StatusCode::FORBIDDEN,
         ),
         (
+            "GET",
+            "/admin/orders/to-ship",
+            "/admin/orders/to-ship".into(),
+            None,
+            StatusCode::FORBIDDEN,
+        ),
+        (
             "POST",
             "/admin/withdrawals/{withdrawalId}/decision",
             format!("/admin/withdrawals/{order}/decision"),

@@ -1667,3 +1667,93 @@ mod refund_requests {
         assert_eq!(status, 202);
     }
 }
+
+/// One page of the console's queue of orders to ship.
+async fn to_ship(f: &Fixture, limit: &str, token: Option<&str>) -> (u16, Value) {
+    let mut req = ApiRequest::get("/admin/orders/to-ship")
+        .query("limit", limit)
+        .as_admin("ops");
+    if let Some(token) = token {
+        req = req.query("nextToken", token);
+    }
+    respond(find_orders_to_ship::handle(&f.orders, req.build()).await)
+}
+
+/// Every order id the queue holds, page by page.
+async fn queue_ids(f: &Fixture, limit: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let (status, page) = to_ship(f, limit, token.as_deref()).await;
+        assert_eq!(status, 200, "{page}");
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= limit.parse().unwrap(), "{page}");
+        ids.extend(
+            items
+                .iter()
+                .map(|o| o["orderId"].as_str().unwrap().to_owned()),
+        );
+        match page["nextToken"].as_str() {
+            Some(next) => token = Some(next.to_owned()),
+            None => return ids,
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_queue_to_ship_holds_paid_unshipped_orders_oldest_payment_first() {
+    let f = fixture().await;
+    f.product("a", 100, 20).await;
+    let (_, unpaid) = f
+        .create("u1", json!({"productId": "a", "quantity": 1}))
+        .await;
+    let mut paid = Vec::new();
+    for user in ["u1", "u2", "u1", "u3", "u2", "u1", "u4"] {
+        paid.push(f.paid_order(user).await.order_id);
+    }
+    // Only admins see it; a bad limit or token is 400 naming it.
+    let req = ApiRequest::get("/admin/orders/to-ship").as_user("u1");
+    assert_eq!(
+        respond(find_orders_to_ship::handle(&f.orders, req.build()).await).0,
+        403
+    );
+    let (status, body) = to_ship(&f, "0", None).await;
+    assert_eq!(status, 400);
+    assert!(body.to_string().contains("limit"), "{body}");
+    let (status, body) = to_ship(&f, "5", Some("bm90LWEtdG9rZW4")).await;
+    assert_eq!((status, code(&body)), (400, "INVALID_NEXT_TOKEN"));
+
+    // Every paid order once, in the order they were paid, whatever the
+    // page size (the shards are merged, and pages end between shards).
+    for limit in ["1", "2", "3", "7", "100"] {
+        assert_eq!(queue_ids(&f, limit).await, paid, "limit {limit}");
+    }
+    assert!(!paid.contains(&unpaid["orderId"].as_str().unwrap().to_owned()));
+
+    // Shipping takes an order out, and so does a cancellation whose refund
+    // has begun; the others stay in their order.
+    let shipment = json!({"carrier": "SF Express", "trackingNumber": "SF1"});
+    assert_eq!(f.ship(true, &paid[1], shipment).await.0, 201);
+    let cancelled = f.orders.get(&paid[4]).await.unwrap().unwrap();
+    f.orders.claim_for_refund(&cancelled).await.unwrap();
+    let left: Vec<String> = paid
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| ![1, 4].contains(i))
+        .map(|(_, id)| id.clone())
+        .collect();
+    assert_eq!(queue_ids(&f, "2").await, left);
+    // The shipped order no longer carries the index's key at all.
+    let item =
+        f.db.client
+            .get_item()
+            .table_name(&f.db.tables.orders)
+            .key("orderId", AttributeValue::S(paid[1].clone()))
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap();
+    assert!(!item.contains_key("shipShard"), "{item:?}");
+    assert!(item.contains_key("paidAt"));
+}

@@ -121,25 +121,33 @@ function newProductForm(main) {
 
 // ------------------------------------------------------------ orders
 
+/** The queue of paid orders to ship, oldest payment first, each with its shipment form. */
 async function shipView(main) {
   if (requireAdmin(main)) return;
-  const orderId = h("input", { name: "orderId", required: true });
-  const carrier = h("input", { name: "carrier", required: true });
-  const tracking = h("input", { name: "trackingNumber", required: true });
-  const message = h("div", {});
-  const submit = h("button", { type: "submit", class: "primary" }, t("ship"));
-  show(main, h("form", { class: "card narrow", onsubmit: async (event) => {
-    event.preventDefault();
-    show(message);
-    await busy(submit, async () => {
-      try {
-        const order = await api.post(`/orders/${encodeURIComponent(orderId.value.trim())}/shipments`, { carrier: carrier.value, trackingNumber: tracking.value });
-        show(message, h("p", { class: "ok" }, `${order.orderId}: ${status(order.orderStatus)}`));
-      } catch (err) {
-        show(message, errorBox(err));
-      }
-    });
-  } }, h("h1", {}, t("shipOrder")), field(t("orderId"), orderId), field(t("carrier"), carrier), field(t("trackingNumber"), tracking), submit, message));
+  show(main, h("h1", {}, t("toShip")), loading(t("loading")));
+  const orders = await all("/admin/orders/to-ship");
+  show(main, h("h1", {}, t("toShip")), orders.length ? h("ul", { class: "list" }, orders.map((order) => {
+    const carrier = h("input", { name: "carrier", placeholder: t("carrier"), required: true });
+    const tracking = h("input", { name: "trackingNumber", placeholder: t("trackingNumber"), required: true });
+    const message = h("div", {});
+    const submit = h("button", { type: "submit", class: "primary" }, t("ship"));
+    return h("li", { dataset: { order: order.orderId } },
+      h("p", {}, h("strong", {}, order.orderId), ` · ${when(order.createdAt, locale())} · ${money(order.orderAmount, order.currency)} · ${status(order.orderStatus)}`),
+      h("p", {}, order.items.map((line) => `${line.name} × ${line.quantity}`).join(", ")),
+      h("form", { class: "actions", onsubmit: async (event) => {
+        event.preventDefault();
+        show(message);
+        await busy(submit, async () => {
+          try {
+            const shipped = await api.post(`/orders/${encodeURIComponent(order.orderId)}/shipments`, { carrier: carrier.value, trackingNumber: tracking.value });
+            show(message, h("p", { class: "ok" }, status(shipped.orderStatus)));
+            submit.remove();
+          } catch (err) {
+            show(message, errorBox(err));
+          }
+        });
+      } }, carrier, tracking, submit), message);
+  })) : h("p", {}, t("nothing")));
 }
 
 /** A list of things to approve or reject, each with a reason field. */
@@ -162,7 +170,8 @@ function decisions(items, { describe, decide }) {
       }) }, label);
       return b;
     };
-    return h("li", {}, describe(item), h("div", { class: "actions" }, reason, button("APPROVE", t("approve")), button("REJECT", t("reject"))), message);
+    return h("li", { dataset: { order: item.orderId, withdrawal: item.withdrawalId } }, describe(item),
+      h("div", { class: "actions" }, reason, button("APPROVE", t("approve")), button("REJECT", t("reject"))), message);
   }));
 }
 
@@ -289,7 +298,7 @@ async function statsView(main) {
 app = startApp({
   title: () => t("console"),
   nav: () => auth.signedIn
-    ? [h("a", { href: "#/" }, t("products")), h("a", { href: "#/ship" }, t("ship")), h("a", { href: "#/refunds" }, t("refundRequests")),
+    ? [h("a", { href: "#/" }, t("products")), h("a", { href: "#/ship" }, t("toShip")), h("a", { href: "#/refunds" }, t("refundRequests")),
       h("a", { href: "#/withdrawals" }, t("withdrawals")), h("a", { href: "#/rules" }, t("rules")), h("a", { href: "#/stats" }, t("sales")),
       h("button", { class: "link", onclick: () => { auth.signOut(); location.hash = "#/"; app.render(); } }, t("signOut"))]
     : [],

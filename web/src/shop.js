@@ -196,7 +196,9 @@ async function orderView(main, orderId) {
   const actions = h("section", {});
   const refunds = h("section", {});
   show(main, h("h1", {}, t("orderTitle", { id: order.orderId })), statusLine, lines(order.items),
-    h("p", { class: "total" }, `${t("total")}: ${money(order.orderAmount, order.currency)}`), paying, actions, refunds);
+    h("p", { class: "total" }, `${t("total")}: ${money(order.orderAmount, order.currency)}`,
+      order.refundedAmount ? ` · ${t("refunded")}: ${money(order.refundedAmount, order.currency)}` : ""),
+    paying, actions, refunds);
 
   function drawStatus() {
     statusLine.dataset.status = order.orderStatus;
@@ -289,7 +291,9 @@ async function orderView(main, orderId) {
   drawPaying();
   drawActions();
   await drawRefunds();
-  whileOn(here, () => refresh().catch(() => {}));
+  // Only a payment is waited for on this page; later changes (shipping,
+  // a refund) take days, and a reload shows them.
+  whileOn(here, () => order.orderStatus === "PENDING_PAYMENT" && refresh().catch(() => {}));
 }
 
 async function ordersView(main) {

@@ -6,6 +6,9 @@
 //   the shopper: sign up (the code from the emulator's mail), sign in, browse
 //     a category, order, pay on the provider's pay page, see PAID, the inbox
 //     and the pending rebate
+//   the admin: ship it from the queue of orders to ship
+//   the shopper: see it shipped, confirm receipt, ask for one unit's refund
+//   the admin: approve the refund; the shopper sees the order partly refunded
 //   the admin: change the stock, see the sale in the chart and the top products
 //
 // Environment: WEB_URL, AWS_ENDPOINT (the emulator, whose SES outbox holds
@@ -105,6 +108,15 @@ async function adminSignIn(page) {
   await page.waitForSelector("table.table tbody");
 }
 
+async function shopperSignIn(page) {
+  await page.goto(`${WEB_URL}/index.html#/signin`);
+  await page.fill("input[name=email]", shopperEmail);
+  await page.fill("input[name=password]", shopperPassword);
+  await page.click("button[type=submit]");
+  await page.waitForSelector(".grid .product");
+}
+
+let orderId;
 try {
   await journey("admin-setup", { width: 1280, height: 900 }, async (page) => {
     await adminSignIn(page);
@@ -155,9 +167,11 @@ try {
     await snap(page, "category");
     await page.click(`a[data-product="${productId}"]`);
     await page.waitForSelector("input[name=quantity]");
+    await page.fill("input[name=quantity]", "2");
     await snap(page, "product");
     await page.click("form button[type=submit]");
     await page.waitForSelector('#order-status[data-status="PENDING_PAYMENT"]');
+    orderId = decodeURIComponent(new URL(page.url()).hash.replace("#/orders/", ""));
 
     await page.selectOption("select[name=paymentMethod]", "ALIPAY");
     await page.click("section form button[type=submit]");
@@ -182,6 +196,62 @@ try {
     await page.goto(`${WEB_URL}/index.html#/orders`);
     await page.waitForSelector(".list li");
     await snap(page, "order-history");
+  });
+
+  await journey("admin-ships", { width: 1280, height: 900 }, async (page) => {
+    await adminSignIn(page);
+    await page.goto(`${WEB_URL}/admin.html#/ship`);
+    const entry = page.locator(`li[data-order="${orderId}"]`);
+    await entry.waitFor();
+    await entry.locator("input[name=carrier]").fill("顺丰速运");
+    await entry.locator("input[name=trackingNumber]").fill(`SF${run}`.toUpperCase());
+    await snap(page, "console-to-ship");
+    await entry.locator("button[type=submit]").click();
+    await entry.locator(".ok").waitFor();
+    await noError(page);
+  });
+
+  await journey("shopper-after-sales", { width: 390, height: 844 }, async (page) => {
+    await shopperSignIn(page);
+    await page.goto(`${WEB_URL}/index.html#/orders/${orderId}`);
+    await page.waitForSelector('#order-status[data-status="SHIPPED"]');
+    await snap(page, "order-shipped");
+    await page.click("#confirm-receipt");
+    await page.waitForSelector('#order-status[data-status="COMPLETED"]');
+    await page.click("details summary");
+    await page.fill("details input[type=number]", "1");
+    await page.fill("details input[name=reason]", "One box arrived crushed.");
+    await page.check("details input[name=returnGoods]");
+    await page.click("details button[type=submit]");
+    await page.waitForSelector("section li strong");
+    await noError(page);
+    await snap(page, "refund-requested");
+  });
+
+  await journey("admin-refunds", { width: 1280, height: 900 }, async (page) => {
+    await adminSignIn(page);
+    await page.goto(`${WEB_URL}/admin.html#/refunds`);
+    const entry = page.locator(`li[data-order="${orderId}"]`);
+    await entry.waitFor();
+    await snap(page, "console-refund-requests");
+    await entry.locator("button.primary").click();
+    await entry.locator(".ok").waitFor();
+    await noError(page);
+  });
+
+  await journey("shopper-refunded", { width: 390, height: 844 }, async (page) => {
+    await shopperSignIn(page);
+    await page.goto(`${WEB_URL}/index.html#/orders/${orderId}`);
+    await eventually(page, "the order partly refunded", async () =>
+      (await page.locator('#order-status[data-status="PARTIALLY_REFUNDED"]').count()) === 1);
+    await page.waitForSelector("section h2");
+    const total = await page.locator(".total").innerText();
+    if (!/¥176\.00 · .*¥88\.00$/.test(total)) throw new Error(`the order shows ${total}, not one of two units refunded`);
+    // The language switch: the same page in Chinese.
+    await page.click("#language");
+    await page.waitForSelector("text=部分退款");
+    await snap(page, "order-partly-refunded-zh");
+    await page.click("#language");
   });
 
   await journey("admin-sales", { width: 1280, height: 900 }, async (page) => {

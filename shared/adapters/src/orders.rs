@@ -37,6 +37,13 @@ pub const USER_INDEX_KEY: &[&str] = &["orderId", "userId", "createdAt"];
 pub const EXPIRY_INDEX: &str = "byReservationExpiry";
 /// Shipped orders by when the sweep confirms their receipt.
 pub const CONFIRM_INDEX: &str = "byConfirmDue";
+/// Paid orders not yet shipped, oldest payment first: the shop's queue of
+/// orders to ship. Sparse (only such orders carry `shipShard`) and spread
+/// over [`crate::due_index::SHARDS`] partitions, so that a flash sale's
+/// payments do not all write one index partition.
+pub const TO_SHIP_INDEX: &str = "toShip";
+/// The `nextToken` of the queue: where the last page ended.
+pub const TO_SHIP_CURSOR: &[&str] = &["paidAt", "orderId"];
 /// Attempts at a transaction that lost a race to another transaction on the
 /// same items (`TransactionConflict`) or to a price change.
 const MAX_ATTEMPTS: u32 = 12;
@@ -520,6 +527,87 @@ impl Orders {
         Ok((orders, out.last_evaluated_key))
     }
 
+    /// The queue of orders to ship: paid, not shipped, no refund under way,
+    /// oldest payment first, `limit` at a time after `after` (a page's
+    /// [`TO_SHIP_CURSOR`]). Each shard gives at most `limit + 1` in order;
+    /// merged, the first `limit` are the page, and any beyond mean another.
+    pub async fn to_ship(
+        &self,
+        limit: i32,
+        after: Option<Item>,
+    ) -> Result<(Vec<Order>, Option<Item>), DbError> {
+        let cursor = after
+            .map(|key| -> Result<(String, String), DbError> {
+                let text = |name: &str| {
+                    key.get(name)
+                        .and_then(|v| v.as_s().ok())
+                        .cloned()
+                        .ok_or_else(|| DbError::Corrupt(format!("a cursor without {name}")))
+                };
+                Ok((text("paidAt")?, text("orderId")?))
+            })
+            .transpose()?;
+        let wanted = usize::try_from(limit).unwrap_or(0) + 1;
+        let mut found: Vec<(String, Order)> = Vec::new();
+        for shard in 0..crate::due_index::SHARDS {
+            let mut start = None;
+            let mut taken = 0;
+            loop {
+                let mut query = self
+                    .client
+                    .query()
+                    .table_name(&self.tables.orders)
+                    .index_name(TO_SHIP_INDEX)
+                    .expression_attribute_values(":shard", s(&shard.to_string()))
+                    // The index is eventually consistent: an order shipped a
+                    // moment ago may still be in it, so what it says is
+                    // checked on the item it projects.
+                    .filter_expression(
+                        "attribute_not_exists(shipment) AND attribute_not_exists(refundRequestedAt)",
+                    )
+                    .set_exclusive_start_key(start)
+                    .limit(limit.saturating_add(1));
+                query = match &cursor {
+                    Some((paid_at, _)) => query
+                        .key_condition_expression("shipShard = :shard AND paidAt >= :after")
+                        .expression_attribute_values(":after", s(paid_at)),
+                    None => query.key_condition_expression("shipShard = :shard"),
+                };
+                let out = query.send().await?;
+                for item in out.items.unwrap_or_default() {
+                    let paid_at = item
+                        .get("paidAt")
+                        .and_then(|v| v.as_s().ok())
+                        .cloned()
+                        .unwrap_or_default();
+                    let order: Order = serde_dynamo::from_item(item)?;
+                    let beyond = cursor.as_ref().is_none_or(|(at, id)| {
+                        (paid_at.as_str(), order.order_id.as_str()) > (at.as_str(), id.as_str())
+                    });
+                    if beyond {
+                        found.push((paid_at, order));
+                        taken += 1;
+                    }
+                }
+                start = out.last_evaluated_key;
+                if start.is_none() || taken >= wanted {
+                    break;
+                }
+            }
+        }
+        found.sort_by(|(a, x), (b, y)| (a, &x.order_id).cmp(&(b, &y.order_id)));
+        let more = found.len() >= wanted;
+        found.truncate(wanted - 1);
+        let next = match found.last() {
+            Some((paid_at, order)) if more => Some(Item::from([
+                ("paidAt".to_owned(), s(paid_at)),
+                ("orderId".to_owned(), s(&order.order_id)),
+            ])),
+            _ => None,
+        };
+        Ok((found.into_iter().map(|(_, order)| order).collect(), next))
+    }
+
     /// Applies `transition` to an order: its new status, the movement of its
     /// units between `stock`, `reserved` and `sold`, and its event, in one
     /// transaction conditional on the order's current status (and, for
@@ -715,10 +803,21 @@ impl Orders {
         // Leaving the reserving states takes the order out of the sparse
         // expiry index; shipping puts it in the auto-confirm index, receipt
         // takes it out.
-        let remove = match transition {
-            OrderTransition::ConfirmReceipt => " REMOVE confirmShard, confirmDueAt",
-            _ if target.holds_reservation() => "",
-            _ => " REMOVE reservationShard",
+        // Payment puts it in the queue to ship; shipping or a whole refund
+        // takes it out.
+        let mut removed: Vec<&str> = Vec::new();
+        match transition {
+            OrderTransition::ConfirmReceipt => removed.extend(["confirmShard", "confirmDueAt"]),
+            _ if target.holds_reservation() => {}
+            _ => removed.push("reservationShard"),
+        }
+        if matches!(target, OrderStatus::Shipped | OrderStatus::Refunded) {
+            removed.push("shipShard");
+        }
+        let remove = if removed.is_empty() {
+            String::new()
+        } else {
+            format!(" REMOVE {}", removed.join(", "))
         };
         let fulfilment = match transition {
             OrderTransition::Ship => {
@@ -745,7 +844,7 @@ impl Orders {
             .as_deref()
             .filter(|_| transition == OrderTransition::PaymentSucceeded);
         let paid = if paid_payment_id.is_some() {
-            ", paidPaymentId = :paid"
+            ", paidPaymentId = :paid, paidAt = :now, shipShard = :shipShard"
         } else {
             ""
         };
@@ -769,7 +868,12 @@ impl Orders {
             update = update.expression_attribute_values(":active", s(active));
         }
         if let Some(payment_id) = paid_payment_id {
-            update = update.expression_attribute_values(":paid", s(payment_id));
+            update = update
+                .expression_attribute_values(":paid", s(payment_id))
+                .expression_attribute_values(
+                    ":shipShard",
+                    s(&crate::due_index::shard_of(order_id)),
+                );
         }
         if transition == OrderTransition::Ship {
             let shipment = updated

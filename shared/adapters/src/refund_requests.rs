@@ -680,8 +680,14 @@ impl RefundRequests {
         sets.extend((0..request.items.len()).map(|i| {
             format!("refundedUnits.#p{i} = if_not_exists(refundedUnits.#p{i}, :zero) + :q{i}")
         }));
+        // The last lines refunded: nothing is left to ship.
+        let remove = if updated.order_status == OrderStatus::Refunded {
+            " REMOVE shipShard"
+        } else {
+            ""
+        };
         name_lines(update, &request.items)
-            .update_expression(format!("SET {}", sets.join(", ")))
+            .update_expression(format!("SET {}{remove}", sets.join(", ")))
             .condition_expression(conditions.join(" AND "))
             .build()
             .map_err(build_err)
