@@ -88,7 +88,7 @@ async function productsView(main) {
   show(main, h("h1", {}, t("products")),
     h("div", { class: "scroll" }, h("table", { class: "table" },
       h("thead", {}, h("tr", {}, h("th", {}, t("name")), h("th", {}, t("priceYuan")), h("th", {}, t("reserved")), h("th", {}, t("stock")))),
-      h("tbody", {}, rows))),
+      h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 4 }, t("nothing")))))),
     newProductForm(main));
 }
 
@@ -199,10 +199,19 @@ async function withdrawalsView(main) {
 async function rulesView(main) {
   if (requireAdmin(main)) return;
   show(main, h("h1", {}, t("rules")), loading(t("loading")));
-  const rules = await api.get("/admin/rebate-rules");
+  // A new shop has no rules yet: its first set starts from a default rate
+  // of 0, which earns nothing until the operator sets one.
+  let rules, first = false;
+  try {
+    rules = await api.get("/admin/rebate-rules");
+  } catch (err) {
+    if (err.code !== "REBATE_RULES_NOT_SET") throw err;
+    rules = { defaultRateBps: 0 };
+    first = true;
+  }
   const text = h("textarea", { name: "rules", rows: 16, spellcheck: "false" });
   text.value = JSON.stringify(rules, null, 2);
-  const message = h("div", {});
+  const message = h("div", {}, first ? h("p", {}, t("noRulesYet")) : null);
   const submit = h("button", { type: "submit", class: "primary" }, t("save"));
   show(main, h("h1", {}, t("rules")), h("form", { class: "card", onsubmit: async (event) => {
     event.preventDefault();

@@ -250,6 +250,7 @@ try {
     // The language switch: the same page in Chinese.
     await page.click("#language");
     await page.waitForSelector("text=部分退款");
+    await page.waitForSelector("text=退款申请");
     await snap(page, "order-partly-refunded-zh");
     await page.click("#language");
   });
