@@ -211,8 +211,10 @@ async function orderView(main, orderId) {
   async function refresh() {
     const before = order.orderStatus;
     order = await api.get(`/orders/${encodeURIComponent(orderId)}`);
-    drawStatus();
+    // The status last, once the rest of the page follows it: a form opened
+    // on the new status is not then replaced under the user's hands.
     if (order.orderStatus !== before) { drawPaying(); drawActions(); await drawRefunds(); }
+    drawStatus();
   }
 
   function drawPaying() {
