@@ -1,8 +1,22 @@
 //! Lambda `bootstrap` binaries as Lambda runs them: spawned as processes
 //! against a Runtime API stub (this file), measured from spawn to their
-//! first `GET /runtime/invocation/next` (cold start), to their answer to the
+//! first `GET /runtime/invocation/next` (init), through their answer to the
 //! first event, their peak RSS after it, their size, and their warm latency
 //! through the same stub next to a bare GetItem on the same DynamoDB Local.
+//!
+//! As AWS runs and bills them (issue 24):
+//! - `--tls DIR`: the store and the AWS APIs are reached over HTTPS through a
+//!   local TLS terminator (`support/tls_terminator.rs`) with a test CA from
+//!   DIR (`scripts/bench` makes it), trusted through `SSL_CERT_FILE`, so a
+//!   first event pays the handshake it pays on AWS;
+//! - `--memory 128,1024,...`: each process runs under the CPU share of that
+//!   memory size (memory / 1,769 of one core, `support/cpu_share.rs`); the
+//!   same cgroup counts its CPU time, the stable figure here, since wall time
+//!   under a quota is bimodal by construction (work past the quota waits for
+//!   the next 100 ms period): it is reported as median and p90;
+//! - with two sizes or more, a power-tuning table: each function's cost per
+//!   million invocations at each size (arm64 price per GB-second and the
+//!   request fee) and the cheapest size within the latency bound.
 //!
 //! Generic: any implementation of an operation can be measured by the same
 //! code on the same machine and set beside ours:
@@ -10,17 +24,20 @@
 //! ```text
 //! cargo bench -p system-tests --bench lambda -- \
 //!     --bootstrap path/to/bootstrap --event events/get-product-info.json \
-//!     [--name label] [--env KEY=VALUE]... [--spawns 20] [--warm 2000]
+//!     [--name label] [--env KEY=VALUE]... [--spawns 20] [--warm 2000] \
+//!     [--tls DIR] [--memory 128,1024] [--only NAME,...]
 //! ```
 //!
-//! Without `--bootstrap` it measures every function of this workspace
-//! (`target/release/<binary>`, built by `scripts/bench`) with its sample
-//! event from `events/`, beside a no-op `lambda_http` function
-//! (`tests/bin/noop_lambda.rs`): the floor of a process on this machine.
-//! Either way the process gets fresh tables on DynamoDB Local
-//! (`DYNAMODB_ENDPOINT`) in the template's variables, and this stub also
-//! answers SSM `GetParameter` and SNS `Publish`, so payment and publishing
-//! functions run their real code paths too.
+//! `--bootstrap` may be given several times, each followed by its own
+//! `--event`, `--name` and `--env`s. Without it, every function of this
+//! workspace (`target/release/<binary>`, built by `scripts/bench`) is
+//! measured with its sample event from `events/` (`--only` picks some),
+//! beside a no-op `lambda_http` function (`tests/bin/noop_lambda.rs`): the
+//! floor of a process on this machine. Either way the process gets fresh
+//! tables on DynamoDB Local (`DYNAMODB_ENDPOINT`) in the template's
+//! variables, and a stub of the other AWS APIs they call (SSM
+//! `GetParameter`, SNS `Publish`), so payment and publishing functions run
+//! their real code paths too.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -29,8 +46,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use system_tests::cpu_share::{CpuShare, FULL_VCPU_MB};
 use system_tests::dynamo::TestDb;
 use system_tests::template::Template;
+use system_tests::tls_terminator::TlsTerminator;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, mpsc};
@@ -48,10 +67,17 @@ enum Seen {
     Error { body: String },
 }
 
-/// The Runtime API (plus SSM and SNS), one function process at a time.
+/// When the stub saw it, and the CPU time the function had used by then.
+struct Moment {
+    at: Instant,
+    cpu: Duration,
+    seen: Seen,
+}
+
+/// The Runtime API, one function process at a time.
 struct Stub {
     port: u16,
-    seen: mpsc::UnboundedReceiver<(Instant, Seen)>,
+    seen: mpsc::UnboundedReceiver<Moment>,
     events: mpsc::UnboundedSender<(String, Vec<u8>)>,
 }
 
@@ -114,7 +140,7 @@ fn epoch_ms() -> u128 {
 }
 
 impl Stub {
-    async fn start(function: String) -> Self {
+    async fn start(function: String, cpu: Arc<CpuShare>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (seen_tx, seen) = mpsc::unbounded_channel();
@@ -124,12 +150,16 @@ impl Stub {
             while let Ok((stream, _)) = listener.accept().await {
                 // Lambda's own Runtime API does not delay small writes.
                 stream.set_nodelay(true).unwrap();
-                let (seen, events, function) =
-                    (seen_tx.clone(), events_rx.clone(), function.clone());
+                let (seen, events, function, cpu) = (
+                    seen_tx.clone(),
+                    events_rx.clone(),
+                    function.clone(),
+                    cpu.clone(),
+                );
                 tokio::spawn(async move {
                     let mut reader = BufReader::new(stream);
                     while let Some(req) = read_request(&mut reader).await {
-                        let answer = answer(&req, &seen, &events, &function).await;
+                        let answer = answer_runtime(&req, &seen, &events, &function, &cpu).await;
                         if reader.get_mut().write_all(&answer).await.is_err() {
                             return;
                         }
@@ -141,7 +171,7 @@ impl Stub {
     }
 
     /// Waits for what the function does next.
-    async fn next_seen(&mut self, limit: Duration) -> Option<(Instant, Seen)> {
+    async fn next_seen(&mut self, limit: Duration) -> Option<Moment> {
         tokio::time::timeout(limit, self.seen.recv())
             .await
             .ok()
@@ -149,15 +179,22 @@ impl Stub {
     }
 }
 
-async fn answer(
+async fn answer_runtime(
     req: &HttpRequest,
-    seen: &mpsc::UnboundedSender<(Instant, Seen)>,
+    seen: &mpsc::UnboundedSender<Moment>,
     events: &Mutex<mpsc::UnboundedReceiver<(String, Vec<u8>)>>,
     function: &str,
+    cpu: &CpuShare,
 ) -> Vec<u8> {
+    // The function is waiting for this answer: what it used so far is final.
+    let moment = |seen| Moment {
+        at: Instant::now(),
+        cpu: cpu.used(),
+        seen,
+    };
     let path = req.path.as_str();
     if req.method == "GET" && path == format!("{RUNTIME}/invocation/next") {
-        let _ = seen.send((Instant::now(), Seen::Next));
+        let _ = seen.send(moment(Seen::Next));
         let Some((id, body)) = events.lock().await.recv().await else {
             return http("500 Internal Server Error", &[], b"");
         };
@@ -184,7 +221,6 @@ async fn answer(
         );
     }
     if let Some(rest) = path.strip_prefix(&format!("{RUNTIME}/invocation/")) {
-        let now = Instant::now();
         let event = match rest.split_once('/') {
             Some((id, "response")) => Seen::Response {
                 request_id: id.to_owned(),
@@ -193,15 +229,40 @@ async fn answer(
                 body: String::from_utf8_lossy(&req.body).into_owned(),
             },
         };
-        let _ = seen.send((now, event));
+        let _ = seen.send(moment(event));
         return http("202 Accepted", &[], b"");
     }
     if path == format!("{RUNTIME}/init/error") {
         let body = String::from_utf8_lossy(&req.body).into_owned();
-        let _ = seen.send((Instant::now(), Seen::Error { body }));
+        let _ = seen.send(moment(Seen::Error { body }));
         return http("202 Accepted", &[], b"");
     }
-    // SSM (JSON protocol): the payment signing secret.
+    http("404 Not Found", &[], b"{}")
+}
+
+/// The other AWS APIs the functions call (SSM `GetParameter` for the
+/// payment signing secret, SNS `Publish` in either protocol), on a port of
+/// their own for the whole run, so that the TLS terminator can front them.
+async fn start_aws_apis() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            stream.set_nodelay(true).unwrap();
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(stream);
+                while let Some(req) = read_request(&mut reader).await {
+                    if reader.get_mut().write_all(&answer_aws(&req)).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+fn answer_aws(req: &HttpRequest) -> Vec<u8> {
     let target = req.headers.get("x-amz-target").map(String::as_str);
     if target == Some("AmazonSSM.GetParameter") {
         return http(
@@ -210,7 +271,6 @@ async fn answer(
             br#"{"Parameter":{"Name":"/bench/secret","Type":"SecureString","Value":"bench-secret","Version":1}}"#,
         );
     }
-    // SNS, in either of its protocols.
     if target.is_some_and(|t| t.ends_with(".Publish")) {
         return http(
             "200 OK",
@@ -236,15 +296,42 @@ struct Subject {
     env: Vec<(String, String)>,
 }
 
-/// Figures for one subject.
+/// Where the processes find the store and the other AWS APIs.
+struct Endpoints {
+    env: Vec<(String, String)>,
+    /// The store as the processes reach it, for the bare calls beside them.
+    store: aws_sdk_dynamodb::Client,
+}
+
+/// Figures for one subject at one memory size.
+#[derive(Default)]
 struct Figures {
-    spawn_to_next: Vec<Duration>,
-    first_event: Vec<Duration>,
+    /// CPU time from spawn to the first `/next`: loading and init.
+    init_cpu: Vec<Duration>,
+    /// CPU time for the first event (the store's first connection included).
+    first_cpu: Vec<Duration>,
+    /// Wall time from spawn to the first `/next`.
+    to_next: Vec<Duration>,
+    /// Wall time from spawn to the first response, less the moment the
+    /// stub takes to hand the event over: what a cold caller waits for.
+    cold_total: Vec<Duration>,
     peak_rss_kib: Vec<u64>,
-    warm: Vec<Duration>,
-    /// Bare GetItem p50 right after the warm series.
+    warm_wall: Vec<Duration>,
+    warm_cpu: Vec<Duration>,
+    /// Bare GetItem p50 through the same endpoint right after the warm series.
     bare: Duration,
     failure: Option<String>,
+}
+
+/// What one cold start measured.
+struct Cold {
+    init_cpu: Duration,
+    first_cpu: Duration,
+    to_next: Duration,
+    first_wall: Duration,
+    peak_rss_kib: u64,
+    /// Each warm invocation's (wall, CPU).
+    warm: Vec<(Duration, Duration)>,
 }
 
 fn peak_rss_kib(child: &Child) -> u64 {
@@ -260,53 +347,73 @@ fn peak_rss_kib(child: &Child) -> u64 {
         .unwrap_or(0)
 }
 
-fn spawn(subject: &Subject, port: u16, base_env: &[(String, String)]) -> Child {
+/// The process for one cold start, when it began executing and the CPU
+/// time its cgroup had used by then.
+fn spawn(
+    subject: &Subject,
+    port: u16,
+    endpoints: &Endpoints,
+    memory: Option<u64>,
+    cpu: &CpuShare,
+) -> (Child, Instant, Duration) {
     let mut command = Command::new(&subject.bootstrap);
     command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
         .env("AWS_LAMBDA_FUNCTION_NAME", &subject.name)
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env(
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+            memory.unwrap_or(128).to_string(),
+        )
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    for (k, v) in base_env.iter().chain(&subject.env) {
+    for (k, v) in endpoints.env.iter().chain(&subject.env) {
         command.env(k, v);
     }
-    command.spawn().unwrap_or_else(|e| {
+    cpu.spawn(command).unwrap_or_else(|e| {
         panic!(
-            "cannot run {}: {e} (scripts/bench builds it)",
+            "cannot run {} in the benchmark's cgroup: {e} (scripts/bench builds it, and runs as root)",
             subject.bootstrap.display()
         )
     })
 }
 
 /// What came instead of what was awaited.
-fn unexpected(what: &str, seen: Option<(Instant, Seen)>) -> String {
-    match seen {
+fn unexpected(what: &str, seen: Option<Moment>) -> String {
+    match seen.map(|m| m.seen) {
         None => format!("{what}: nothing within 10 s"),
-        Some((_, Seen::Error { body })) => format!("{what}: the function reported {body}"),
-        Some((_, other)) => format!("{what}: {other:?} instead"),
+        Some(Seen::Error { body }) => format!("{what}: the function reported {body}"),
+        Some(other) => format!("{what}: {other:?} instead"),
     }
 }
 
-/// One cold start: spawn → first `/next` → first event answered.
+/// One cold start under `memory`'s CPU share: spawn → first `/next` →
+/// first event answered, then `warm_invocations` more in the same process.
 async fn cold_start(
     subject: &Subject,
-    base_env: &[(String, String)],
+    endpoints: &Endpoints,
+    memory: Option<u64>,
+    cpu: &Arc<CpuShare>,
     warm_invocations: usize,
-) -> Result<(Duration, Duration, u64, Vec<Duration>), String> {
-    let mut stub = Stub::start(subject.name.clone()).await;
-    let spawned = Instant::now();
-    let mut child = spawn(subject, stub.port, base_env);
+) -> Result<Cold, String> {
+    cpu.set_memory(memory)
+        .map_err(|e| format!("setting the CPU quota: {e}"))?;
+    if memory.is_some() {
+        // A new container starts with its whole quota: idle for a period
+        // first, so that what the last process used does not throttle this
+        // one (the cgroup's budget is per period, shared by its processes).
+        tokio::time::sleep(Duration::from_millis(110)).await;
+    }
+    let mut stub = Stub::start(subject.name.clone(), cpu.clone()).await;
+    let (mut child, spawned, before) = spawn(subject, stub.port, endpoints, memory, cpu);
     let result = async {
         let limit = Duration::from_secs(10);
         let ready = match stub.next_seen(limit).await {
-            Some((at, Seen::Next)) => at,
+            Some(m @ Moment { seen: Seen::Next, .. }) => m,
             other => return Err(unexpected("no /next after spawn", other)),
         };
         let events = stub.events.clone();
@@ -318,25 +425,36 @@ async fn cold_start(
         };
         let handed = invoke(0);
         let answered = match stub.next_seen(limit).await {
-            Some((at, Seen::Response { .. })) => at,
+            Some(m @ Moment { seen: Seen::Response { .. }, .. }) => m,
             other => return Err(unexpected("first event not answered", other)),
         };
-        let rss = peak_rss_kib(&child);
+        let peak_rss_kib = peak_rss_kib(&child);
         let mut warm = Vec::with_capacity(warm_invocations);
         for n in 1..=warm_invocations {
-            match stub.next_seen(limit).await {
-                Some((_, Seen::Next)) => {}
+            let next = match stub.next_seen(limit).await {
+                Some(m @ Moment { seen: Seen::Next, .. }) => m,
                 other => return Err(unexpected("no /next after an answer", other)),
-            }
+            };
             let handed = invoke(n);
             match stub.next_seen(limit).await {
-                Some((at, Seen::Response { request_id })) if request_id == format!("req-{n}") => {
-                    warm.push(at - handed)
+                Some(Moment {
+                    at,
+                    cpu,
+                    seen: Seen::Response { request_id },
+                }) if request_id == format!("req-{n}") => {
+                    warm.push((at - handed, cpu.saturating_sub(next.cpu)))
                 }
                 other => return Err(unexpected(&format!("warm event {n} not answered"), other)),
             }
         }
-        Ok((ready - spawned, answered - handed, rss, warm))
+        Ok(Cold {
+            init_cpu: ready.cpu.saturating_sub(before),
+            first_cpu: answered.cpu.saturating_sub(ready.cpu),
+            to_next: ready.at - spawned,
+            first_wall: answered.at - handed,
+            peak_rss_kib,
+            warm,
+        })
     }
     .await;
     let _ = child.kill();
@@ -344,47 +462,53 @@ async fn cold_start(
     result
 }
 
-/// Every subject's cold starts, interleaved: round `i` spawns each subject
-/// once, so a slow spell of the machine (a JVM collection in DynamoDB Local,
-/// another process) spreads over all of them instead of skewing whichever
-/// function happened to run then. The warm series runs in each subject's
-/// last process, after the others warmed the page cache and DynamoDB Local,
-/// and the bare GetItem it is compared with right after it.
+/// Every subject's cold starts at every memory size, interleaved: round `i`
+/// spawns each subject once at each size, so a slow spell of the machine (a
+/// JVM collection in DynamoDB Local, another process) spreads over all of
+/// them instead of skewing whichever function happened to run then. The
+/// warm series runs in each subject's last process at each size, after the
+/// others warmed the page cache and DynamoDB Local, and the bare GetItem it
+/// is compared with right after it.
 async fn measure_all(
     subjects: &[Subject],
-    base_env: &[(String, String)],
-    db: &TestDb,
-    spawns: usize,
-    warm: usize,
-) -> Vec<Figures> {
-    let mut all: Vec<Figures> = subjects
+    memories: &[Option<u64>],
+    endpoints: &Endpoints,
+    table: &str,
+    args: &Args,
+) -> Vec<Vec<Figures>> {
+    let cpu = Arc::new(
+        CpuShare::create(&format!("shop-bench-{}", std::process::id()))
+            .expect("a cgroup for the benchmark (scripts/bench runs as root)"),
+    );
+    let mut all: Vec<Vec<Figures>> = subjects
         .iter()
-        .map(|_| Figures {
-            spawn_to_next: vec![],
-            first_event: vec![],
-            peak_rss_kib: vec![],
-            warm: vec![],
-            bare: Duration::ZERO,
-            failure: None,
-        })
+        .map(|_| memories.iter().map(|_| Figures::default()).collect())
         .collect();
-    for i in 0..spawns {
-        let last = i + 1 == spawns;
-        for (subject, figures) in subjects.iter().zip(&mut all) {
-            if figures.failure.is_some() {
-                continue;
-            }
-            match cold_start(subject, base_env, if last { warm } else { 0 }).await {
-                Ok((ready, first, rss, warm)) => {
-                    figures.spawn_to_next.push(ready);
-                    figures.first_event.push(first);
-                    figures.peak_rss_kib.push(rss);
-                    figures.warm.extend(warm);
+    for i in 0..args.spawns {
+        let last = i + 1 == args.spawns;
+        for (subject, per_memory) in subjects.iter().zip(&mut all) {
+            for (&memory, figures) in memories.iter().zip(per_memory.iter_mut()) {
+                if figures.failure.is_some() {
+                    continue;
                 }
-                Err(e) => figures.failure = Some(e),
-            }
-            if last {
-                figures.bare = bare_get_item(db, 500).await;
+                let warm = if last { args.warm_at(memory) } else { 0 };
+                match cold_start(subject, endpoints, memory, &cpu, warm).await {
+                    Ok(cold) => {
+                        figures.init_cpu.push(cold.init_cpu);
+                        figures.first_cpu.push(cold.first_cpu);
+                        figures.to_next.push(cold.to_next);
+                        figures.cold_total.push(cold.to_next + cold.first_wall);
+                        figures.peak_rss_kib.push(cold.peak_rss_kib);
+                        for (wall, cpu) in cold.warm {
+                            figures.warm_wall.push(wall);
+                            figures.warm_cpu.push(cpu);
+                        }
+                    }
+                    Err(e) => figures.failure = Some(e),
+                }
+                if last {
+                    figures.bare = bare_get_item(&endpoints.store, table, 500).await;
+                }
             }
         }
     }
@@ -396,6 +520,9 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn percentile(values: &mut [Duration], p: f64) -> Duration {
+    if values.is_empty() {
+        return Duration::ZERO;
+    }
     values.sort();
     values[((values.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -406,13 +533,13 @@ fn mib(bytes: u64) -> f64 {
 
 /// p50 of a bare GetItem on the products table: the floor a product read
 /// through any implementation stands on.
-async fn bare_get_item(db: &TestDb, samples: usize) -> Duration {
+async fn bare_get_item(store: &aws_sdk_dynamodb::Client, table: &str, samples: usize) -> Duration {
     let mut times = Vec::with_capacity(samples);
     for _ in 0..samples {
         let t = Instant::now();
-        db.client
+        store
             .get_item()
-            .table_name(&db.tables.products)
+            .table_name(table)
             .key("productId", AttributeValue::S("tea-longjing".into()))
             .send()
             .await
@@ -433,70 +560,264 @@ fn in_repo(path: String) -> PathBuf {
     }
 }
 
+/// The providers' callbacks load the provider's credentials and verify
+/// its signature on the first event, which the stub cannot answer as the
+/// provider: measured, they would show the refusal path. Left out unless
+/// `--only` names them; `payment-result-notify` (the sandbox's signed
+/// callback, the same payment transaction) stands for them.
+const NEEDS_PROVIDER_CREDENTIALS: &[&str] = &["alipay-notify", "stripe-notify", "wechatpay-notify"];
+
 struct Args {
     subjects: Vec<Subject>,
     spawns: usize,
     warm: usize,
+    /// The CPU shares to run under: `None` is a whole machine.
+    memories: Vec<Option<u64>>,
+    /// The test CA's folder, for HTTPS to the store and the AWS APIs.
+    tls: Option<PathBuf>,
+}
+
+impl Args {
+    /// The warm series at a memory size: fewer under a small share, where
+    /// each invocation waits for its slice of the period.
+    fn warm_at(&self, memory: Option<u64>) -> usize {
+        match memory {
+            None => self.warm,
+            Some(mb) => (self.warm as u64 * mb.min(FULL_VCPU_MB) / FULL_VCPU_MB).max(100) as usize,
+        }
+    }
+}
+
+fn parse_memories(list: &str) -> Vec<Option<u64>> {
+    list.split(',')
+        .map(|size| match size.trim() {
+            "none" | "uncapped" => None,
+            mb => Some(
+                mb.parse()
+                    .ok()
+                    .filter(|mb| (128..=10_240).contains(mb))
+                    .unwrap_or_else(|| {
+                        panic!("--memory takes sizes in MB from 128 to 10240 (or none)")
+                    }),
+            ),
+        })
+        .collect()
 }
 
 fn parse_args() -> Args {
     let root = system_tests::repo_root();
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
-    let (mut bootstrap, mut event, mut name, mut env) = (None, None, None, vec![]);
-    let (mut spawns, mut warm) = (20, 2000);
+    let read =
+        |path: &PathBuf| std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    // Each --bootstrap starts a subject; --event, --name and --env after it
+    // are its own. --env before any --bootstrap goes to our functions.
+    let mut given: Vec<Subject> = Vec::new();
+    let mut env = vec![];
+    let (mut spawns, mut warm, mut memories, mut tls, mut only) =
+        (20, 2000, vec![None], None, None::<Vec<String>>);
     while let Some(arg) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));
         match arg.as_str() {
-            "--bootstrap" => bootstrap = Some(in_repo(value())),
-            "--event" => event = Some(in_repo(value())),
-            "--name" => name = Some(value()),
+            "--bootstrap" => {
+                let bootstrap = in_repo(value());
+                given.push(Subject {
+                    name: bootstrap.display().to_string(),
+                    bootstrap,
+                    event: vec![],
+                    env: vec![],
+                })
+            }
+            "--event" => {
+                let event = read(&in_repo(value()));
+                given.last_mut().expect("--event follows its --bootstrap").event = event;
+            }
+            "--name" => {
+                let name = value();
+                given.last_mut().expect("--name follows its --bootstrap").name = name;
+            }
             "--env" => {
                 let pair = value();
                 let (k, v) = pair.split_once('=').expect("--env KEY=VALUE");
-                env.push((k.to_owned(), v.to_owned()));
+                let pair = (k.to_owned(), v.to_owned());
+                match given.last_mut() {
+                    Some(subject) => subject.env.push(pair),
+                    None => env.push(pair),
+                }
             }
             "--spawns" => spawns = value().parse().expect("--spawns N"),
             "--warm" => warm = value().parse().expect("--warm N"),
+            "--memory" => memories = parse_memories(&value()),
+            "--tls" => tls = Some(in_repo(value())),
+            "--only" => only = Some(value().split(',').map(str::to_owned).collect()),
             other => panic!("unknown argument {other}"),
         }
     }
-    let read =
-        |path: &PathBuf| std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let subjects = match bootstrap {
-        Some(bootstrap) => vec![Subject {
-            name: name.unwrap_or_else(|| bootstrap.display().to_string()),
-            event: read(&event.expect("--event FILE goes with --bootstrap")),
-            bootstrap,
-            env,
-        }],
-        None => {
-            let mut binaries: Vec<String> = Template::load()
-                .functions()
-                .into_iter()
-                .map(|(_, binary)| binary)
-                .collect();
-            binaries.sort();
-            // The floor first: a no-op lambda_http function (tests/bin/noop_lambda.rs).
-            let floor = Subject {
-                bootstrap: root.join("target/release/noop-lambda"),
-                event: read(&root.join("events/get-product-info.json")),
-                name: "noop-lambda".into(),
-                env: vec![],
-            };
-            std::iter::once(floor)
-                .chain(binaries.into_iter().map(|binary| Subject {
-                    bootstrap: root.join("target/release").join(&binary),
-                    event: read(&root.join("events").join(format!("{binary}.json"))),
-                    name: binary,
-                    env: env.clone(),
-                }))
-                .collect()
-        }
+    assert!(spawns >= 1, "--spawns must be at least 1");
+    if let Some(subject) = given.iter().find(|s| s.event.is_empty()) {
+        panic!("--bootstrap {} needs its --event FILE", subject.name);
+    }
+    let subjects = if !given.is_empty() {
+        given
+    } else {
+        let mut binaries: Vec<String> = Template::load()
+            .functions()
+            .into_iter()
+            .map(|(_, binary)| binary)
+            .filter(|binary| match &only {
+                Some(only) => only.contains(binary),
+                None => !NEEDS_PROVIDER_CREDENTIALS.contains(&binary.as_str()),
+            })
+            .collect();
+        binaries.sort();
+        // The floor first: a no-op lambda_http function (tests/bin/noop_lambda.rs).
+        let floor = Subject {
+            bootstrap: root.join("target/release/noop-lambda"),
+            event: read(&root.join("events/get-product-info.json")),
+            name: "noop-lambda".into(),
+            env: vec![],
+        };
+        std::iter::once(floor)
+            .chain(binaries.into_iter().map(|binary| Subject {
+                bootstrap: root.join("target/release").join(&binary),
+                event: read(&root.join("events").join(format!("{binary}.json"))),
+                name: binary,
+                env: env.clone(),
+            }))
+            .collect()
     };
     Args {
         subjects,
         spawns,
         warm,
+        memories,
+        tls,
+    }
+}
+
+/// AWS Lambda's arm64 prices (us-east-1, the first 7.5 billion GB-seconds
+/// of a month): per GB-second of billed duration, rounded up to the
+/// millisecond, and per request. INIT is billed like the first event's
+/// duration.
+const PRICE_PER_GB_SECOND: f64 = 0.000_013_333_4;
+const PRICE_PER_REQUEST: f64 = 0.000_000_2;
+/// The share of invocations that start a new container, for the cost of a
+/// cold start (an assumption: a steadily used function; one called once a
+/// quarter of an hour is all cold starts).
+const COLD_SHARE: f64 = 0.01;
+/// The latency bound of the power tuning: a cold caller waits at most this
+/// long (p90, spawn to first response), a warm one (p99).
+const COLD_BOUND: Duration = Duration::from_millis(250);
+const WARM_BOUND: Duration = Duration::from_millis(100);
+
+/// What a million invocations cost at `memory_mb`, with [`COLD_SHARE`] of
+/// them cold.
+fn cost_per_million(memory_mb: u64, warm: Duration, cold: Duration) -> f64 {
+    let billed = |d: Duration| (ms(d).ceil().max(1.0) / 1000.0) * (memory_mb as f64 / 1024.0);
+    let per_invocation = PRICE_PER_REQUEST
+        + PRICE_PER_GB_SECOND * ((1.0 - COLD_SHARE) * billed(warm) + COLD_SHARE * billed(cold));
+    per_invocation * 1e6
+}
+
+/// One subject's figures at one size, reduced to what the tables show.
+struct Summary {
+    memory: Option<u64>,
+    cold_p50: Duration,
+    cold_p90: Duration,
+    warm_p50: Duration,
+    warm_p99: Duration,
+}
+
+fn summarise(memory: Option<u64>, f: &mut Figures) -> Summary {
+    Summary {
+        memory,
+        cold_p50: percentile(&mut f.cold_total, 0.5),
+        cold_p90: percentile(&mut f.cold_total, 0.9),
+        warm_p50: percentile(&mut f.warm_wall, 0.5),
+        warm_p99: percentile(&mut f.warm_wall, 0.99),
+    }
+}
+
+/// Every invocation one paid order causes, at most (no batching): the API
+/// calls, the provider's callback (the sandbox's standing for Alipay's and
+/// the others', see [`NEEDS_PROVIDER_CREDENTIALS`]), the outbox publisher once per event
+/// (OrderCreated, PaymentSucceeded, OrderPaid, RebateCredited) and each
+/// consumer once per event it takes. Under load the publisher and the
+/// consumers take events in batches, so an order costs less.
+const ONE_PAID_ORDER: &[(&str, u32)] = &[
+    ("create-order", 1),
+    ("initiate-payment", 1),
+    ("payment-result-notify", 1),
+    ("publish-events", 4),
+    ("update-order-status", 1),
+    ("calculate-rebate", 1),
+    ("notifier", 3),
+    ("analytics", 1),
+];
+
+/// The method of AWS Lambda Power Tuning on the measured figures: each
+/// size's cost per million invocations, and the cheapest size whose cold
+/// p90 and warm p99 stay within the bound (the fastest cold start where
+/// none does); then what one paid order costs at the chosen sizes.
+fn print_power_tuning(names: &[&str], summaries: &[Vec<Summary>]) {
+    let mut chosen_cost: HashMap<&str, f64> = HashMap::new();
+    let sizes: Vec<u64> = summaries[0].iter().filter_map(|s| s.memory).collect();
+    println!();
+    print!("| function |");
+    for mb in &sizes {
+        print!(" {mb} MB: $ per million (warm p50 ms) |");
+    }
+    println!(" chosen (MB) | $ per million at it |");
+    println!("|---|{}---|---|", "---|".repeat(sizes.len()));
+    for (name, per_size) in names.iter().zip(summaries) {
+        let sized: Vec<(&Summary, u64)> = per_size
+            .iter()
+            .filter_map(|s| s.memory.map(|mb| (s, mb)))
+            .filter(|(s, _)| s.cold_p50 > Duration::ZERO)
+            .collect();
+        if sized.is_empty() {
+            continue;
+        }
+        print!("| {name} |");
+        for (s, mb) in &sized {
+            print!(
+                " {:.3} ({:.2}) |",
+                cost_per_million(*mb, s.warm_p50, s.cold_p50),
+                ms(s.warm_p50)
+            );
+        }
+        let within = |s: &Summary| s.cold_p90 <= COLD_BOUND && s.warm_p99 <= WARM_BOUND;
+        let cost = |(s, mb): &(&Summary, u64)| cost_per_million(*mb, s.warm_p50, s.cold_p50);
+        let chosen = sized
+            .iter()
+            .filter(|(s, _)| within(s))
+            .min_by(|a, b| cost(a).total_cmp(&cost(b)))
+            .or_else(|| sized.iter().min_by_key(|(s, _)| s.cold_p90));
+        if let Some(choice) = chosen {
+            let mark = if within(choice.0) { "" } else { " (none within the bound)" };
+            println!(" {}{mark} | {:.3} |", choice.1, cost(choice));
+            chosen_cost.insert(name, cost(choice));
+        }
+    }
+    println!(
+        "(arm64 ${PRICE_PER_GB_SECOND}/GB-s billed per ms, ${PRICE_PER_REQUEST}/request, {:.0} % of invocations cold with INIT billed; bound: cold total p90 ≤ {} ms and warm p99 ≤ {} ms)",
+        COLD_SHARE * 100.0,
+        COLD_BOUND.as_millis(),
+        WARM_BOUND.as_millis()
+    );
+    let order: Option<f64> = ONE_PAID_ORDER
+        .iter()
+        .map(|(name, count)| chosen_cost.get(name).map(|cost| cost * f64::from(*count)))
+        .sum();
+    if let Some(order) = order {
+        let invocations: u32 = ONE_PAID_ORDER.iter().map(|(_, count)| count).sum();
+        println!(
+            "One paid order ({invocations} invocations at most: {}) at the chosen sizes: ${order:.2} per million orders.",
+            ONE_PAID_ORDER
+                .iter()
+                .map(|(name, count)| format!("{name} × {count}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
 }
 
@@ -505,8 +826,10 @@ async fn run() {
     let db = TestDb::new().await;
     // The sample events' product, so reads and orders find it.
     db.add_product("tea-longjing", 16800, 1_000_000_000).await;
-    let mut base_env: Vec<(String, String)> = db.env.clone().into_iter().collect();
-    base_env.extend(
+    let store_url = system_tests::required_env("DYNAMODB_ENDPOINT");
+    let aws_apis = start_aws_apis().await;
+    let mut env: Vec<(String, String)> = db.env.clone().into_iter().collect();
+    env.extend(
         [
             ("AWS_REGION", "us-east-1"),
             ("AWS_ACCESS_KEY_ID", "test"),
@@ -523,20 +846,55 @@ async fn run() {
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned())),
     );
-    base_env.push((
-        "AWS_ENDPOINT_URL_DYNAMODB".into(),
-        system_tests::required_env("DYNAMODB_ENDPOINT"),
-    ));
+    let endpoints = match &args.tls {
+        Some(dir) => {
+            let store_port: u16 = store_url
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.trim_end_matches('/').parse().ok())
+                .expect("DYNAMODB_ENDPOINT ends with its port");
+            let (chain, key) = (dir.join("chain.pem"), dir.join("leaf.key"));
+            let store = TlsTerminator::start(&chain, &key, store_port).await;
+            let aws = TlsTerminator::start(&chain, &key, aws_apis).await;
+            let store_url = format!("https://localhost:{}", store.port);
+            let trust = dir.join("trust.pem").display().to_string();
+            env.extend([
+                ("AWS_ENDPOINT_URL".into(), format!("https://localhost:{}", aws.port)),
+                ("AWS_ENDPOINT_URL_DYNAMODB".into(), store_url.clone()),
+                ("SSL_CERT_FILE".into(), trust),
+            ]);
+            let sdk = adapters::db::config_loader()
+                .endpoint_url(store_url)
+                .load()
+                .await;
+            Endpoints {
+                env,
+                store: aws_sdk_dynamodb::Client::new(&sdk),
+            }
+        }
+        None => {
+            env.extend([
+                ("AWS_ENDPOINT_URL".into(), format!("http://127.0.0.1:{aws_apis}")),
+                ("AWS_ENDPOINT_URL_DYNAMODB".into(), store_url),
+            ]);
+            Endpoints {
+                env,
+                store: db.client.clone(),
+            }
+        }
+    };
+    let table = db.tables.products.clone();
 
     // DynamoDB Local's JVM speeds up over its first few thousand calls.
-    bare_get_item(&db, 3000).await;
+    bare_get_item(&endpoints.store, &table, 3000).await;
 
     println!(
-        "| function | binary (MiB) | deployed arm64 (MiB) | spawn → first /next p50 (ms) | first event p50 (ms) | peak RSS (MiB) | warm p50 / p99 (ms) | warm p50 / bare GetItem p50 |"
+        "| function | memory (MB) | CPU init p50 (ms) | CPU first event p50 (ms) | cold total p50 / p90 (ms) | warm CPU p50 / p99 (ms) | warm p50 / p99 (ms) | peak RSS (MiB) | binary (MiB) | deployed arm64 (MiB) | warm p50 / bare GetItem p50 |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
-    let figures = measure_all(&args.subjects, &base_env, &db, args.spawns, args.warm).await;
-    for (subject, mut f) in args.subjects.iter().zip(figures) {
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut figures = measure_all(&args.subjects, &args.memories, &endpoints, &table, &args).await;
+    let mut summaries = Vec::new();
+    for (subject, per_memory) in args.subjects.iter().zip(&mut figures) {
         let size = std::fs::metadata(&subject.bootstrap)
             .map(|m| mib(m.len()))
             .unwrap_or(f64::NAN);
@@ -548,37 +906,77 @@ async fn run() {
         )
         .map(|m| format!("{:.2}", mib(m.len())))
         .unwrap_or_else(|_| "-".into());
-        if let Some(failure) = &f.failure {
-            println!(
-                "| {} | {size:.2} | {deployed} | failed: {} |",
-                subject.name,
-                failure.replace('|', "/").replace('\n', " ")
+        let mut per_size = Vec::new();
+        for (&memory, f) in args.memories.iter().zip(per_memory.iter_mut()) {
+            let shown = memory.map_or("whole core".to_owned(), |mb| mb.to_string());
+            if let Some(failure) = &f.failure {
+                println!(
+                    "| {} | {shown} | failed: {} |",
+                    subject.name,
+                    failure.replace('|', "/").replace('\n', " ")
+                );
+                per_size.push(Summary {
+                    memory,
+                    cold_p50: Duration::ZERO,
+                    cold_p90: Duration::ZERO,
+                    warm_p50: Duration::ZERO,
+                    warm_p99: Duration::ZERO,
+                });
+                continue;
+            }
+            let rss = f.peak_rss_kib.iter().max().copied().unwrap_or(0) as f64 / 1024.0;
+            let (init, first) = (
+                percentile(&mut f.init_cpu, 0.5),
+                percentile(&mut f.first_cpu, 0.5),
             );
-            continue;
+            let (cpu50, cpu99) = (
+                percentile(&mut f.warm_cpu, 0.5),
+                percentile(&mut f.warm_cpu, 0.99),
+            );
+            let summary = summarise(memory, f);
+            println!(
+                "| {} | {shown} | {:.2} | {:.2} | {:.1} / {:.1} | {:.2} / {:.2} | {:.2} / {:.2} | {rss:.1} | {size:.2} | {deployed} | {:.2}x |",
+                subject.name,
+                ms(init),
+                ms(first),
+                ms(summary.cold_p50),
+                ms(summary.cold_p90),
+                ms(cpu50),
+                ms(cpu99),
+                ms(summary.warm_p50),
+                ms(summary.warm_p99),
+                summary.warm_p50.as_secs_f64() / f.bare.as_secs_f64(),
+            );
+            per_size.push(summary);
         }
-        let rss = f.peak_rss_kib.iter().max().copied().unwrap_or(0) as f64 / 1024.0;
-        let (w50, w99) = if f.warm.is_empty() {
-            (Duration::ZERO, Duration::ZERO)
-        } else {
-            (percentile(&mut f.warm, 0.5), percentile(&mut f.warm, 0.99))
-        };
-        println!(
-            "| {} | {size:.2} | {deployed} | {:.2} | {:.2} | {rss:.1} | {:.2} / {:.2} | {:.2}x |",
-            subject.name,
-            ms(percentile(&mut f.spawn_to_next, 0.5)),
-            ms(percentile(&mut f.first_event, 0.5)),
-            ms(w50),
-            ms(w99),
-            w50.as_secs_f64() / f.bare.as_secs_f64(),
-        );
+        summaries.push(per_size);
     }
     println!(
-        "({} spawns per function, interleaved across functions, release build for this machine; warm: {} invocations in the last process through the stub; bare GetItem measured in-process right after each warm series)",
-        args.spawns, args.warm
+        "({} spawns per function and size, interleaved; {}; CPU from the process's cgroup (user + system, every thread); cold total = spawn → first /next + first event; warm: the last process's series ({} invocations with a whole core, fewer under a share); bare GetItem in-process through the same endpoint right after each warm series; release build for this machine)",
+        args.spawns,
+        if args.tls.is_some() {
+            "HTTPS to the store and the AWS APIs through a local TLS terminator (test CA, RSA 2048)"
+        } else {
+            "plain HTTP to the store"
+        },
+        args.warm,
     );
+    if args.memories.iter().flatten().count() >= 2 {
+        let names: Vec<&str> = args.subjects.iter().map(|s| s.name.as_str()).collect();
+        print_power_tuning(&names, &summaries);
+    }
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    // The bench's own client to the store trusts the test CA like the
+    // functions do (rustup sets SSL_CERT_FILE to the system's store for
+    // the programs it starts); set before any thread exists.
+    if let Some(dir) = args.iter().position(|a| a == "--tls").and_then(|i| args.get(i + 1)) {
+        let trust = in_repo(dir.clone()).join("trust.pem");
+        // SAFETY: the process has one thread yet.
+        unsafe { std::env::set_var("SSL_CERT_FILE", trust) };
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -6,12 +6,14 @@
 //! in the environment; run the tests through it.
 
 pub mod api;
+pub mod cpu_share;
 pub mod dynamo;
 pub mod e2e;
 pub mod refunds;
 pub mod simulator;
 pub mod sqs;
 pub mod template;
+pub mod tls_terminator;
 
 use std::path::PathBuf;
 
