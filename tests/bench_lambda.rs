@@ -310,8 +310,10 @@ struct Figures {
     init_cpu: Vec<Duration>,
     /// CPU time for the first event (the store's first connection included).
     first_cpu: Vec<Duration>,
-    /// Wall time from spawn to the first `/next`.
+    /// Wall time from exec to the first `/next`.
     to_next: Vec<Duration>,
+    /// Wall time of the first event, from the stub handing it over.
+    first_wall: Vec<Duration>,
     /// Wall time from spawn to the first response, less the moment the
     /// stub takes to hand the event over: what a cold caller waits for.
     cold_total: Vec<Duration>,
@@ -497,6 +499,7 @@ async fn measure_all(
                         figures.init_cpu.push(cold.init_cpu);
                         figures.first_cpu.push(cold.first_cpu);
                         figures.to_next.push(cold.to_next);
+                        figures.first_wall.push(cold.first_wall);
                         figures.cold_total.push(cold.to_next + cold.first_wall);
                         figures.peak_rss_kib.push(cold.peak_rss_kib);
                         for (wall, cpu) in cold.warm {
@@ -889,9 +892,9 @@ async fn run() {
     bare_get_item(&endpoints.store, &table, 3000).await;
 
     println!(
-        "| function | memory (MB) | CPU init p50 (ms) | CPU first event p50 (ms) | cold total p50 / p90 (ms) | warm CPU p50 / p99 (ms) | warm p50 / p99 (ms) | peak RSS (MiB) | binary (MiB) | deployed arm64 (MiB) | warm p50 / bare GetItem p50 |"
+        "| function | memory (MB) | CPU init p50 (ms) | CPU first event p50 (ms) | exec → /next p50 (ms) | first event p50 (ms) | cold total p50 / p90 (ms) | warm CPU p50 / p99 (ms) | warm p50 / p99 (ms) | peak RSS (MiB) | binary (MiB) | deployed arm64 (MiB) | warm p50 / bare GetItem p50 |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut figures = measure_all(&args.subjects, &args.memories, &endpoints, &table, &args).await;
     let mut summaries = Vec::new();
     for (subject, per_memory) in args.subjects.iter().zip(&mut figures) {
@@ -933,12 +936,18 @@ async fn run() {
                 percentile(&mut f.warm_cpu, 0.5),
                 percentile(&mut f.warm_cpu, 0.99),
             );
+            let (to_next, first_wall) = (
+                percentile(&mut f.to_next, 0.5),
+                percentile(&mut f.first_wall, 0.5),
+            );
             let summary = summarise(memory, f);
             println!(
-                "| {} | {shown} | {:.2} | {:.2} | {:.1} / {:.1} | {:.2} / {:.2} | {:.2} / {:.2} | {rss:.1} | {size:.2} | {deployed} | {:.2}x |",
+                "| {} | {shown} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} / {:.1} | {:.2} / {:.2} | {:.2} / {:.2} | {rss:.1} | {size:.2} | {deployed} | {:.2}x |",
                 subject.name,
                 ms(init),
                 ms(first),
+                ms(to_next),
+                ms(first_wall),
                 ms(summary.cold_p50),
                 ms(summary.cold_p90),
                 ms(cpu50),
