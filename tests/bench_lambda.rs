@@ -415,7 +415,11 @@ async fn cold_start(
     let result = async {
         let limit = Duration::from_secs(10);
         let ready = match stub.next_seen(limit).await {
-            Some(m @ Moment { seen: Seen::Next, .. }) => m,
+            Some(
+                m @ Moment {
+                    seen: Seen::Next, ..
+                },
+            ) => m,
             other => return Err(unexpected("no /next after spawn", other)),
         };
         let events = stub.events.clone();
@@ -427,14 +431,23 @@ async fn cold_start(
         };
         let handed = invoke(0);
         let answered = match stub.next_seen(limit).await {
-            Some(m @ Moment { seen: Seen::Response { .. }, .. }) => m,
+            Some(
+                m @ Moment {
+                    seen: Seen::Response { .. },
+                    ..
+                },
+            ) => m,
             other => return Err(unexpected("first event not answered", other)),
         };
         let peak_rss_kib = peak_rss_kib(&child);
         let mut warm = Vec::with_capacity(warm_invocations);
         for n in 1..=warm_invocations {
             let next = match stub.next_seen(limit).await {
-                Some(m @ Moment { seen: Seen::Next, .. }) => m,
+                Some(
+                    m @ Moment {
+                        seen: Seen::Next, ..
+                    },
+                ) => m,
                 other => return Err(unexpected("no /next after an answer", other)),
             };
             let handed = invoke(n);
@@ -632,11 +645,17 @@ fn parse_args() -> Args {
             }
             "--event" => {
                 let event = read(&in_repo(value()));
-                given.last_mut().expect("--event follows its --bootstrap").event = event;
+                given
+                    .last_mut()
+                    .expect("--event follows its --bootstrap")
+                    .event = event;
             }
             "--name" => {
                 let name = value();
-                given.last_mut().expect("--name follows its --bootstrap").name = name;
+                given
+                    .last_mut()
+                    .expect("--name follows its --bootstrap")
+                    .name = name;
             }
             "--env" => {
                 let pair = value();
@@ -796,7 +815,11 @@ fn print_power_tuning(names: &[&str], summaries: &[Vec<Summary>]) {
             .min_by(|a, b| cost(a).total_cmp(&cost(b)))
             .or_else(|| sized.iter().min_by_key(|(s, _)| s.cold_p90));
         if let Some(choice) = chosen {
-            let mark = if within(choice.0) { "" } else { " (none within the bound)" };
+            let mark = if within(choice.0) {
+                ""
+            } else {
+                " (none within the bound)"
+            };
             println!(" {}{mark} | {:.3} |", choice.1, cost(choice));
             chosen_cost.insert(name, cost(choice));
         }
@@ -862,7 +885,10 @@ async fn run() {
             let store_url = format!("https://localhost:{}", store.port);
             let trust = dir.join("trust.pem").display().to_string();
             env.extend([
-                ("AWS_ENDPOINT_URL".into(), format!("https://localhost:{}", aws.port)),
+                (
+                    "AWS_ENDPOINT_URL".into(),
+                    format!("https://localhost:{}", aws.port),
+                ),
                 ("AWS_ENDPOINT_URL_DYNAMODB".into(), store_url.clone()),
                 ("SSL_CERT_FILE".into(), trust),
             ]);
@@ -877,7 +903,10 @@ async fn run() {
         }
         None => {
             env.extend([
-                ("AWS_ENDPOINT_URL".into(), format!("http://127.0.0.1:{aws_apis}")),
+                (
+                    "AWS_ENDPOINT_URL".into(),
+                    format!("http://127.0.0.1:{aws_apis}"),
+                ),
                 ("AWS_ENDPOINT_URL_DYNAMODB".into(), store_url),
             ]);
             Endpoints {
@@ -981,7 +1010,11 @@ fn main() {
     // The bench's own client to the store trusts the test CA like the
     // functions do (rustup sets SSL_CERT_FILE to the system's store for
     // the programs it starts); set before any thread exists.
-    if let Some(dir) = args.iter().position(|a| a == "--tls").and_then(|i| args.get(i + 1)) {
+    if let Some(dir) = args
+        .iter()
+        .position(|a| a == "--tls")
+        .and_then(|i| args.get(i + 1))
+    {
         let trust = in_repo(dir.clone()).join("trust.pem");
         // SAFETY: the process has one thread yet.
         unsafe { std::env::set_var("SSL_CERT_FILE", trust) };

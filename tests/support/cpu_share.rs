@@ -84,10 +84,9 @@ impl CpuShare {
     /// The CPU share of `memory_mb` of memory, or a whole machine for `None`.
     pub fn set_memory(&self, memory_mb: Option<u64>) -> io::Result<()> {
         match (&self.layout, memory_mb) {
-            (Layout::V2 { dir }, Some(mb)) => std::fs::write(
-                dir.join("cpu.max"),
-                format!("{} {PERIOD_US}", quota_us(mb)),
-            ),
+            (Layout::V2 { dir }, Some(mb)) => {
+                std::fs::write(dir.join("cpu.max"), format!("{} {PERIOD_US}", quota_us(mb)))
+            }
             (Layout::V2 { dir }, None) => {
                 std::fs::write(dir.join("cpu.max"), format!("max {PERIOD_US}"))
             }
