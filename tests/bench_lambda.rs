@@ -990,7 +990,7 @@ async fn run() {
         summaries.push(per_size);
     }
     println!(
-        "({} spawns per function and size, interleaved; {}; CPU from the process's cgroup (user + system, every thread); cold total = spawn → first /next + first event; warm: the last process's series ({} invocations with a whole core, fewer under a share); bare GetItem in-process through the same endpoint right after each warm series; release build for this machine)",
+        "({} spawns per function and size, interleaved; {}; CPU from the process's cgroup (user + system, every thread); cold total = exec → first /next + first event; warm: the last process's series ({} invocations with a whole core, fewer under a share); bare GetItem in-process through the same endpoint right after each warm series; release build for this machine)",
         args.spawns,
         if args.tls.is_some() {
             "HTTPS to the store and the AWS APIs through a local TLS terminator (test CA, RSA 2048)"

