@@ -41,6 +41,7 @@ fn order(lines: &[(&str, i64, i64)]) -> Order {
         refund_claims: Default::default(),
         refunded_units: Default::default(),
         refunded_amount: 0,
+        stock_taken: Default::default(),
     }
 }
 

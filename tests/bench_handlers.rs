@@ -45,7 +45,7 @@ impl Services {
     fn new(client: aws_sdk_dynamodb::Client, db: &TestDb) -> Self {
         let provider = || SandboxProvider::new("bench-secret", "https://sandbox.test");
         Self {
-            catalog: Catalog::new(client.clone(), db.tables.products.clone()),
+            catalog: Catalog::new(client.clone(), &db.tables),
             orders: Orders::new(client.clone(), db.tables.clone()),
             payments: Payments::new(client.clone(), db.tables.clone()),
             provider: provider(),

@@ -16,7 +16,7 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let db = TestDb::new().await;
-    let catalog = Catalog::new(db.client.clone(), db.tables.products.clone());
+    let catalog = Catalog::new(db.client.clone(), &db.tables);
     Fixture { db, catalog }
 }
 
@@ -458,7 +458,7 @@ async fn product_reads_cost_one_round_trip() {
     let f = fixture().await;
     f.put("p1", tea(1)).await;
     let (client, round_trips) = system_tests::dynamo::counted_client().await;
-    let catalog = Catalog::new(client, f.db.tables.products.clone());
+    let catalog = Catalog::new(client, &f.db.tables);
     let req = ApiRequest::get("/products/{productId}")
         .path_param("productId", "p1")
         .as_user("u1");

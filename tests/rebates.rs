@@ -79,6 +79,7 @@ fn paid_order(user: &str, lines: &[(&str, i64)]) -> Order {
         refund_claims: Default::default(),
         refunded_units: Default::default(),
         refunded_amount: 0,
+        stock_taken: Default::default(),
     }
 }
 

@@ -118,7 +118,7 @@ fn assert_unavailable_in_time(status: u16, body: &serde_json::Value, elapsed: Du
 async fn a_product_read_answers_503_with_retry_after_before_the_function_times_out() {
     let (db, proxy, client) = setup().await;
     db.add_product("stalled-tea", 1000, 5).await;
-    let catalog = Catalog::new(client, db.tables.products.clone());
+    let catalog = Catalog::new(client, &db.tables);
     let get = || ApiRequest::get("/products/stalled-tea").path_param("productId", "stalled-tea");
 
     // Through the proxy, it works...
@@ -209,6 +209,7 @@ async fn a_consumer_returns_its_batch_to_the_queue_instead_of_hanging() {
         refund_claims: Default::default(),
         refunded_units: Default::default(),
         refunded_amount: 0,
+        stock_taken: Default::default(),
     };
     let messages = (1..=3)
         .map(|i| {

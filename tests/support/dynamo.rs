@@ -194,7 +194,7 @@ impl TestDb {
     /// catalog code.
     pub async fn add_product(&self, id: &str, price: i64, stock: i64) {
         let catalog =
-            adapters::catalog::Catalog::new(self.client.clone(), self.tables.products.clone());
+            adapters::catalog::Catalog::new(self.client.clone(), &self.tables);
         let draft = domain::catalog::ProductDraft {
             product_id: None,
             name: format!("{id} name"),
@@ -203,6 +203,7 @@ impl TestDb {
             price,
             currency: "CNY".into(),
             stock,
+            stock_shards: None,
         };
         catalog
             .put(id, &draft, "2026-11-22T00:00:00.000Z")

@@ -31,7 +31,7 @@ pub async fn handle(orders: &Orders, payment_window: Duration, req: Request) -> 
         .await?;
 
     Ok(match placement {
-        Placement::Placed(order) => created(&order, &format!("/orders/{}", order.order_id)),
+        Placement::Placed(order, _) => created(&order, &format!("/orders/{}", order.order_id)),
         Placement::Replayed(original) => replayed(original),
     })
 }

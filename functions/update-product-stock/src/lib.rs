@@ -5,7 +5,7 @@ use adapters::catalog::Catalog;
 use domain::catalog::{StockUpdate, validate_product_id};
 use domain::clock;
 use http_edge::http::{json, json_body, path_param};
-use http_edge::{ApiError, ApiResult, Caller};
+use http_edge::{ApiResult, Caller};
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
@@ -17,9 +17,13 @@ pub async fn handle(catalog: &Catalog, req: Request) -> ApiResult {
     update.validate()?;
 
     let product = catalog
-        .set_stock(&product_id, update.new_stock, &clock::now_rfc3339())
-        .await?
-        .ok_or_else(|| ApiError::product_not_found(&product_id))?;
+        .set_stock(
+            &product_id,
+            update.new_stock,
+            update.stock_shards,
+            &clock::now_rfc3339(),
+        )
+        .await?;
     // Only admins get here: the view with the counters.
     Ok(json(StatusCode::OK, &product.view(true)))
 }

@@ -51,7 +51,7 @@ impl Backend {
     }
 
     pub fn catalog(&self) -> Catalog {
-        Catalog::new(self.dynamodb.clone(), self.tables.products.clone())
+        Catalog::new(self.dynamodb.clone(), &self.tables)
     }
 
     /// Orders, with the per-user limit the template sets

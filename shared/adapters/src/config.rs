@@ -42,6 +42,8 @@ fn required_from(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tables {
     pub products: String,
+    /// Shards 1…N−1 of hot products' stock (see `stock_shards`).
+    pub stock_shards: String,
     pub orders: String,
     pub idempotency: String,
     /// The transactional outbox (see `events`).
@@ -84,6 +86,7 @@ impl Tables {
         };
         Self {
             products: table("PRODUCTS_TABLE"),
+            stock_shards: table("STOCK_SHARDS_TABLE"),
             orders: table("ORDERS_TABLE"),
             idempotency: table("IDEMPOTENCY_TABLE"),
             events: table("EVENTS_TABLE"),

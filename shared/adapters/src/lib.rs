@@ -26,4 +26,5 @@ pub mod runtime;
 pub mod sales;
 #[cfg(feature = "ssm")]
 pub mod secrets;
+pub mod stock_shards;
 pub mod withdrawals;

@@ -18,19 +18,21 @@ use domain::error::{RateLimited, StoreError};
 use domain::events::{Envelope, EventType};
 use domain::ids::new_id;
 use domain::orders::{
-    LineRequest, Order, OrderError, OrderStatus, OrderTransition, Shortage, StockMove, price_lines,
+    LineRequest, Order, OrderError, OrderStatus, OrderTransition, Shortage, price_lines,
 };
+use domain::stock_shards::{ShardUnits, allocate};
 use time::OffsetDateTime;
 
 use crate::config::Tables;
 use crate::db::{
-    DbError, Item, Transact, backoff, build_err, condition_failed, conflicted, n, number, s,
+    DbError, Item, Read, Transact, backoff, build_err, condition_failed, conflicted, n, number, s,
     transact,
 };
 use crate::due_index::DueIndex;
 use crate::idempotency::{self, IdempotencyKey, ReplayError, StoredResponse};
 use crate::metrics::{self, Metric};
 use crate::ratelimit::{Guess, Next, RateLimit};
+use crate::stock_shards;
 
 pub const USER_INDEX: &str = "byUser";
 pub const USER_INDEX_KEY: &[&str] = &["orderId", "userId", "createdAt"];
@@ -76,15 +78,37 @@ pub struct OrderRequest<'a> {
 }
 
 pub enum Placement {
-    Placed(Box<Order>),
+    /// The order, and the attempts that went before it.
+    Placed(Box<Order>, Retries),
     /// The same request was made before with this Idempotency-Key.
     Replayed(StoredResponse),
 }
 
-/// An order's transaction, and where the user's token is in it.
+/// Transactions of an order that were cancelled before one committed, by
+/// why: another transaction on the same item, or a shard found short of
+/// what it was read to hold (issue 25's bench counts both).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retries {
+    pub conflicts: u32,
+    pub shortfalls: u32,
+}
+
+/// Most items one `TransactWriteItems` takes.
+const MAX_TRANSACTION_ITEMS: usize = 100;
+
+/// An order's transaction, and where its parts are in it.
 struct OrderTransaction {
     items: Vec<TransactWriteItem>,
+    /// The reservations, first in the transaction: a line's units on one
+    /// shard each.
+    reservations: Vec<(usize, ShardUnits)>,
     bucket_at: usize,
+}
+
+/// The products of an order as read, and each sharded one's stock by shard.
+struct Stock {
+    products: Vec<Product>,
+    by_shard: std::collections::HashMap<String, Vec<i64>>,
 }
 
 /// Why a status change's transaction was cancelled.
@@ -168,6 +192,9 @@ enum NotPlaced {
     Replay(StoredResponse),
     /// Only the guess of the user's token bucket was wrong: retry at once.
     BucketGuessed(Guess),
+    /// A shard held less than it was read to: read every shard again,
+    /// strongly consistent, and place from what they hold.
+    ShardShort(Option<Guess>),
     /// Another transaction or a price change got there first: back off and
     /// retry (with the bucket as read, if it was read).
     LostRace(Option<Guess>),
@@ -249,25 +276,56 @@ impl Orders {
     /// every line's units, stores the order, its `OrderCreated` event, the
     /// user's rate-limit token and the idempotency record: all of it or none.
     /// A transaction that lost a race (to another order, a price change, or
-    /// the user's own other request) is priced and tried again.
+    /// the user's own other request) is priced and tried again. A sharded
+    /// product's line takes its units from shards that hold them (see
+    /// `domain::stock_shards::allocate`); it is refused as sold out only on
+    /// a strongly consistent read of all of them.
     pub async fn place(&self, request: OrderRequest<'_>) -> Result<Placement, OrderError> {
         let mut bucket = Guess::Idle;
+        let mut read = Read::Eventual;
+        let mut retries = Retries::default();
         for attempt in 1..=MAX_ATTEMPTS {
-            let products = self.load_products(&request.product_ids()).await?;
-            let order = self.new_order(&request, &products)?;
+            let stock = self.load_stock(&request.product_ids(), read).await?;
+            let mut order = self.new_order(&request, &stock.products)?;
+            match take_from_shards(&order, &stock, read) {
+                Ok(taken) => order.stock_taken = taken,
+                Err(None) => {
+                    // A shard looked short on a read that may lag: look again.
+                    read = Read::Consistent;
+                    continue;
+                }
+                Err(Some(shortages)) => {
+                    metrics::increment(Metric::StockConflicts);
+                    return Err(OrderError::InsufficientStock(shortages));
+                }
+            }
             let now_ms = crate::ratelimit::now_ms();
-            let transaction = self.placement(&request, &order, &products, bucket, now_ms)?;
+            let transaction = self.placement(&request, &order, &stock.products, bucket, now_ms)?;
             let reasons = match transact(&self.client, transaction.items).await? {
                 Transact::Committed => {
                     metrics::increment(Metric::OrdersCreated);
-                    return Ok(Placement::Placed(Box::new(order)));
+                    return Ok(Placement::Placed(Box::new(order), retries));
                 }
                 Transact::Cancelled(reasons) => reasons,
             };
-            match self.why_not_placed(&request, &order, &reasons, transaction.bucket_at, now_ms)? {
+            let why = self.why_not_placed(
+                &request,
+                &order,
+                &reasons,
+                &transaction.reservations,
+                transaction.bucket_at,
+                now_ms,
+            )?;
+            match why {
                 NotPlaced::Replay(answer) => return Ok(Placement::Replayed(answer)),
                 NotPlaced::BucketGuessed(guess) => bucket = guess,
+                NotPlaced::ShardShort(guess) => {
+                    retries.shortfalls += 1;
+                    bucket = guess.unwrap_or(bucket);
+                    read = Read::Consistent;
+                }
                 NotPlaced::LostRace(guess) => {
+                    retries.conflicts += 1;
                     bucket = guess.unwrap_or(bucket);
                     if attempt < MAX_ATTEMPTS {
                         backoff(attempt).await;
@@ -304,6 +362,7 @@ impl Orders {
             refund_claims: Default::default(),
             refunded_units: Default::default(),
             refunded_amount: 0,
+            stock_taken: Default::default(),
         })
     }
 
@@ -320,13 +379,24 @@ impl Orders {
         now_ms: i64,
     ) -> Result<OrderTransaction, DbError> {
         let mut items = Vec::with_capacity(order.items.len() + 4);
-        for line in &order.items {
+        let mut reservations = Vec::with_capacity(order.items.len());
+        for (index, line) in order.items.iter().enumerate() {
             let version = products
                 .iter()
                 .find(|p| p.product_id == line.product_id)
                 .map_or(0, |p| p.version);
-            let reserve = self.reserve(&line.product_id, line.quantity, version)?;
-            items.push(TransactWriteItem::builder().update(reserve).build());
+            for part in order.shard_units(&line.product_id, 0, line.quantity) {
+                let reserve = self.reserve(&line.product_id, part, version)?;
+                items.push(TransactWriteItem::builder().update(reserve).build());
+                reservations.push((index, part));
+            }
+        }
+        // A line split over many shards, times many lines, could outgrow one
+        // transaction: not a sold-out, so not a 409.
+        if items.len() + 4 > MAX_TRANSACTION_ITEMS {
+            return Err(DbError::Unavailable(
+                "the order's units are spread over too many stock shards; retry shortly".into(),
+            ));
         }
         items.push(
             TransactWriteItem::builder()
@@ -357,7 +427,11 @@ impl Orders {
             )?;
             items.push(TransactWriteItem::builder().put(record).build());
         }
-        Ok(OrderTransaction { items, bucket_at })
+        Ok(OrderTransaction {
+            items,
+            reservations,
+            bucket_at,
+        })
     }
 
     /// Reads a cancelled placement: the answer to replay, a final refusal
@@ -368,6 +442,7 @@ impl Orders {
         request: &OrderRequest<'_>,
         order: &Order,
         reasons: &[CancellationReason],
+        reservations: &[(usize, ShardUnits)],
         bucket_at: usize,
         now_ms: i64,
     ) -> Result<NotPlaced, OrderError> {
@@ -389,28 +464,38 @@ impl Orders {
             }
         }
         let mut shortages = Vec::new();
-        let mut price_changed = false;
-        for (line, reason) in order.items.iter().zip(reasons) {
+        let (mut price_changed, mut shard_short) = (false, false);
+        for (&(index, part), reason) in reservations.iter().zip(reasons) {
             if !condition_failed(reason) {
                 continue;
             }
-            let Some(current) = reason.item() else {
-                return Err(OrderError::ProductNotFound(line.product_id.clone()));
+            let line = &order.items[index];
+            let sharded = order.stock_taken.contains_key(&line.product_id);
+            let available = match reason.item() {
+                Some(current) if number(current, "version").is_some() => {
+                    number(current, "stock").unwrap_or(0)
+                }
+                // A shard item never written holds nothing.
+                _ if sharded => 0,
+                _ => return Err(OrderError::ProductNotFound(line.product_id.clone())),
             };
-            let available = number(current, "stock").unwrap_or(0);
-            if available < line.quantity {
-                shortages.push(Shortage {
+            match (available < part.quantity, sharded) {
+                // Other shards may hold what this one lacks.
+                (true, true) => shard_short = true,
+                (true, false) => shortages.push(Shortage {
                     product_id: line.product_id.clone(),
                     requested: line.quantity,
                     available,
-                });
-            } else {
-                price_changed = true;
+                }),
+                (false, _) => price_changed = true,
             }
         }
         if !shortages.is_empty() {
             metrics::increment(Metric::StockConflicts);
             return Err(OrderError::InsufficientStock(shortages));
+        }
+        if shard_short {
+            return Ok(NotPlaced::ShardShort(bucket));
         }
         let raced = conflicted(reasons);
         if raced {
@@ -430,14 +515,16 @@ impl Orders {
     }
 
     /// The products of an order, in one BatchGetItem (more only if DynamoDB
-    /// returns unprocessed keys under throttling).
-    pub async fn load_products(&self, ids: &[&str]) -> Result<Vec<Product>, DbError> {
+    /// returns unprocessed keys under throttling), and the shards of those
+    /// split over several (one Query each, at once).
+    async fn load_stock(&self, ids: &[&str], read: Read) -> Result<Stock, DbError> {
         let keys: Vec<Item> = ids
             .iter()
             .map(|id| [("productId".to_owned(), s(id))].into())
             .collect();
         let keys = KeysAndAttributes::builder()
             .set_keys(Some(keys))
+            .consistent_read(read == Read::Consistent)
             .build()
             .map_err(build_err)?;
         let mut found =
@@ -449,18 +536,30 @@ impl Orders {
             .into_iter()
             .map(serde_dynamo::from_item)
             .collect::<Result<Vec<Product>, _>>()?;
-        Ok(products)
+        let sharded = products.iter().filter(|p| p.stock_shards > 1);
+        let by_shard = futures_util::future::try_join_all(sharded.map(|product| async move {
+            let shards =
+                stock_shards::read(&self.client, &self.tables.stock_shards, &product.product_id, read)
+                    .await?;
+            Ok::<_, DbError>((
+                product.product_id.clone(),
+                stock_shards::stock_by_shard(product, &shards),
+            ))
+        }))
+        .await?
+        .into_iter()
+        .collect();
+        Ok(Stock { products, by_shard })
     }
 
-    /// Moves `quantity` from `stock` to `reserved`, if there is enough stock
-    /// and the product (its price) has not changed since it was read.
-    fn reserve(&self, product_id: &str, quantity: i64, version: i64) -> Result<Update, DbError> {
-        Update::builder()
-            .table_name(&self.tables.products)
-            .key("productId", s(product_id))
+    /// Moves `part.quantity` from `stock` to `reserved` on its shard, if the
+    /// shard holds enough and the product (its price) has not changed since
+    /// it was read.
+    fn reserve(&self, product_id: &str, part: ShardUnits, version: i64) -> Result<Update, DbError> {
+        stock_shards::update_of(&self.tables, product_id, part.shard)
             .update_expression("SET stock = stock - :q, reserved = reserved + :q")
             .condition_expression("stock >= :q AND version = :v")
-            .expression_attribute_values(":q", n(quantity))
+            .expression_attribute_values(":q", n(part.quantity))
             .expression_attribute_values(":v", n(version))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
@@ -473,6 +572,12 @@ impl Orders {
             item.insert(
                 "reservationShard".into(),
                 s(&crate::due_index::shard_of(&order.order_id)),
+            );
+        }
+        if !order.stock_taken.is_empty() {
+            item.insert(
+                "stockTaken".into(),
+                serde_dynamo::to_attribute_value(&order.stock_taken)?,
             );
         }
         Put::builder()
@@ -712,12 +817,10 @@ impl Orders {
         let status = self.status_update(order, updated, transition, now)?;
         let mut items = vec![TransactWriteItem::builder().update(status).build()];
         for line in &order.items {
-            if let Some(update) = stock_update(
-                &self.tables.products,
-                transition.stock_move(),
-                &line.product_id,
-                line.quantity,
-            )? {
+            let units = order.shard_units(&line.product_id, 0, line.quantity);
+            for update in
+                stock_shards::moves(&self.tables, transition.stock_move(), &line.product_id, &units)?
+            {
                 items.push(TransactWriteItem::builder().update(update).build());
             }
         }
@@ -1010,34 +1113,36 @@ impl From<ReplayError> for OrderError {
     }
 }
 
-/// Moves `quantity` units of a product as `movement` says, conditional on
-/// the source counter holding them (`None` for `Keep`). Orders and refund
-/// requests move stock only through this.
-pub(crate) fn stock_update(
-    products: &str,
-    movement: StockMove,
-    product_id: &str,
-    quantity: i64,
-) -> Result<Option<Update>, DbError> {
-    let (expression, condition) = match movement {
-        StockMove::Release => (
-            "SET stock = stock + :q, reserved = reserved - :q",
-            "reserved >= :q",
-        ),
-        StockMove::Sell => (
-            "SET sold = sold + :q, reserved = reserved - :q",
-            "reserved >= :q",
-        ),
-        StockMove::Restock => ("SET stock = stock + :q, sold = sold - :q", "sold >= :q"),
-        StockMove::Keep => return Ok(None),
-    };
-    Update::builder()
-        .table_name(products)
-        .key("productId", s(product_id))
-        .update_expression(expression)
-        .condition_expression(condition)
-        .expression_attribute_values(":q", n(quantity))
-        .build()
-        .map(Some)
-        .map_err(build_err)
+/// Where each sharded product's line takes its units, from the shards as
+/// read. `Err(None)`: a line looked short on a read that may lag (read
+/// again, strongly); `Err(Some)`: short on a strongly consistent read of
+/// every shard, so truly sold out. Lines of unsharded products take shard 0
+/// and leave the verdict to the transaction's condition, as they always did.
+fn take_from_shards(
+    order: &Order,
+    stock: &Stock,
+    read: Read,
+) -> Result<std::collections::BTreeMap<String, Vec<ShardUnits>>, Option<Vec<Shortage>>> {
+    let mut taken = std::collections::BTreeMap::new();
+    let mut shortages = Vec::new();
+    for line in &order.items {
+        let Some(by_shard) = stock.by_shard.get(&line.product_id) else {
+            continue;
+        };
+        match allocate(by_shard, line.quantity, ulid::Ulid::new().random() as u64) {
+            Some(parts) => {
+                taken.insert(line.product_id.clone(), parts);
+            }
+            None => shortages.push(Shortage {
+                product_id: line.product_id.clone(),
+                requested: line.quantity,
+                available: by_shard.iter().sum(),
+            }),
+        }
+    }
+    match (shortages.is_empty(), read) {
+        (true, _) => Ok(taken),
+        (false, Read::Eventual) => Err(None),
+        (false, Read::Consistent) => Err(Some(shortages)),
+    }
 }

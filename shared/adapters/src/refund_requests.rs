@@ -37,7 +37,6 @@ use crate::db::{
     DbError, Item, Read, Transact, backoff, build_err, condition_failed, conflicted, n, s, transact,
 };
 use crate::idempotency::{self, IdempotencyKey, StoredResponse};
-use crate::orders::stock_update;
 
 /// A buyer's requests of an order, oldest first.
 pub const ORDER_INDEX: &str = "byOrder";
@@ -580,11 +579,16 @@ impl RefundRequests {
             ];
             if restock {
                 for line in &approved.items {
-                    if let Some(update) = stock_update(
-                        &self.tables.products,
+                    // The units after those refunded before go back to the
+                    // shards they were sold from.
+                    let refunded = order.refunded_units.get(&line.product_id).copied();
+                    let units =
+                        order.shard_units(&line.product_id, refunded.unwrap_or(0), line.quantity);
+                    for update in crate::stock_shards::moves(
+                        &self.tables,
                         StockMove::Restock,
                         &line.product_id,
-                        line.quantity,
+                        &units,
                     )? {
                         items.push(TransactWriteItem::builder().update(update).build());
                     }

@@ -43,6 +43,9 @@ pub struct ProductView {
     pub stock: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reserved: Option<i64>,
+    /// How many items the stock is split over (admins only; issue 25).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stock_shards: Option<u32>,
     pub version: i64,
     pub updated_at: String,
 }
@@ -62,6 +65,7 @@ impl Product {
             availability: self.availability(),
             stock: is_admin.then_some(self.stock),
             reserved: is_admin.then_some(self.reserved),
+            stock_shards: is_admin.then_some(self.stock_shards),
             product_id: self.product_id,
             name: self.name,
             description: self.description,
@@ -79,7 +83,9 @@ impl Product {
 /// `stock` is what can still be ordered; `reserved` is held by unpaid
 /// orders; `sold` (internal) by paid ones. Orders move units between the
 /// three with conditional writes, so their sum only changes when an admin
-/// sets the stock.
+/// sets the stock. A product split over `stock_shards` items stores shard
+/// 0's counters on its own item; read through the catalog, the counters
+/// are the sums over every shard (see [`crate::stock_shards`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Product {
@@ -95,8 +101,31 @@ pub struct Product {
     pub reserved: i64,
     #[serde(default, skip_serializing)]
     pub sold: i64,
+    #[serde(default = "one_shard", skip_serializing_if = "is_one_shard")]
+    pub stock_shards: u32,
     pub version: i64,
     pub updated_at: String,
+}
+
+fn one_shard() -> u32 {
+    1
+}
+
+fn is_one_shard(shards: &u32) -> bool {
+    *shards == 1
+}
+
+impl Product {
+    /// The product with its counters summed over its other shards' (shard
+    /// 0's are the product item's own).
+    pub fn with_shards(mut self, shards: &[crate::stock_shards::ShardCounters]) -> Self {
+        for shard in shards {
+            self.stock += shard.stock;
+            self.reserved += shard.reserved;
+            self.sold += shard.sold;
+        }
+        self
+    }
 }
 
 /// The body of `PUT /products/{productId}`: everything an admin sets.
@@ -115,6 +144,10 @@ pub struct ProductDraft {
     #[serde(default = "crate::money::default_currency")]
     pub currency: String,
     pub stock: i64,
+    /// How many items to split the stock over; the product's current count
+    /// (1 for a new one) when absent.
+    #[serde(default)]
+    pub stock_shards: Option<i64>,
 }
 
 /// The body of `POST /products/{productId}/stock`.
@@ -122,6 +155,9 @@ pub struct ProductDraft {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StockUpdate {
     pub new_stock: i64,
+    /// As in [`ProductDraft::stock_shards`].
+    #[serde(default)]
+    pub stock_shards: Option<i64>,
 }
 
 /// Checks an admin-chosen product id: 1–64 of `[A-Za-z0-9_-]`.
@@ -195,13 +231,24 @@ impl ProductDraft {
         validate_text("category", &self.category, 1, MAX_CATEGORY_CHARS)?;
         validate_range("price", self.price, MAX_AMOUNT)?;
         validate_currency(&self.currency)?;
-        validate_range("stock", self.stock, MAX_STOCK)
+        validate_range("stock", self.stock, MAX_STOCK)?;
+        check_shard_range(self.stock_shards)
+    }
+}
+
+/// The range check of a requested `stockShards` (whether it may shrink is
+/// checked against the stored product, by the catalog).
+fn check_shard_range(requested: Option<i64>) -> Result<(), FieldError> {
+    match requested {
+        Some(n) => crate::stock_shards::validate_stock_shards(n, 1).map(|_| ()),
+        None => Ok(()),
     }
 }
 
 impl StockUpdate {
     pub fn validate(&self) -> Result<(), FieldError> {
-        validate_range("newStock", self.new_stock, MAX_STOCK)
+        validate_range("newStock", self.new_stock, MAX_STOCK)?;
+        check_shard_range(self.stock_shards)
     }
 }
 
@@ -232,6 +279,7 @@ mod tests {
             stock,
             reserved: 3,
             sold: 0,
+            stock_shards: 1,
             version: 1,
             updated_at: "2026-12-01T00:00:00.000Z".into(),
         };
@@ -264,6 +312,7 @@ mod tests {
             price: 1999,
             currency: "CNY".into(),
             stock: 10,
+            stock_shards: None,
         }
     }
 
@@ -375,19 +424,61 @@ mod tests {
     }
 
     #[test]
+    fn stock_shards_take_one_to_sixty_four() {
+        for (shards, ok) in [
+            (None, true),
+            (Some(1), true),
+            (Some(64), true),
+            (Some(0), false),
+            (Some(65), false),
+        ] {
+            let update = StockUpdate {
+                new_stock: 5,
+                stock_shards: shards,
+            };
+            assert_eq!(update.validate().is_ok(), ok, "{shards:?}");
+            let draft = ProductDraft {
+                stock_shards: shards,
+                ..draft()
+            };
+            let result = draft.validate("p");
+            assert_eq!(result.is_ok(), ok, "{shards:?}");
+            if let Err(err) = result {
+                assert_eq!(err.field, "stockShards");
+            }
+        }
+    }
+
+    #[test]
     fn stock_update_bounds() {
-        assert!(StockUpdate { new_stock: 0 }.validate().is_ok());
         assert!(
             StockUpdate {
-                new_stock: MAX_STOCK
+                new_stock: 0,
+                stock_shards: None
             }
             .validate()
             .is_ok()
         );
-        assert!(StockUpdate { new_stock: -1 }.validate().is_err());
         assert!(
             StockUpdate {
-                new_stock: MAX_STOCK + 1
+                new_stock: MAX_STOCK,
+                stock_shards: None,
+            }
+            .validate()
+            .is_ok()
+        );
+        assert!(
+            StockUpdate {
+                new_stock: -1,
+                stock_shards: None
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            StockUpdate {
+                new_stock: MAX_STOCK + 1,
+                stock_shards: None,
             }
             .validate()
             .is_err()
@@ -406,6 +497,7 @@ mod tests {
             stock: 1,
             reserved: 0,
             sold: 7,
+            stock_shards: 1,
             version: 1,
             updated_at: "2026-01-01T00:00:00Z".into(),
         };

@@ -17,4 +17,5 @@ pub mod payments;
 pub mod rebates;
 pub mod refund_requests;
 pub mod sales;
+pub mod stock_shards;
 pub mod withdrawals;

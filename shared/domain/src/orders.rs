@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::{Product, validate_product_id};
 use crate::error::{FieldError, KeyReused, RateLimited, StoreError};
 use crate::money::{DEFAULT_CURRENCY, MAX_AMOUNT, MAX_EXACT_IN_JSON};
+use crate::stock_shards::{ShardUnits, units_between};
 
 pub const MAX_LINES: usize = 20;
 pub const MAX_QUANTITY: i64 = 1000;
@@ -220,6 +221,11 @@ pub struct Order {
     /// Minor units returned by approved refund requests.
     #[serde(default)]
     pub refunded_amount: i64,
+    /// Where each sharded product's units were reserved (issue 25), for the
+    /// moves that give them back; stored on the order item, never shown. A
+    /// product absent here took all its units from shard 0.
+    #[serde(default, skip_serializing)]
+    pub stock_taken: BTreeMap<String, Vec<ShardUnits>>,
 }
 
 /// How a shipped order travels.
@@ -302,6 +308,19 @@ impl Order {
             _ => true,
         };
         if fits { Ok(to) } else { Err(forbidden) }
+    }
+
+    /// The shards that units `skip..skip + take` of the line of
+    /// `product_id` were taken from (a line's units in the order recorded).
+    pub fn shard_units(&self, product_id: &str, skip: i64, take: i64) -> Vec<ShardUnits> {
+        match self.stock_taken.get(product_id) {
+            Some(parts) => units_between(parts, skip, take),
+            None if take > 0 => vec![ShardUnits {
+                shard: 0,
+                quantity: take,
+            }],
+            None => Vec::new(),
+        }
     }
 
     /// Units of `product_id` bought and not yet claimed by a refund request.
@@ -618,6 +637,7 @@ mod tests {
             refund_claims: Default::default(),
             refunded_units: Default::default(),
             refunded_amount: 0,
+            stock_taken: Default::default(),
         };
         assert_eq!(order.next_status(T::Ship), Ok(Shipped));
         assert!(order.next_status(T::ConfirmReceipt).is_err());
@@ -809,6 +829,7 @@ mod tests {
             stock: 10,
             reserved: 0,
             sold: 0,
+            stock_shards: 1,
             version: 1,
             updated_at: String::new(),
         }

@@ -401,6 +401,7 @@ mod tests {
             refund_claims: Default::default(),
             refunded_units: Default::default(),
             refunded_amount: 0,
+            stock_taken: Default::default(),
         }
     }
 
