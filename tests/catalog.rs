@@ -556,3 +556,74 @@ async fn catalog_reads_carry_etags_and_answer_304() {
         304
     );
 }
+
+/// Issue 25: `stockShards` through the API: 1 to 64, never fewer than the
+/// product has, named when wrong; the product and the list answer the sums,
+/// admins see the shard count, shoppers only the availability.
+#[tokio::test]
+async fn stock_shards_through_the_api() {
+    let f = fixture().await;
+    let (status, created) = f
+        .put(
+            "hot",
+            json!({"name": "Hot", "category": "food", "price": 100, "stock": 30, "stockShards": 4}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(
+        (created["stock"].as_i64(), created["stockShards"].as_i64()),
+        (Some(30), Some(4))
+    );
+    for (body, needle) in [
+        (json!({"newStock": 5, "stockShards": 0}), "from 1 to 64"),
+        (json!({"newStock": 5, "stockShards": 65}), "from 1 to 64"),
+        (json!({"newStock": 5, "stockShards": 1.5}), "stockShards"),
+        (json!({"newStock": 5, "stockShards": "8"}), "stockShards"),
+        (json!({"newStock": 5, "stockShards": 2}), "can only grow"),
+        (json!({"newStock": 5, "stockShards": 1}), "can only grow"),
+    ] {
+        let (status, answer) = f.set_stock("hot", body.clone()).await;
+        assert_eq!(status, 400, "{body} -> {answer}");
+        assert_eq!(error_code(&answer), "INVALID_FIELD", "{body}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("stockShards") && message.contains(needle),
+            "{body} -> {answer}"
+        );
+    }
+    let (status, answer) = f
+        .put(
+            "hot",
+            json!({"name": "Hot", "category": "food", "price": 100, "stock": 3, "stockShards": 1}),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    let (_, unchanged) = f.get("hot").await;
+    assert_eq!(
+        (unchanged["stock"].as_i64(), unchanged["version"].as_i64()),
+        (Some(30), Some(1))
+    );
+
+    let (status, grown) = f
+        .set_stock("hot", json!({"newStock": 64, "stockShards": 64}))
+        .await;
+    assert_eq!(status, 200, "{grown}");
+    assert_eq!(
+        (grown["stock"].as_i64(), grown["stockShards"].as_i64()),
+        (Some(64), Some(64))
+    );
+    assert_eq!(f.db.shard_counters("hot").await, vec![(1, 0, 0); 64]);
+    let (status, kept) = f.set_stock("hot", json!({"newStock": 9})).await;
+    assert_eq!(status, 200, "{kept}");
+    assert_eq!(
+        (kept["stock"].as_i64(), kept["stockShards"].as_i64()),
+        (Some(9), Some(64))
+    );
+
+    let (_, shopper) = f.list(ApiRequest::get("/products").as_user("u1")).await;
+    let hot = &shopper["items"][0];
+    assert_eq!(hot["availability"], "LOW_STOCK", "{hot}");
+    assert!(hot.get("stockShards").is_none() && hot.get("stock").is_none());
+    let (_, admin) = f.list(ApiRequest::get("/products").as_admin("a")).await;
+    assert_eq!(admin["items"][0]["stock"], 9);
+}

@@ -2,6 +2,10 @@
 //! createOrder calls for a product with stock 100, round after round, then
 //! the winners pay, cancel or let their orders expire. Exactly 100 are sold
 //! per round and `stock + reserved + sold` stays 100 through every state.
+//! Rounds alternate the product's stock on one item and on 16 shards
+//! (issue 25): the counters are summed over the shards, each shard read
+//! strongly consistent (units never move between shards here, so the sum
+//! of the reads is exact).
 //!
 //! 5 rounds of 500 calls from 4 processes; `E2E_HEAVY=1` makes it 10 rounds
 //! of 1000 from 8. (The emulator runs every concurrent invocation as a
@@ -88,15 +92,22 @@ fn race(stack: &Stack, tokens: &[String], product: &str, plan: &Plan) -> Vec<Pla
     placed
 }
 
-/// A product's (stock, reserved, sold) as stored.
+/// The stored tables a round's counters are read from.
+struct Tables {
+    products: String,
+    stock_shards: String,
+}
+
+/// A product's (stock, reserved, sold) as stored, summed over its shards;
+/// no counter of any shard below zero.
 async fn stored_counters(
     db: &aws_sdk_dynamodb::Client,
-    table: &str,
+    tables: &Tables,
     product: &str,
 ) -> (i64, i64, i64) {
     let item = db
         .get_item()
-        .table_name(table)
+        .table_name(&tables.products)
         .key("productId", AttributeValue::S(product.to_owned()))
         .consistent_read(true)
         .send()
@@ -104,12 +115,36 @@ async fn stored_counters(
         .unwrap()
         .item
         .unwrap();
-    let number = |name: &str| {
-        item.get(name)
-            .and_then(|v| v.as_n().ok())
-            .map_or(0, |n| n.parse().unwrap())
-    };
-    (number("stock"), number("reserved"), number("sold"))
+    let shards = db
+        .query()
+        .table_name(&tables.stock_shards)
+        .key_condition_expression("productId = :p")
+        .expression_attribute_values(":p", AttributeValue::S(product.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    let mut total = (0, 0, 0);
+    for item in std::iter::once(&item).chain(&shards) {
+        let number = |name: &str| -> i64 {
+            item.get(name)
+                .and_then(|v| v.as_n().ok())
+                .map_or(0, |n| n.parse().unwrap())
+        };
+        let counters = (number("stock"), number("reserved"), number("sold"));
+        assert!(
+            counters.0 >= 0 && counters.1 >= 0 && counters.2 >= 0,
+            "{product}: a shard below zero: {item:?}"
+        );
+        total = (
+            total.0 + counters.0,
+            total.1 + counters.1,
+            total.2 + counters.2,
+        );
+    }
+    total
 }
 
 /// Four in ten winners pay, three cancel, three let their order expire.
@@ -195,15 +230,31 @@ async fn flash_sales_sell_exactly_the_stock_and_conserve_every_unit() {
     );
     let (outputs, config) = stack_aws().await;
     let db = aws_sdk_dynamodb::Client::new(&config);
-    let table = outputs["ProductsTableName"].as_str().unwrap();
+    let table = Tables {
+        products: outputs["ProductsTableName"].as_str().unwrap().to_owned(),
+        stock_shards: outputs["StockShardsTableName"].as_str().unwrap().to_owned(),
+    };
+    let table = &table;
 
     let mut products = Vec::new();
     for round in 1..=plan.rounds {
         let product = stack.new_product("e2e-flash", 990, STOCK).await;
+        // Even rounds spread the stock over 16 shards.
+        let shards = if round % 2 == 0 { 16 } else { 1 };
+        let (status, sharded) = stack
+            .call(
+                Method::POST,
+                &format!("/products/{product}/stock"),
+                Some(&stack.admin_token),
+                Some(json!({"newStock": STOCK, "stockShards": shards})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{sharded}");
+        assert_eq!(sharded["stockShards"], shards);
         let started = Instant::now();
         let placed = race(&stack, &tokens, &product, &plan);
         println!(
-            "round {round}: {} calls in {:.1} s, {} orders placed",
+            "round {round} ({shards} shards): {} calls in {:.1} s, {} orders placed",
             plan.processes * plan.calls_per_process,
             started.elapsed().as_secs_f64(),
             placed.len()

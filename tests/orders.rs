@@ -618,15 +618,17 @@ async fn cancel_and_expiry_racing_release_stock_once() {
     );
 }
 
-/// Many clients racing for little stock: exactly the stock is sold.
+/// Many clients racing for little stock: exactly the stock is sold, on one
+/// stock item and spread over 16 (issue 25), and no shard is ever short.
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn flash_sale_never_oversells() {
     const STOCK: i64 = 50;
     const CLIENTS: usize = 300;
     let f = fixture().await;
-    for round in 0..3 {
+    for (round, shards) in [1, 16, 1, 16].into_iter().enumerate() {
         let product = format!("kettle-{round}");
         f.product(&product, 9900, STOCK).await;
+        f.db.shard_product(&product, STOCK, shards).await;
         let tasks: Vec<_> = (0..CLIENTS)
             .map(|i| {
                 let (f, product) = (f.clone(), product.clone());
@@ -651,15 +653,194 @@ async fn flash_sale_never_oversells() {
             }
         }
         println!(
-            "flash sale round {round}: {CLIENTS} clients, stock {STOCK}: {sold} sold, {refused} refused"
+            "flash sale round {round}: {CLIENTS} clients, stock {STOCK} on {shards} shards: {sold} sold, {refused} refused"
         );
         assert_eq!(
             (sold, refused),
             (STOCK, CLIENTS as i64 - STOCK),
-            "round {round}"
+            "round {round}: every unit sold, none twice"
         );
         assert_eq!(f.counters(&product).await, (0, STOCK, 0), "round {round}");
+        let per_shard = f.db.shard_counters(&product).await;
+        assert_eq!(per_shard.len(), shards as usize);
+        assert!(
+            per_shard
+                .iter()
+                .all(|&(stock, reserved, sold)| stock == 0 && reserved >= 0 && sold == 0),
+            "round {round}: {per_shard:?}"
+        );
     }
+}
+
+/// Issue 25: a line no single shard can hold is split across shards, so
+/// every unit sells: buyers of 3 units each leave fewer than 3 behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn sharded_stock_sells_every_unit_a_line_can_take() {
+    const STOCK: i64 = 50;
+    let f = fixture().await;
+    f.product("triple", 100, STOCK).await;
+    f.db.shard_product("triple", STOCK, 16).await;
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let f = f.clone();
+            tokio::spawn(async move {
+                f.create(
+                    &format!("buyer-{i}"),
+                    json!({"productId": "triple", "quantity": 3}),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut placed = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            (201, _) => placed += 1,
+            (409, body) => assert_eq!(code(&body), "INSUFFICIENT_STOCK", "{body}"),
+            (status, body) => panic!("unexpected {status} {body}"),
+        }
+    }
+    let (stock, reserved, sold) = f.counters("triple").await;
+    println!("{placed} orders of 3 from {STOCK} units on 16 shards; {stock} left");
+    assert_eq!((reserved, sold), (3 * placed, 0));
+    assert_eq!(stock, STOCK - 3 * placed, "units conserved");
+    assert!(
+        stock < 3,
+        "a sold-out answered while {stock} units remained"
+    );
+}
+
+/// Issue 25: an order records the shards it took from, and cancelling,
+/// paying and refunding move the units on exactly those shards.
+#[tokio::test]
+async fn sharded_units_go_back_to_the_shards_they_came_from() {
+    let f = fixture().await;
+    f.product("spread", 100, 8).await;
+    f.db.shard_product("spread", 8, 4).await;
+    assert_eq!(f.db.shard_counters("spread").await, vec![(2, 0, 0); 4]);
+
+    // No shard holds 5: the line is split over three of them.
+    let (status, order) = f
+        .create("u1", json!({"productId": "spread", "quantity": 5}))
+        .await;
+    assert_eq!(status, 201, "{order}");
+    assert!(
+        order.get("stockTaken").is_none(),
+        "shards are not the buyer's business"
+    );
+    let stored = f
+        .orders
+        .get(order["orderId"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let parts = &stored.stock_taken["spread"];
+    assert_eq!(parts.iter().map(|p| p.quantity).sum::<i64>(), 5);
+    assert_eq!(parts.len(), 3, "{parts:?}");
+    let shards = f.db.shard_counters("spread").await;
+    assert_eq!(shards.iter().map(|s| s.1).sum::<i64>(), 5);
+    for part in parts {
+        assert_eq!(shards[part.shard as usize].1, part.quantity, "{shards:?}");
+    }
+    assert!(
+        shards
+            .iter()
+            .all(|&(stock, reserved, _)| stock + reserved == 2)
+    );
+
+    let (status, _) = f.cancel("u1", &stored.order_id).await;
+    assert_eq!(status, 200);
+    assert_eq!(f.db.shard_counters("spread").await, vec![(2, 0, 0); 4]);
+
+    // Paid, then refunded whole: sold on its shards, back in stock there.
+    let paid = f
+        .paid_order_of("u2", json!({"productId": "spread", "quantity": 3}))
+        .await;
+    let shards = f.db.shard_counters("spread").await;
+    assert_eq!(shards.iter().map(|s| s.2).sum::<i64>(), 3, "{shards:?}");
+    assert!(
+        shards
+            .iter()
+            .all(|&(stock, reserved, sold)| stock + sold == 2 && reserved == 0)
+    );
+    assert!(matches!(
+        f.orders
+            .apply_transition(&paid, OrderTransition::Refund, "c")
+            .await
+            .unwrap(),
+        Transition::Applied(_)
+    ));
+    assert_eq!(f.db.shard_counters("spread").await, vec![(2, 0, 0); 4]);
+}
+
+/// Issue 25: an admin spreads the stock evenly in one write, the catalog
+/// answers the sum, shards never shrink, and a price change reaches every
+/// shard (a reservation priced before it is priced again).
+#[tokio::test]
+async fn admins_spread_stock_over_shards_and_the_catalog_sums_them() {
+    let f = fixture().await;
+    f.product("even", 100, 10).await;
+    let (_, order) = f
+        .create("u1", json!({"productId": "even", "quantity": 4}))
+        .await;
+    f.db.shard_product("even", 10, 3).await;
+    // The reservation of 4 stays on shard 0; the new stock is spread.
+    assert_eq!(
+        f.db.shard_counters("even").await,
+        vec![(4, 4, 0), (3, 0, 0), (3, 0, 0)]
+    );
+    assert_eq!(f.counters("even").await, (10, 4, 0));
+    let catalog = adapters::catalog::Catalog::new(f.db.client.clone(), &f.db.tables);
+    let err = catalog
+        .set_stock("even", 10, Some(2), "2026-11-22T00:00:02.000Z")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("can only grow"), "{err}");
+    // A PUT without stockShards keeps the shards and spreads its stock.
+    let draft = domain::catalog::ProductDraft {
+        product_id: None,
+        name: "even".into(),
+        description: String::new(),
+        category: "test".into(),
+        price: 250,
+        currency: "CNY".into(),
+        stock: 7,
+        stock_shards: None,
+    };
+    let (product, created) = catalog
+        .put("even", &draft, "2026-11-22T00:00:03.000Z")
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(
+        (product.stock, product.reserved, product.stock_shards),
+        (7, 4, 3)
+    );
+    let view = serde_json::to_value(product.clone().view(true)).unwrap();
+    assert_eq!(view["stockShards"], 3);
+    assert!(
+        serde_json::to_value(product.view(false))
+            .unwrap()
+            .get("stockShards")
+            .is_none()
+    );
+    // Orders now pay the new price, whichever shard they take from.
+    for i in 0..5 {
+        let (status, body) = f
+            .create(
+                &format!("p{i}"),
+                json!({"productId": "even", "quantity": 1}),
+            )
+            .await;
+        assert_eq!(
+            (status, body["orderAmount"].as_i64()),
+            (201, Some(250)),
+            "{body}"
+        );
+    }
+    assert_eq!(f.counters("even").await, (2, 9, 0));
+    f.cancel("u1", order["orderId"].as_str().unwrap()).await;
+    assert_eq!(f.counters("even").await, (6, 5, 0));
 }
 
 /// Multi-line orders taking the same products in opposite orders neither
@@ -1491,6 +1672,42 @@ mod refund_requests {
                 e["type"] == "OrderLinesRefunded" && e["data"]["order"]["orderId"] == order_id
             })
             .collect()
+    }
+
+    /// Issue 25: partial refunds give each unit back to the shard it was
+    /// sold from, the units after those refunded before.
+    #[tokio::test]
+    async fn partial_refunds_restock_the_shards_the_units_came_from() {
+        let f = fixture().await;
+        f.product("a", 100, 3).await;
+        f.db.shard_product("a", 3, 3).await;
+        let order = f
+            .paid_order_of("u1", json!({"productId": "a", "quantity": 3}))
+            .await;
+        assert_eq!(f.db.shard_counters("a").await, vec![(0, 0, 1); 3]);
+        let parts = order.stock_taken["a"].clone();
+        for (quantity, restocked) in [(1, 1), (2, 3)] {
+            let request = file(&f, &order.order_id, quantity, false).await.unwrap();
+            requests(&f)
+                .approve(
+                    &request.refund_request_id,
+                    "ops",
+                    None,
+                    &f.payments,
+                    &provider(),
+                    "c",
+                )
+                .await
+                .unwrap();
+            let shards = f.db.shard_counters("a").await;
+            for (i, part) in parts.iter().enumerate() {
+                let back = i < restocked;
+                assert_eq!(
+                    shards[part.shard as usize],
+                    if back { (1, 0, 0) } else { (0, 0, 1) }
+                );
+            }
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -193,8 +193,7 @@ impl TestDb {
     /// Creates a product (CNY, category "test") through the production
     /// catalog code.
     pub async fn add_product(&self, id: &str, price: i64, stock: i64) {
-        let catalog =
-            adapters::catalog::Catalog::new(self.client.clone(), &self.tables);
+        let catalog = adapters::catalog::Catalog::new(self.client.clone(), &self.tables);
         let draft = domain::catalog::ProductDraft {
             product_id: None,
             name: format!("{id} name"),
@@ -211,9 +210,10 @@ impl TestDb {
             .expect("product created");
     }
 
-    /// A product as stored now (a consistent read, unlike the catalog's).
+    /// A product as stored now (consistent reads, unlike the catalog's),
+    /// its counters summed over its stock shards.
     pub async fn product(&self, id: &str) -> domain::catalog::Product {
-        adapters::db::get_item(
+        let product = adapters::db::get_item(
             &self.client,
             &self.tables.products,
             "productId",
@@ -222,7 +222,51 @@ impl TestDb {
         )
         .await
         .expect("product read")
-        .expect("product exists")
+        .expect("product exists");
+        adapters::stock_shards::with_totals(
+            &self.client,
+            &self.tables.stock_shards,
+            product,
+            adapters::db::Read::Consistent,
+        )
+        .await
+        .expect("shards read")
+    }
+
+    /// Each shard's (stock, reserved, sold), shard 0 first.
+    pub async fn shard_counters(&self, id: &str) -> Vec<(i64, i64, i64)> {
+        let product: domain::catalog::Product = adapters::db::get_item(
+            &self.client,
+            &self.tables.products,
+            "productId",
+            id,
+            adapters::db::Read::Consistent,
+        )
+        .await
+        .expect("product read")
+        .expect("product exists");
+        let mut counters = vec![(0, 0, 0); product.stock_shards as usize];
+        counters[0] = (product.stock, product.reserved, product.sold);
+        let shards = adapters::stock_shards::read(
+            &self.client,
+            &self.tables.stock_shards,
+            id,
+            adapters::db::Read::Consistent,
+        )
+        .await
+        .expect("shards read");
+        for shard in shards {
+            counters[shard.shard as usize] = (shard.stock, shard.reserved, shard.sold);
+        }
+        counters
+    }
+
+    /// Spreads a product's stock over `shards` items, as an admin does.
+    pub async fn shard_product(&self, id: &str, stock: i64, shards: i64) {
+        adapters::catalog::Catalog::new(self.client.clone(), &self.tables)
+            .set_stock(id, stock, Some(shards), "2026-11-22T00:00:01.000Z")
+            .await
+            .expect("stock sharded");
     }
 
     /// Every envelope of one type in the outbox (the events table).

@@ -301,7 +301,9 @@ impl Catalog {
             if current.is_none() && matches!(edit, Edit::Stock { .. }) {
                 return Err(CatalogError::ProductNotFound(product_id.to_owned()));
             }
-            let (version, shards_now) = current.as_ref().map_or((0, 1), |p| (p.version, p.stock_shards));
+            let (version, shards_now) = current
+                .as_ref()
+                .map_or((0, 1), |p| (p.version, p.stock_shards));
             let shards = match edit.stock_shards() {
                 Some(requested) => validate_stock_shards(requested, shards_now)?,
                 None => shards_now,
@@ -309,7 +311,9 @@ impl Catalog {
             let shares = even_shares(edit.stock(), shards);
             let mut items = vec![
                 TransactWriteItem::builder()
-                    .update(self.product_update(product_id, &edit, shares[0], shards, version, now)?)
+                    .update(
+                        self.product_update(product_id, &edit, shares[0], shards, version, now)?,
+                    )
                     .build(),
             ];
             for (shard, share) in shares.iter().enumerate().skip(1) {
@@ -338,7 +342,10 @@ impl Catalog {
                 backoff(attempt).await;
             }
         }
-        Err(domain::error::StoreError::Busy("the product is being changed by others; retry shortly").into())
+        Err(domain::error::StoreError::Busy(
+            "the product is being changed by others; retry shortly",
+        )
+        .into())
     }
 
     /// The product item's part of [`Self::write_sharded`].

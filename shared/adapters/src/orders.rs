@@ -538,9 +538,13 @@ impl Orders {
             .collect::<Result<Vec<Product>, _>>()?;
         let sharded = products.iter().filter(|p| p.stock_shards > 1);
         let by_shard = futures_util::future::try_join_all(sharded.map(|product| async move {
-            let shards =
-                stock_shards::read(&self.client, &self.tables.stock_shards, &product.product_id, read)
-                    .await?;
+            let shards = stock_shards::read(
+                &self.client,
+                &self.tables.stock_shards,
+                &product.product_id,
+                read,
+            )
+            .await?;
             Ok::<_, DbError>((
                 product.product_id.clone(),
                 stock_shards::stock_by_shard(product, &shards),
@@ -818,9 +822,12 @@ impl Orders {
         let mut items = vec![TransactWriteItem::builder().update(status).build()];
         for line in &order.items {
             let units = order.shard_units(&line.product_id, 0, line.quantity);
-            for update in
-                stock_shards::moves(&self.tables, transition.stock_move(), &line.product_id, &units)?
-            {
+            for update in stock_shards::moves(
+                &self.tables,
+                transition.stock_move(),
+                &line.product_id,
+                &units,
+            )? {
                 items.push(TransactWriteItem::builder().update(update).build());
             }
         }

@@ -63,7 +63,10 @@ pub fn stock_by_shard(product: &Product, shards: &[ShardCounters]) -> Vec<i64> {
     let mut stock = vec![0; product.stock_shards.max(1) as usize];
     stock[0] = product.stock;
     for shard in shards {
-        if let Some(slot) = stock.get_mut(shard.shard as usize).filter(|_| shard.shard > 0) {
+        if let Some(slot) = stock
+            .get_mut(shard.shard as usize)
+            .filter(|_| shard.shard > 0)
+        {
             *slot = shard.stock;
         }
     }
