@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use adapters::db::Transact;
-use adapters::orders::Orders;
+use adapters::orders::{OrderRequest, Orders, Placement, Retries};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
+use domain::orders::LineRequest;
 use serde_json::json;
 use system_tests::api::ApiRequest;
 use system_tests::dynamo::{TestDb, counted_client};
@@ -212,10 +213,19 @@ where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
+    throughput_of(CLIENTS, op).await
+}
+
+/// [`throughput`] from `clients` tasks.
+async fn throughput_of<F, Fut>(clients: usize, op: F) -> f64
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let op = Arc::new(op);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let tasks: Vec<_> = (0..CLIENTS)
+    let tasks: Vec<_> = (0..clients)
         .map(|_| {
             let (op, next) = (op.clone(), next.clone());
             tokio::spawn(async move {
@@ -233,6 +243,82 @@ where
         task.await.unwrap();
     }
     CONTENDED_ORDERS as f64 / started.elapsed().as_secs_f64()
+}
+
+/// What one sharded run measured.
+struct ShardedRun {
+    orders_per_s: f64,
+    retries: Retries,
+    /// The most reservations one stock item took in one whole second.
+    hottest_per_s: usize,
+    /// Each shard's reservations over the run, fewest and most.
+    spread: (usize, usize),
+}
+
+/// Issue 25: `CONTENDED_ORDERS` createOrders of one unit from `clients`
+/// tasks on one product spread over `shards` items. Reservations are
+/// counted per item and per whole second of the run from what each order
+/// recorded it took (the order's own `stockTaken`).
+async fn sharded_run(bench: &Arc<Bench>, clients: usize, shards: i64) -> ShardedRun {
+    let product = format!("sharded-{clients}-{shards}");
+    bench.product(&product, 100_000_000).await;
+    bench.db.shard_product(&product, 100_000_000, shards).await;
+    let placed = Arc::new(std::sync::Mutex::new(Vec::with_capacity(CONTENDED_ORDERS)));
+    let started = Instant::now();
+    let (b, log) = (bench.clone(), placed.clone());
+    let orders_per_s = throughput_of(clients, move |i| {
+        let (b, log, product) = (b.clone(), log.clone(), product.clone());
+        async move {
+            let request = OrderRequest {
+                user_id: &format!("s{}", i % 97),
+                lines: vec![LineRequest {
+                    product_id: product.clone(),
+                    quantity: 1,
+                }],
+                idempotency: None,
+                correlation_id: "bench",
+                payment_window: WINDOW,
+            };
+            match b.orders.place(request).await {
+                Ok(Placement::Placed(order, retries)) => {
+                    let shard = order.shard_units(&product, 0, 1)[0].shard;
+                    log.lock()
+                        .unwrap()
+                        .push((started.elapsed(), shard, retries));
+                }
+                Ok(Placement::Replayed(_)) => unreachable!("no key was sent"),
+                Err(e) => panic!("createOrder failed under contention: {e}"),
+            }
+        }
+    })
+    .await;
+    let placed = placed.lock().unwrap();
+    let mut retries = Retries::default();
+    let seconds = placed.iter().map(|p| p.0.as_secs()).max().unwrap_or(0) as usize;
+    let mut per_second = vec![vec![0usize; shards as usize]; seconds + 1];
+    let mut per_shard = vec![0usize; shards as usize];
+    for (at, shard, tried) in placed.iter() {
+        retries.conflicts += tried.conflicts;
+        retries.shortfalls += tried.shortfalls;
+        per_second[at.as_secs() as usize][*shard as usize] += 1;
+        per_shard[*shard as usize] += 1;
+    }
+    // The last second is partial: whole seconds only, unless it is all.
+    let whole = if seconds > 0 {
+        &per_second[..seconds]
+    } else {
+        &per_second[..]
+    };
+    let hottest_per_s = whole.iter().flatten().copied().max().unwrap_or(0);
+    ShardedRun {
+        orders_per_s,
+        retries,
+        hottest_per_s,
+        spread: (
+            per_shard.iter().copied().min().unwrap_or(0),
+            per_shard.iter().copied().max().unwrap_or(0),
+        ),
+    }
 }
 
 async fn run() {
@@ -399,6 +485,40 @@ async fn run() {
     );
     println!(
         "(samples: {SAMPLES} interleaved after {WARMUP} warm-up calls; {CONTENDED_ORDERS} contended operations)"
+    );
+
+    // Issue 25: one hot product on 1, 4 and 16 stock items.
+    println!();
+    println!(
+        "| clients | shards N | orders/s | vs N = 1 | retried: conflict / shortfall | hottest item, peak reservations/s | its bound 1.5 × orders/s ÷ N | reservations per item, min–max |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for clients in [32, 64] {
+        let mut single = None;
+        for shards in [1, 4, 16] {
+            let run = sharded_run(&bench, clients, shards).await;
+            let base = *single.get_or_insert(run.orders_per_s);
+            let bound = 1.5 * run.orders_per_s / shards as f64;
+            println!(
+                "| {clients} | {shards} | {:.0} | {:.2}x | {} / {} | {} | {:.0}{} | {}–{} |",
+                run.orders_per_s,
+                run.orders_per_s / base,
+                run.retries.conflicts,
+                run.retries.shortfalls,
+                run.hottest_per_s,
+                bound,
+                if run.hottest_per_s as f64 <= bound {
+                    ""
+                } else {
+                    " (over)"
+                },
+                run.spread.0,
+                run.spread.1,
+            );
+        }
+    }
+    println!(
+        "({CONTENDED_ORDERS} orders of one unit per row; peak over whole seconds of the run, from the items each order recorded it reserved)"
     );
 }
 
