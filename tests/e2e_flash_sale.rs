@@ -115,17 +115,24 @@ async fn stored_counters(
         .unwrap()
         .item
         .unwrap();
-    let shards = db
-        .query()
-        .table_name(&tables.stock_shards)
-        .key_condition_expression("productId = :p")
-        .expression_attribute_values(":p", AttributeValue::S(product.to_owned()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .items
-        .unwrap_or_default();
+    let count = item
+        .get("stockShards")
+        .and_then(|v| v.as_n().ok())
+        .map_or(1, |n| n.parse::<u32>().unwrap());
+    let mut shards = Vec::new();
+    for shard in 1..count {
+        let key = adapters::stock_shards::shard_key(product, shard);
+        let found = db
+            .get_item()
+            .table_name(&tables.stock_shards)
+            .key("shardKey", AttributeValue::S(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item;
+        shards.extend(found);
+    }
     let mut total = (0, 0, 0);
     for item in std::iter::once(&item).chain(&shards) {
         let number = |name: &str| -> i64 {

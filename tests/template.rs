@@ -791,16 +791,11 @@ fn the_specs_limits_are_the_codes() {
 
 /// Page tokens carry string key values only (adapters::db::decode_page_token
 /// refuses any other type before it reaches DynamoDB): that holds while
-/// every key attribute of every table and index is a string. The stock
-/// shards table (shard numbers) is read whole per product, never paged by a
-/// token.
+/// every key attribute of every table and index is a string.
 #[test]
 fn every_key_attribute_is_a_string() {
     let template = Template::load();
     for (id, table) in template.resources_of_type("AWS::DynamoDB::Table") {
-        if id == "StockShardsTable" {
-            continue;
-        }
         for definition in table["Properties"]["AttributeDefinitions"]
             .as_sequence()
             .unwrap_or_else(|| panic!("{id} has AttributeDefinitions"))

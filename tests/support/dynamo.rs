@@ -251,6 +251,7 @@ impl TestDb {
             &self.client,
             &self.tables.stock_shards,
             id,
+            product.stock_shards,
             adapters::db::Read::Consistent,
         )
         .await

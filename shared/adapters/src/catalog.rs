@@ -319,9 +319,14 @@ impl Catalog {
             for (shard, share) in shares.iter().enumerate().skip(1) {
                 let update = stock_shards::update_of(&self.tables, product_id, shard as u32)
                     .update_expression(
-                        "SET stock = :stock, reserved = if_not_exists(reserved, :zero), \
+                        "SET productId = :product, #shard = :shard, stock = :stock, \
+                         reserved = if_not_exists(reserved, :zero), \
                          sold = if_not_exists(sold, :zero), version = :version",
                     )
+                    // SHARD is one of DynamoDB's reserved words.
+                    .expression_attribute_names("#shard", "shard")
+                    .expression_attribute_values(":product", s(product_id))
+                    .expression_attribute_values(":shard", n(shard as i64))
                     .expression_attribute_values(":stock", n(*share))
                     .expression_attribute_values(":zero", n(0))
                     .expression_attribute_values(":version", n(version + 1))

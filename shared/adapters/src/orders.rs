@@ -516,7 +516,7 @@ impl Orders {
 
     /// The products of an order, in one BatchGetItem (more only if DynamoDB
     /// returns unprocessed keys under throttling), and the shards of those
-    /// split over several (one Query each, at once).
+    /// split over several (one BatchGetItem each, at once).
     async fn load_stock(&self, ids: &[&str], read: Read) -> Result<Stock, DbError> {
         let keys: Vec<Item> = ids
             .iter()
@@ -542,6 +542,7 @@ impl Orders {
                 &self.client,
                 &self.tables.stock_shards,
                 &product.product_id,
+                product.stock_shards,
                 read,
             )
             .await?;

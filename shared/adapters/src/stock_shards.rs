@@ -1,10 +1,15 @@
 //! The stock shard items of hot products (issue 25; the model is
 //! `domain::stock_shards`): shard 0 is the product item itself, shards
-//! 1…N−1 live in the stock shards table under (productId, shard). Orders
-//! move units on the shard they took them from; the catalog sums them.
+//! 1…N−1 live in the stock shards table. Orders move units on the shard
+//! they took them from; the catalog sums them.
+//!
+//! Each shard is a partition key of its own (`shardKey` = `productId#k`),
+//! the write-sharding pattern of DynamoDB's guide: shards under one
+//! partition key with a sort key would share a partition, and its 1,000
+//! write units a second, until DynamoDB chose to split it.
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{Update, builders::UpdateBuilder};
+use aws_sdk_dynamodb::types::{KeysAndAttributes, Update, builders::UpdateBuilder};
 use domain::catalog::Product;
 use domain::orders::StockMove;
 use domain::stock_shards::{ShardCounters, ShardUnits};
@@ -12,34 +17,38 @@ use domain::stock_shards::{ShardCounters, ShardUnits};
 use crate::config::Tables;
 use crate::db::{DbError, Read, build_err, n, s};
 
-/// Shards 1…N−1 of a product as stored, in shard order (a shard not yet
-/// written is absent and holds nothing). One `Query` of one partition.
+/// The key of shard `shard` (1…N−1) of a product.
+pub fn shard_key(product_id: &str, shard: u32) -> String {
+    format!("{product_id}#{shard}")
+}
+
+/// Shards 1…`shards`−1 of a product as stored (a shard not yet written is
+/// absent and holds nothing): one `BatchGetItem` (N ≤ 64 < its 100 keys).
 pub async fn read(
     client: &Client,
     table: &str,
     product_id: &str,
+    shards: u32,
     read: Read,
 ) -> Result<Vec<ShardCounters>, DbError> {
-    let mut shards = Vec::new();
-    let mut start = None;
-    loop {
-        let out = client
-            .query()
-            .table_name(table)
-            .key_condition_expression("productId = :p")
-            .expression_attribute_values(":p", s(product_id))
-            .consistent_read(read == Read::Consistent)
-            .set_exclusive_start_key(start)
-            .send()
-            .await?;
-        for item in out.items.unwrap_or_default() {
-            shards.push(serde_dynamo::from_item::<_, ShardCounters>(item)?);
-        }
-        start = out.last_evaluated_key;
-        if start.is_none() {
-            return Ok(shards);
-        }
+    if shards <= 1 {
+        return Ok(Vec::new());
     }
+    let keys = (1..shards)
+        .map(|k| [("shardKey".to_owned(), s(&shard_key(product_id, k)))].into())
+        .collect();
+    let keys = KeysAndAttributes::builder()
+        .set_keys(Some(keys))
+        .consistent_read(read == Read::Consistent)
+        .build()
+        .map_err(build_err)?;
+    let mut found = crate::db::batch_get(client, [(table.to_owned(), keys)].into()).await?;
+    found
+        .remove(table)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|item| serde_dynamo::from_item(item).map_err(DbError::from))
+        .collect()
 }
 
 /// The product with its counters summed over all its shards (its own item
@@ -53,7 +62,14 @@ pub async fn with_totals(
     if product.stock_shards <= 1 {
         return Ok(product);
     }
-    let shards = read(client, table, &product.product_id, consistency).await?;
+    let shards = read(
+        client,
+        table,
+        &product.product_id,
+        product.stock_shards,
+        consistency,
+    )
+    .await?;
     Ok(product.with_shards(&shards))
 }
 
@@ -75,13 +91,14 @@ pub fn stock_by_shard(product: &Product, shards: &[ShardCounters]) -> Vec<i64> {
 
 /// An update of one shard's item: the product item for shard 0.
 pub fn update_of(tables: &Tables, product_id: &str, shard: u32) -> UpdateBuilder {
-    let update = Update::builder().key("productId", s(product_id));
     if shard == 0 {
-        update.table_name(&tables.products)
+        Update::builder()
+            .table_name(&tables.products)
+            .key("productId", s(product_id))
     } else {
-        update
+        Update::builder()
             .table_name(&tables.stock_shards)
-            .key("shard", n(i64::from(shard)))
+            .key("shardKey", s(&shard_key(product_id, shard)))
     }
 }
 
