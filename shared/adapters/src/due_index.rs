@@ -4,6 +4,7 @@
 //! on one index partition. The sweeps read every shard up to "now".
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::db::{DbError, Item, s};
 
@@ -26,36 +27,91 @@ pub struct DueIndex<'a> {
     pub due_attribute: &'static str,
 }
 
+/// One query of every shard of a due index: its key condition on `:shard`
+/// (and the sort key), the values it names, what DynamoDB filters out, what
+/// the caller keeps, and when a shard has given enough.
+pub struct ShardQuery<'a> {
+    pub key_condition: &'a str,
+    pub values: Vec<(&'static str, AttributeValue)>,
+    pub filter: Option<&'a str>,
+    /// Items the caller wants of those DynamoDB returns (all when `None`).
+    pub keep: Option<&'a (dyn Fn(&Item) -> bool + Sync)>,
+    /// A shard stops paging once it has given this many kept items.
+    pub enough: Option<usize>,
+    /// DynamoDB's page size (its default when `None`).
+    pub page: Option<i32>,
+}
+
 impl DueIndex<'_> {
-    /// Every item due at or before `until`, shard by shard (eventually
-    /// consistent: whoever acts on an item re-checks its conditions).
+    /// Every item due at or before `until` (eventually consistent: whoever
+    /// acts on an item re-checks its conditions).
     pub async fn due(&self, client: &Client, until: &str) -> Result<Vec<Item>, DbError> {
         let condition = format!(
             "{} = :shard AND {} <= :until",
             self.shard_attribute, self.due_attribute
         );
+        self.query(
+            client,
+            &ShardQuery {
+                key_condition: &condition,
+                values: vec![(":until", s(until))],
+                filter: None,
+                keep: None,
+                enough: None,
+                page: None,
+            },
+        )
+        .await
+    }
+
+    /// Runs `query` on every shard at once (the shards are independent: one
+    /// round trip's wait, not [`SHARDS`]), each paged until it ends or has
+    /// given enough; the items kept, shard by shard.
+    pub async fn query(
+        &self,
+        client: &Client,
+        query: &ShardQuery<'_>,
+    ) -> Result<Vec<Item>, DbError> {
+        let shards = (0..SHARDS).map(|shard| self.query_shard(client, query, shard));
+        Ok(futures_util::future::try_join_all(shards)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect())
+    }
+
+    async fn query_shard(
+        &self,
+        client: &Client,
+        query: &ShardQuery<'_>,
+        shard: u32,
+    ) -> Result<Vec<Item>, DbError> {
         let mut found = Vec::new();
-        for shard in 0..SHARDS {
-            let mut start = None;
-            loop {
-                let out = client
-                    .query()
-                    .table_name(self.table)
-                    .index_name(self.index)
-                    .key_condition_expression(&condition)
-                    .expression_attribute_values(":shard", s(&shard.to_string()))
-                    .expression_attribute_values(":until", s(until))
-                    .set_exclusive_start_key(start)
-                    .send()
-                    .await?;
-                found.extend(out.items.unwrap_or_default());
-                start = out.last_evaluated_key;
-                if start.is_none() {
-                    break;
-                }
+        let mut start = None;
+        loop {
+            let mut request = client
+                .query()
+                .table_name(self.table)
+                .index_name(self.index)
+                .key_condition_expression(query.key_condition)
+                .expression_attribute_values(":shard", s(&shard.to_string()))
+                .set_filter_expression(query.filter.map(str::to_owned))
+                .set_limit(query.page)
+                .set_exclusive_start_key(start);
+            for (name, value) in &query.values {
+                request = request.expression_attribute_values(*name, value.clone());
+            }
+            let out = request.send().await?;
+            let items = out.items.unwrap_or_default().into_iter();
+            match query.keep {
+                Some(keep) => found.extend(items.filter(|item| keep(item))),
+                None => found.extend(items),
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() || query.enough.is_some_and(|enough| found.len() >= enough) {
+                return Ok(found);
             }
         }
-        Ok(found)
     }
 }
 

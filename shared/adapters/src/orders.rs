@@ -639,8 +639,9 @@ impl Orders {
 
     /// The queue of orders to ship: paid, not shipped, no refund under way,
     /// oldest payment first, `limit` at a time after `after` (a page's
-    /// [`TO_SHIP_CURSOR`]). Each shard gives at most `limit + 1` in order;
-    /// merged, the first `limit` are the page, and any beyond mean another.
+    /// [`TO_SHIP_CURSOR`]). Each shard (queried at once) gives at most
+    /// `limit + 1` in order; merged, the first `limit` are the page, and any
+    /// beyond mean another.
     pub async fn to_ship(
         &self,
         limit: i32,
@@ -658,53 +659,55 @@ impl Orders {
             })
             .transpose()?;
         let wanted = usize::try_from(limit).unwrap_or(0) + 1;
-        let mut found: Vec<(String, Order)> = Vec::new();
-        for shard in 0..crate::due_index::SHARDS {
-            let mut start = None;
-            let mut taken = 0;
-            loop {
-                let mut query = self
-                    .client
-                    .query()
-                    .table_name(&self.tables.orders)
-                    .index_name(TO_SHIP_INDEX)
-                    .expression_attribute_values(":shard", s(&shard.to_string()))
-                    // The index is eventually consistent: an order shipped a
-                    // moment ago may still be in it, so what it says is
-                    // checked on the item it projects.
-                    .filter_expression(
-                        "attribute_not_exists(shipment) AND attribute_not_exists(refundRequestedAt)",
-                    )
-                    .set_exclusive_start_key(start)
-                    .limit(limit.saturating_add(1));
-                query = match &cursor {
-                    Some((paid_at, _)) => query
-                        .key_condition_expression("shipShard = :shard AND paidAt >= :after")
-                        .expression_attribute_values(":after", s(paid_at)),
-                    None => query.key_condition_expression("shipShard = :shard"),
-                };
-                let out = query.send().await?;
-                for item in out.items.unwrap_or_default() {
-                    let paid_at = item
-                        .get("paidAt")
-                        .and_then(|v| v.as_s().ok())
-                        .cloned()
-                        .unwrap_or_default();
-                    let order: Order = serde_dynamo::from_item(item)?;
-                    let beyond = cursor.as_ref().is_none_or(|(at, id)| {
-                        (paid_at.as_str(), order.order_id.as_str()) > (at.as_str(), id.as_str())
-                    });
-                    if beyond {
-                        found.push((paid_at, order));
-                        taken += 1;
-                    }
-                }
-                start = out.last_evaluated_key;
-                if start.is_none() || taken >= wanted {
-                    break;
-                }
-            }
-        }
+        let paid_at = |item: &Item| {
+            item.get("paidAt")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default()
+        };
+        let order_id = |item: &Item| {
+            item.get("orderId")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default()
+        };
+        let beyond = |item: &Item| {
+            cursor.as_ref().is_none_or(|(at, id)| {
+                (paid_at(item).as_str(), order_id(item).as_str()) > (at.as_str(), id.as_str())
+            })
+        };
+        let (key_condition, values) = match &cursor {
+            Some((after, _)) => (
+                "shipShard = :shard AND paidAt >= :after",
+                vec![(":after", s(after))],
+            ),
+            None => ("shipShard = :shard", Vec::new()),
+        };
+        let index = DueIndex {
+            table: &self.tables.orders,
+            index: TO_SHIP_INDEX,
+            shard_attribute: "shipShard",
+            due_attribute: "paidAt",
+        };
+        let query = crate::due_index::ShardQuery {
+            key_condition,
+            values,
+            // The index is eventually consistent: an order shipped a moment
+            // ago may still be in it, so what it says is checked on the item
+            // it projects.
+            filter: Some(
+                "attribute_not_exists(shipment) AND attribute_not_exists(refundRequestedAt)",
+            ),
+            keep: Some(&beyond),
+            enough: Some(wanted),
+            page: Some(limit.saturating_add(1)),
+        };
+        let mut found = index
+            .query(&self.client, &query)
+            .await?
+            .into_iter()
+            .map(|item| Ok((paid_at(&item), serde_dynamo::from_item::<_, Order>(item)?)))
+            .collect::<Result<Vec<(String, Order)>, DbError>>()?;
         found.sort_by(|(a, x), (b, y)| (a, &x.order_id).cmp(&(b, &y.order_id)));
         let more = found.len() >= wanted;
         found.truncate(wanted - 1);
