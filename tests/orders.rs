@@ -1048,6 +1048,48 @@ async fn create_order_costs_two_round_trips() {
     );
 }
 
+/// Issue 25: an order of a sharded product costs the same two round trips
+/// once the container knows the product is sharded: two random shards ride
+/// in the products' BatchGetItem. The first order reads every shard (one
+/// more), and so does an order after the shard count grew.
+#[tokio::test]
+async fn a_sharded_order_reads_two_shards_with_the_products() {
+    let f = fixture().await;
+    f.product("hot", 100, 1000).await;
+    f.product("cold", 100, 10).await;
+    f.db.shard_product("hot", 1000, 16).await;
+    let (client, round_trips) = system_tests::dynamo::counted_client().await;
+    let orders = Orders::new(client, f.db.tables.clone());
+    let body = json!({"items": [{"productId": "hot", "quantity": 1}, {"productId": "cold", "quantity": 1}]});
+    let order = |user: &str| {
+        ApiRequest::post("/orders")
+            .as_user(user)
+            .json(body.clone())
+            .build()
+    };
+    for (user, trips) in [("u1", 3), ("u2", 2), ("u3", 2)] {
+        round_trips.reset();
+        let (status, answer) = respond(create_order::handle(&orders, WINDOW, order(user)).await);
+        assert_eq!(status, 201, "{answer}");
+        assert_eq!(
+            round_trips.count(),
+            trips,
+            "{user}: {}",
+            round_trips.operations()
+        );
+    }
+    f.db.shard_product("hot", 1000, 32).await;
+    round_trips.reset();
+    let (status, _) = respond(create_order::handle(&orders, WINDOW, order("u4")).await);
+    assert_eq!(
+        (status, round_trips.count()),
+        (201, 3),
+        "{}",
+        round_trips.operations()
+    );
+    assert_eq!(f.counters("hot").await, (999, 4, 0));
+}
+
 /// One order a minute after a burst of `burst`.
 fn limited_orders(f: &Fixture, burst: i64) -> Orders {
     Orders::new(f.db.client.clone(), f.db.tables.clone()).with_rate_limit(RateLimit::new(

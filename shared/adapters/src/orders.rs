@@ -20,7 +20,8 @@ use domain::ids::new_id;
 use domain::orders::{
     LineRequest, Order, OrderError, OrderStatus, OrderTransition, Shortage, price_lines,
 };
-use domain::stock_shards::{ShardUnits, allocate};
+use domain::stock_shards::{ShardCounters, ShardUnits, allocate, sample_two};
+use std::collections::HashMap;
 use time::OffsetDateTime;
 
 use crate::config::Tables;
@@ -63,6 +64,11 @@ pub struct Orders {
     late_payment_grace: time::Duration,
     /// How long after shipping the sweep confirms receipt (`AutoConfirmDays`).
     auto_confirm_after: time::Duration,
+    /// How many stock shards each sharded product had when this container
+    /// last read it, so that an order reads two of them in the same request
+    /// as the products (a count that grew since bumped the version, so the
+    /// transaction catches a stale one). Only sharded products are kept.
+    shard_counts: std::sync::Arc<std::sync::Mutex<HashMap<String, u32>>>,
 }
 
 /// `AutoConfirmDays`' default: 10 days.
@@ -105,10 +111,11 @@ struct OrderTransaction {
     bucket_at: usize,
 }
 
-/// The products of an order as read, and each sharded one's stock by shard.
+/// The products of an order as read, and the shards read of each sharded
+/// one: `(shard, stock)` of every shard, or of two drawn at random.
 struct Stock {
     products: Vec<Product>,
-    by_shard: std::collections::HashMap<String, Vec<i64>>,
+    shards: HashMap<String, Vec<(u32, i64)>>,
 }
 
 /// Why a status change's transaction was cancelled.
@@ -249,6 +256,7 @@ impl Orders {
             rate_limit: None,
             late_payment_grace: time::Duration::ZERO,
             auto_confirm_after: DEFAULT_AUTO_CONFIRM,
+            shard_counts: Default::default(),
         }
     }
 
@@ -514,47 +522,111 @@ impl Orders {
         }
     }
 
-    /// The products of an order, in one BatchGetItem (more only if DynamoDB
-    /// returns unprocessed keys under throttling), and the shards of those
-    /// split over several (one BatchGetItem each, at once).
+    /// The products of an order and, in the same BatchGetItem, two random
+    /// shards of each product this container knows to be sharded (more
+    /// requests only if DynamoDB returns unprocessed keys under throttling).
+    /// Every shard of a sharded product is read (one more BatchGetItem each,
+    /// at once) when its count is not known or has grown, and on a strongly
+    /// consistent read, which is what a sold-out is decided on.
     async fn load_stock(&self, ids: &[&str], read: Read) -> Result<Stock, DbError> {
-        let keys: Vec<Item> = ids
+        let consistent = read == Read::Consistent;
+        let samples: HashMap<String, (u32, Vec<u32>)> = if consistent {
+            HashMap::new()
+        } else {
+            let counts = self.shard_counts.lock().unwrap_or_else(|e| e.into_inner());
+            ids.iter()
+                .filter_map(|id| counts.get(*id).map(|n| (id.to_string(), *n)))
+                .map(|(id, n)| (id, (n, sample_two(n, ulid::Ulid::new().random() as u64))))
+                .collect()
+        };
+        let product_keys: Vec<Item> = ids
             .iter()
             .map(|id| [("productId".to_owned(), s(id))].into())
             .collect();
-        let keys = KeysAndAttributes::builder()
-            .set_keys(Some(keys))
-            .consistent_read(read == Read::Consistent)
-            .build()
-            .map_err(build_err)?;
-        let mut found =
-            crate::db::batch_get(&self.client, [(self.tables.products.clone(), keys)].into())
-                .await?;
+        let shard_keys: Vec<Item> = samples
+            .iter()
+            .flat_map(|(id, (_, picked))| picked.iter().filter(|k| **k > 0).map(move |k| (id, *k)))
+            .map(|(id, k)| [("shardKey".to_owned(), s(&stock_shards::shard_key(id, k)))].into())
+            .collect();
+        let mut request = HashMap::from([(
+            self.tables.products.clone(),
+            KeysAndAttributes::builder()
+                .set_keys(Some(product_keys))
+                .consistent_read(consistent)
+                .build()
+                .map_err(build_err)?,
+        )]);
+        if !shard_keys.is_empty() {
+            request.insert(
+                self.tables.stock_shards.clone(),
+                KeysAndAttributes::builder()
+                    .set_keys(Some(shard_keys))
+                    .build()
+                    .map_err(build_err)?,
+            );
+        }
+        let mut found = crate::db::batch_get(&self.client, request).await?;
         let products = found
             .remove(&self.tables.products)
             .unwrap_or_default()
             .into_iter()
             .map(serde_dynamo::from_item)
             .collect::<Result<Vec<Product>, _>>()?;
-        let sharded = products.iter().filter(|p| p.stock_shards > 1);
-        let by_shard = futures_util::future::try_join_all(sharded.map(|product| async move {
-            let shards = stock_shards::read(
-                &self.client,
-                &self.tables.stock_shards,
-                &product.product_id,
-                product.stock_shards,
-                read,
-            )
+        let sampled: Vec<ShardCounters> = found
+            .remove(&self.tables.stock_shards)
+            .unwrap_or_default()
+            .into_iter()
+            .map(serde_dynamo::from_item)
+            .collect::<Result<_, _>>()?;
+        self.learn_shard_counts(&products);
+
+        let mut shards = HashMap::new();
+        let mut unread = Vec::new();
+        for product in products.iter().filter(|p| p.stock_shards > 1) {
+            match samples.get(&product.product_id) {
+                Some((n, picked)) if *n == product.stock_shards => {
+                    let stock_of = |k: u32| match k {
+                        0 => product.stock,
+                        k => sampled
+                            .iter()
+                            .find(|c| c.product_id == product.product_id && c.shard == k)
+                            .map_or(0, |c| c.stock),
+                    };
+                    let view = picked.iter().map(|&k| (k, stock_of(k))).collect();
+                    shards.insert(product.product_id.clone(), view);
+                }
+                _ => unread.push(product),
+            }
+        }
+        let every_shard =
+            futures_util::future::try_join_all(unread.into_iter().map(|product| async move {
+                let read_shards = stock_shards::read(
+                    &self.client,
+                    &self.tables.stock_shards,
+                    &product.product_id,
+                    product.stock_shards,
+                    read,
+                )
+                .await?;
+                let stock = stock_shards::stock_by_shard(product, &read_shards);
+                let view: Vec<(u32, i64)> = (0..).zip(stock).collect();
+                Ok::<_, DbError>((product.product_id.clone(), view))
+            }))
             .await?;
-            Ok::<_, DbError>((
-                product.product_id.clone(),
-                stock_shards::stock_by_shard(product, &shards),
-            ))
-        }))
-        .await?
-        .into_iter()
-        .collect();
-        Ok(Stock { products, by_shard })
+        shards.extend(every_shard);
+        Ok(Stock { products, shards })
+    }
+
+    /// Remembers the shard counts of the products read (see `shard_counts`).
+    fn learn_shard_counts(&self, products: &[Product]) {
+        let mut counts = self.shard_counts.lock().unwrap_or_else(|e| e.into_inner());
+        for product in products {
+            if product.stock_shards > 1 {
+                counts.insert(product.product_id.clone(), product.stock_shards);
+            } else {
+                counts.remove(&product.product_id);
+            }
+        }
     }
 
     /// Moves `part.quantity` from `stock` to `reserved` on its shard, if the
@@ -1124,11 +1196,12 @@ impl From<ReplayError> for OrderError {
     }
 }
 
-/// Where each sharded product's line takes its units, from the shards as
-/// read. `Err(None)`: a line looked short on a read that may lag (read
-/// again, strongly); `Err(Some)`: short on a strongly consistent read of
-/// every shard, so truly sold out. Lines of unsharded products take shard 0
-/// and leave the verdict to the transaction's condition, as they always did.
+/// Where each sharded product's line takes its units, from the shards read.
+/// `Err(None)`: the shards read cannot hold a line, but they were a sample
+/// or a read that may lag: read every shard again, strongly. `Err(Some)`:
+/// short on a strongly consistent read of every shard, so truly sold out.
+/// Lines of unsharded products take shard 0 and leave the verdict to the
+/// transaction's condition, as they always did.
 fn take_from_shards(
     order: &Order,
     stock: &Stock,
@@ -1137,17 +1210,17 @@ fn take_from_shards(
     let mut taken = std::collections::BTreeMap::new();
     let mut shortages = Vec::new();
     for line in &order.items {
-        let Some(by_shard) = stock.by_shard.get(&line.product_id) else {
+        let Some(shards) = stock.shards.get(&line.product_id) else {
             continue;
         };
-        match allocate(by_shard, line.quantity, ulid::Ulid::new().random() as u64) {
+        match allocate(shards, line.quantity, ulid::Ulid::new().random() as u64) {
             Some(parts) => {
                 taken.insert(line.product_id.clone(), parts);
             }
             None => shortages.push(Shortage {
                 product_id: line.product_id.clone(),
                 requested: line.quantity,
-                available: by_shard.iter().sum(),
+                available: shards.iter().map(|(_, stock)| stock).sum(),
             }),
         }
     }
