@@ -503,13 +503,15 @@ async fn run() {
                 runs[i].push(sharded_run(&bench, clients, shards, round).await);
             }
         }
-        let median = |row: &mut Vec<ShardedRun>| {
-            row.sort_by(|a, b| a.orders_per_s.total_cmp(&b.orders_per_s));
-            row.swap_remove(ROUNDS / 2)
-        };
-        let single = median(&mut runs[0]).orders_per_s;
-        for (i, shards) in [1, 4, 16].into_iter().enumerate() {
-            let run = median(&mut runs[i]);
+        let mut medians: Vec<ShardedRun> = runs
+            .into_iter()
+            .map(|mut row| {
+                row.sort_by(|a, b| a.orders_per_s.total_cmp(&b.orders_per_s));
+                row.swap_remove(ROUNDS / 2)
+            })
+            .collect();
+        let single = medians[0].orders_per_s;
+        for (run, shards) in medians.drain(..).zip([1, 4, 16]) {
             let bound = 1.5 * run.orders_per_s / shards as f64;
             println!(
                 "| {clients} | {shards} | {:.0} | {:.2}x | {} / {} | {} | {:.0}{} | {}–{} |",
