@@ -5,6 +5,8 @@
 const STRINGS = {
   en: {
     shop: "Shop", console: "Admin console", language: "中文", signIn: "Sign in", signUp: "Sign up", signOut: "Sign out",
+    welcomeTitle: "Welcome to the shop",
+    welcomeText: "Tea, mooncakes and goods for the home, with cashback on every paid order. Sign in or create an account to see the catalog and order.",
     email: "Email", password: "Password", passwordHint: "At least 12 characters with upper- and lower-case letters and a digit.",
     code: "Confirmation code", confirm: "Confirm", codeSent: "We sent a code to {email}. Enter it to confirm your address.",
     resend: "Send the code again", confirmed: "Your address is confirmed. Sign in.", haveAccount: "Already have an account? Sign in",
@@ -29,6 +31,8 @@ const STRINGS = {
   },
   zh: {
     shop: "商城", console: "管理后台", language: "English", signIn: "登录", signUp: "注册", signOut: "退出",
+    welcomeTitle: "欢迎光临",
+    welcomeText: "茶叶、月饼和家居好物,每笔付款订单都有返现。登录或注册后即可浏览商品并下单。",
     email: "邮箱", password: "密码", passwordHint: "至少 12 位，含大小写字母和数字。",
     code: "验证码", confirm: "确认", codeSent: "验证码已发送至 {email}，请输入以确认邮箱。",
     resend: "重新发送验证码", confirmed: "邮箱已确认，请登录。", haveAccount: "已有账号？登录",

@@ -23,7 +23,9 @@ let app;
 
 function requireSignIn(main) {
   if (auth.signedIn) return false;
-  show(main, h("p", {}, h("a", { href: "#/signin" }, t("signIn")), " · ", h("a", { href: "#/signup" }, t("signUp"))));
+  // A first visitor sees what the shop is before being asked to sign in.
+  show(main, h("h1", {}, t("welcomeTitle")), h("p", {}, t("welcomeText")),
+    h("p", {}, h("a", { href: "#/signin" }, t("signIn")), " · ", h("a", { href: "#/signup" }, t("signUp"))));
   return true;
 }
 
