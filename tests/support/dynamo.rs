@@ -213,16 +213,7 @@ impl TestDb {
     /// A product as stored now (consistent reads, unlike the catalog's),
     /// its counters summed over its stock shards.
     pub async fn product(&self, id: &str) -> domain::catalog::Product {
-        let product = adapters::db::get_item(
-            &self.client,
-            &self.tables.products,
-            "productId",
-            id,
-            adapters::db::Read::Consistent,
-        )
-        .await
-        .expect("product read")
-        .expect("product exists");
+        let product = self.product_item(id).await;
         adapters::stock_shards::with_totals(
             &self.client,
             &self.tables.stock_shards,
@@ -233,9 +224,9 @@ impl TestDb {
         .expect("shards read")
     }
 
-    /// Each shard's (stock, reserved, sold), shard 0 first.
-    pub async fn shard_counters(&self, id: &str) -> Vec<(i64, i64, i64)> {
-        let product: domain::catalog::Product = adapters::db::get_item(
+    /// The product item as stored (shard 0's counters only), read strongly.
+    async fn product_item(&self, id: &str) -> domain::catalog::Product {
+        adapters::db::get_item(
             &self.client,
             &self.tables.products,
             "productId",
@@ -244,7 +235,12 @@ impl TestDb {
         )
         .await
         .expect("product read")
-        .expect("product exists");
+        .expect("product exists")
+    }
+
+    /// Each shard's (stock, reserved, sold), shard 0 first.
+    pub async fn shard_counters(&self, id: &str) -> Vec<(i64, i64, i64)> {
+        let product = self.product_item(id).await;
         let mut counters = vec![(0, 0, 0); product.stock_shards as usize];
         counters[0] = (product.stock, product.reserved, product.sold);
         let shards = adapters::stock_shards::read(
