@@ -50,7 +50,7 @@ from flask import Flask, Response, jsonify, redirect, request
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    BEIJING, Transfers, load_private, load_public, new_key, now_beijing, pem_private, pem_public,
+    BEIJING, Outages, Transfers, load_private, load_public, new_key, now_beijing, pem_private, pem_public,
     render_pay_page, post, resend_until, rsa_sign, rsa_verifies,
 )
 
@@ -129,9 +129,9 @@ def make_app(state, deliver_to):
     app = Flask("alipay-simulator")
     # POST /_sim/outage {"on": true, "matching": TEXT}: the gateway answers
     # 503, as during an Alipay incident, to calls whose biz_content contains
-    # TEXT (an order id: tests running at once are not disturbed), until
-    # turned off.
-    outage = {"on": False, "matching": None}
+    # TEXT (an order id, a payee: tests running at once are not disturbed),
+    # until turned off with the same TEXT.
+    outages = Outages()
 
     def answer(method, body):
         name = method.replace(".", "_") + "_response"
@@ -183,7 +183,7 @@ def make_app(state, deliver_to):
 
     @app.post("/gateway.do")
     def gateway():
-        if outage["on"] and (outage["matching"] or "") in request.form.get("biz_content", ""):
+        if outages.hit(request.form.get("biz_content", "")):
             return Response("<html>503 Service Temporarily Unavailable</html>", status=503, content_type="text/html")
         params = request.form.to_dict()
         method = params.get("method", "")
@@ -408,8 +408,7 @@ def make_app(state, deliver_to):
     @app.post("/_sim/outage")
     def set_outage():
         ask = request.get_json(force=True, silent=True) or {}
-        outage.update(on=bool(ask.get("on")), matching=ask.get("matching"))
-        return jsonify(outage)
+        return jsonify(outages.set(bool(ask.get("on")), ask.get("matching") or ""))
 
     @app.get("/_sim/health")
     def health():

@@ -172,3 +172,23 @@ class Transfers:
     def lose_answers(self, matching, times):
         with self.lock:
             self.losing[matching] = int(times)
+
+
+class Outages:
+    """Texts whose calls fail as in a provider outage, each on until turned
+    off by the same text. A set, not one switch: tests run at once (several
+    binaries against one simulator), and one test turning its outage off
+    must not end another's."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.matching = set()
+
+    def set(self, on, matching):
+        with self.lock:
+            (self.matching.add if on else self.matching.discard)(matching)
+            return {"on": sorted(self.matching)}
+
+    def hit(self, text):
+        with self.lock:
+            return any(m in text for m in self.matching)

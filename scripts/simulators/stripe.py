@@ -41,7 +41,7 @@ from pathlib import Path
 from flask import Flask, jsonify, request
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import now_beijing, post, render_pay_page, resend_until  # noqa: E402
+from common import Outages, now_beijing, post, render_pay_page, resend_until  # noqa: E402
 
 # Stripe retries for up to three days with exponential backoff; compressed.
 RESEND_DELAYS = [1, 2, 4, 8, 15, 30, 60]
@@ -73,7 +73,7 @@ def make_app(state):
     intents = {}
     idempotent = {}
     webhook = {"url": None}
-    outage = {"on": False, "matching": None}
+    outages = Outages()
     refund_outcomes = {}
     app = Flask("stripe-simulator")
 
@@ -87,7 +87,7 @@ def make_app(state):
     def check():
         if not request.path.startswith("/v1/"):
             return None
-        if outage["on"] and (outage["matching"] or "") in request.get_data(as_text=True):
+        if outages.hit(request.get_data(as_text=True)):
             return error(500, "api_error", "Stripe is having trouble (simulated outage)")
         if request.headers.get("Authorization") != f"Bearer {keys['secretKey']}":
             return error(401, "invalid_request_error", "Invalid API Key provided")
@@ -320,8 +320,7 @@ def make_app(state):
     @app.post("/_sim/outage")
     def set_outage():
         ask = request.get_json(force=True, silent=True) or {}
-        outage.update(on=bool(ask.get("on")), matching=urllib.parse.quote_plus(ask.get("matching") or ""))
-        return jsonify(outage)
+        return jsonify(outages.set(bool(ask.get("on")), urllib.parse.quote_plus(ask.get("matching") or "")))
 
     @app.get("/_sim/health")
     def health():

@@ -54,7 +54,7 @@ from flask import Flask, Response, jsonify, request
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    BEIJING, Transfers, load_private, load_public, new_key, now_beijing, pem_private, pem_public,
+    BEIJING, Outages, Transfers, load_private, load_public, new_key, now_beijing, pem_private, pem_public,
     render_pay_page, post, resend_until, rsa_sign, rsa_verifies,
 )
 
@@ -110,7 +110,7 @@ def make_app(state, deliver_to):
     api_v3_key = keys["apiV3Key"].encode()
     lock = threading.Lock()
     trades = {}
-    outage = {"on": False, "matching": None}
+    outages = Outages()
     refund_outcomes = {}
     transfers = Transfers()
     app = Flask("wechatpay-simulator")
@@ -158,7 +158,7 @@ def make_app(state, deliver_to):
     @app.before_request
     def check():
         if request.path.startswith("/v3/"):
-            if outage["on"] and (outage["matching"] or "") in request.get_data(as_text=True):
+            if outages.hit(request.get_data(as_text=True)):
                 return Response('{"code":"SYSTEM_ERROR","message":"系统错误"}', status=500, content_type="application/json")
             return authorized()
         return None
@@ -435,8 +435,7 @@ def make_app(state, deliver_to):
     @app.post("/_sim/outage")
     def set_outage():
         ask = request.get_json(force=True, silent=True) or {}
-        outage.update(on=bool(ask.get("on")), matching=ask.get("matching"))
-        return jsonify(outage)
+        return jsonify(outages.set(bool(ask.get("on")), ask.get("matching") or ""))
 
     @app.get("/_sim/health")
     def health():

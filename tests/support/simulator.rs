@@ -441,7 +441,7 @@ impl Trial<'_> {
             .send()
             .await
             .unwrap();
-        self.sim.outage(false, "").await;
+        self.sim.outage(false, &order_id).await;
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(response.headers().contains_key("retry-after"));
         let (_, order) = self
