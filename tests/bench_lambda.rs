@@ -25,11 +25,14 @@
 //! cargo bench -p system-tests --bench lambda -- \
 //!     --bootstrap path/to/bootstrap --event events/get-product-info.json \
 //!     [--name label] [--env KEY=VALUE]... [--spawns 20] [--warm 2000] \
-//!     [--tls DIR] [--memory 128,1024] [--only NAME,...]
+//!     [--tls DIR] [--memory 128,1024] [--only NAME,...] [--table NAME=KEY]...
 //! ```
 //!
 //! `--bootstrap` may be given several times, each followed by its own
-//! `--event`, `--name` and `--env`s. Without it, every function of this
+//! `--event`, `--name` and `--env`s. `--table NAME=KEY` makes a table of
+//! another implementation's shape (a string hash key KEY) holding the
+//! sample events' product (`KEY` tea-longjing, `name`, `price` 168), which
+//! that subject finds through its own `--env`. Without it, every function of this
 //! workspace (`target/release/<binary>`, built by `scripts/bench`) is
 //! measured with its sample event from `events/` (`--only` picks some),
 //! beside a no-op `lambda_http` function (`tests/bin/noop_lambda.rs`): the
@@ -547,6 +550,43 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
+/// A table of another implementation's shape, holding the sample product.
+async fn add_foreign_table(store: &aws_sdk_dynamodb::Client, name: &str, key: &str) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    store
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(key)
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(key)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("--table {name}: {e:?}"));
+    store
+        .put_item()
+        .table_name(name)
+        .item(key, AttributeValue::S("tea-longjing".into()))
+        .item("name", AttributeValue::S("Longjing tea".into()))
+        .item("price", AttributeValue::N("168".into()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("--table {name}: {e:?}"));
+}
+
 /// p50 of a bare GetItem on the products table: the floor a product read
 /// through any implementation stands on.
 async fn bare_get_item(store: &aws_sdk_dynamodb::Client, table: &str, samples: usize) -> Duration {
@@ -591,6 +631,8 @@ struct Args {
     memories: Vec<Option<u64>>,
     /// The test CA's folder, for HTTPS to the store and the AWS APIs.
     tls: Option<PathBuf>,
+    /// Tables of other implementations' shape: (name, string hash key).
+    tables: Vec<(String, String)>,
 }
 
 impl Args {
@@ -631,6 +673,7 @@ fn parse_args() -> Args {
     let mut env = vec![];
     let (mut spawns, mut warm, mut memories, mut tls, mut only) =
         (20, 2000, vec![None], None, None::<Vec<String>>);
+    let mut tables = vec![];
     while let Some(arg) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));
         match arg.as_str() {
@@ -671,6 +714,11 @@ fn parse_args() -> Args {
             "--memory" => memories = parse_memories(&value()),
             "--tls" => tls = Some(in_repo(value())),
             "--only" => only = Some(value().split(',').map(str::to_owned).collect()),
+            "--table" => {
+                let pair = value();
+                let (name, key) = pair.split_once('=').expect("--table NAME=KEY");
+                tables.push((name.to_owned(), key.to_owned()));
+            }
             other => panic!("unknown argument {other}"),
         }
     }
@@ -713,6 +761,7 @@ fn parse_args() -> Args {
         warm,
         memories,
         tls,
+        tables,
     }
 }
 
@@ -852,6 +901,9 @@ async fn run() {
     let db = TestDb::new().await;
     // The sample events' product, so reads and orders find it.
     db.add_product("tea-longjing", 16800, 1_000_000_000).await;
+    for (name, key) in &args.tables {
+        add_foreign_table(&db.client, name, key).await;
+    }
     let store_url = system_tests::required_env("DYNAMODB_ENDPOINT");
     let aws_apis = start_aws_apis().await;
     let mut env: Vec<(String, String)> = db.env.clone().into_iter().collect();

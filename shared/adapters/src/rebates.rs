@@ -407,6 +407,16 @@ impl Rebates {
     /// if it was set by then (the common case, no read), else the newest
     /// earlier version set by then, read back through the kept history.
     /// `None` when no rules were set yet at `at`.
+    /// The rules in force at `at`: the current ones if set by then, else the
+    /// latest earlier version set by then (`None`: no rules yet then).
+    ///
+    /// Each version is written with the current rules in one transaction, so
+    /// versions are numbered in the order they were set and their times rise
+    /// with their numbers: a binary search reads O(log n) of them. (A walk
+    /// back read one per version since: a redriven event of an order paid
+    /// before thousands of edits cost thousands of reads, ~9 ms of CPU in
+    /// the bench.) The version just before the current one is read first: a
+    /// late event usually straddles only the last change.
     async fn rules_in_force_at(
         &self,
         (current, updated): (RebateRules, String),
@@ -419,14 +429,40 @@ impl Rebates {
         if set_by(&updated) {
             return Ok(Some(current));
         }
-        let mut version = current.version;
-        while version > 1 {
-            version -= 1;
-            let Some(item) = self.rules_item(&format!("v#{version:010}")).await? else {
-                continue;
-            };
-            if set_by(&updated_at(&item)) {
-                return Ok(Some(parse_rules(&item)?));
+        // Every version above `hi` was set after `at`; `found` is the latest
+        // version read that was set by then.
+        let (mut lo, mut hi) = (1, current.version.saturating_sub(1));
+        let mut found = None;
+        let mut probe = hi;
+        while lo <= hi {
+            match self.rules_version_at_or_below(probe, lo).await? {
+                // None in [lo, probe] (versions missing from the history).
+                None => lo = probe + 1,
+                Some((version, item)) => {
+                    if set_by(&updated_at(&item)) {
+                        found = Some(item);
+                        lo = probe + 1;
+                    } else {
+                        hi = version - 1;
+                    }
+                }
+            }
+            probe = lo + hi.saturating_sub(lo) / 2;
+        }
+        found.as_ref().map(parse_rules).transpose()
+    }
+
+    /// The newest stored version from `version` down to `lowest`: every
+    /// version is stored with its rules, but a history edited by hand may
+    /// miss one.
+    async fn rules_version_at_or_below(
+        &self,
+        version: u32,
+        lowest: u32,
+    ) -> Result<Option<(u32, Item)>, DbError> {
+        for version in (lowest..=version).rev() {
+            if let Some(item) = self.rules_item(&format!("v#{version:010}")).await? {
+                return Ok(Some((version, item)));
             }
         }
         Ok(None)
