@@ -40,7 +40,9 @@
 //! tables on DynamoDB Local (`DYNAMODB_ENDPOINT`) in the template's
 //! variables, and a stub of the other AWS APIs they call (SSM
 //! `GetParameter`, SNS `Publish`), so payment and publishing functions run
-//! their real code paths too.
+//! their real code paths too; the providers' callbacks load test
+//! credentials and get their sample events signed as each provider signs,
+//! at each cold start (`support/signed_callbacks.rs`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -51,6 +53,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use aws_sdk_dynamodb::types::AttributeValue;
 use system_tests::cpu_share::{CpuShare, FULL_VCPU_MB};
 use system_tests::dynamo::TestDb;
+use system_tests::signed_callbacks;
 use system_tests::template::Template;
 use system_tests::tls_terminator::TlsTerminator;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -64,8 +67,12 @@ const RUNTIME: &str = "/2018-06-01/runtime";
 enum Seen {
     /// A `GET .../invocation/next`: the function is ready for an event.
     Next,
-    /// The answer to an event.
-    Response { request_id: String },
+    /// The answer to an event, with its HTTP status for an API function's
+    /// (so a table shows which path a first event took).
+    Response {
+        request_id: String,
+        status: Option<u16>,
+    },
     /// `.../invocation/{id}/error` or `.../init/error`.
     Error { body: String },
 }
@@ -227,6 +234,7 @@ async fn answer_runtime(
         let event = match rest.split_once('/') {
             Some((id, "response")) => Seen::Response {
                 request_id: id.to_owned(),
+                status: answer_status(&req.body),
             },
             _ => Seen::Error {
                 body: String::from_utf8_lossy(&req.body).into_owned(),
@@ -244,7 +252,8 @@ async fn answer_runtime(
 }
 
 /// The other AWS APIs the functions call (SSM `GetParameter` for the
-/// payment signing secret, SNS `Publish` in either protocol), on a port of
+/// payment signing secret and the providers' credentials, SNS `Publish` in
+/// either protocol), on a port of
 /// their own for the whole run, so that the TLS terminator can front them.
 async fn start_aws_apis() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -268,10 +277,27 @@ async fn start_aws_apis() -> u16 {
 fn answer_aws(req: &HttpRequest) -> Vec<u8> {
     let target = req.headers.get("x-amz-target").map(String::as_str);
     if target == Some("AmazonSSM.GetParameter") {
+        // The sandbox's signing secret and the providers' credentials, by
+        // name (`support/signed_callbacks.rs`).
+        let asked: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+        let name = asked["Name"].as_str().unwrap_or_default();
+        let Some((name, value)) = signed_callbacks::parameters()
+            .into_iter()
+            .find(|(n, _)| n == name)
+        else {
+            return http(
+                "400 Bad Request",
+                &[("content-type", "application/x-amz-json-1.1".into())],
+                br#"{"__type":"ParameterNotFound","message":"no such parameter in the bench"}"#,
+            );
+        };
+        let answer = serde_json::json!({
+            "Parameter": {"Name": name, "Type": "SecureString", "Value": value, "Version": 1}
+        });
         return http(
             "200 OK",
             &[("content-type", "application/x-amz-json-1.1".into())],
-            br#"{"Parameter":{"Name":"/bench/secret","Type":"SecureString","Value":"bench-secret","Version":1}}"#,
+            answer.to_string().as_bytes(),
         );
     }
     if target.is_some_and(|t| t.ends_with(".Publish")) {
@@ -321,6 +347,8 @@ struct Figures {
     /// stub takes to hand the event over: what a cold caller waits for.
     cold_total: Vec<Duration>,
     peak_rss_kib: Vec<u64>,
+    /// The HTTP statuses of the first events' answers (API functions).
+    first_statuses: std::collections::BTreeSet<u16>,
     warm_wall: Vec<Duration>,
     warm_cpu: Vec<Duration>,
     /// Bare GetItem p50 through the same endpoint right after the warm series.
@@ -334,6 +362,7 @@ struct Cold {
     first_cpu: Duration,
     to_next: Duration,
     first_wall: Duration,
+    first_status: Option<u16>,
     peak_rss_kib: u64,
     /// Each warm invocation's (wall, CPU).
     warm: Vec<(Duration, Duration)>,
@@ -387,6 +416,28 @@ fn spawn(
     })
 }
 
+/// The statuses the first events were answered with ("-": not an API
+/// function's answer).
+fn first_answer(statuses: &std::collections::BTreeSet<u16>) -> String {
+    if statuses.is_empty() {
+        return "-".into();
+    }
+    statuses
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The `statusCode` of an API Gateway answer; `None` for other answers.
+fn answer_status(body: &[u8]) -> Option<u16> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()?
+        .get("statusCode")?
+        .as_u64()
+        .and_then(|code| u16::try_from(code).ok())
+}
+
 /// What came instead of what was awaited.
 fn unexpected(what: &str, seen: Option<Moment>) -> String {
     match seen.map(|m| m.seen) {
@@ -426,20 +477,22 @@ async fn cold_start(
             other => return Err(unexpected("no /next after spawn", other)),
         };
         let events = stub.events.clone();
+        // A provider's callback gets its sample signed now: WeChat Pay's and
+        // Stripe's signatures are refused after 300 s.
+        let event = signed_callbacks::signed_now(&subject.name, &subject.event)
+            .unwrap_or_else(|| subject.event.clone());
         let invoke = |n: usize| {
-            events
-                .send((format!("req-{n}"), subject.event.clone()))
-                .unwrap();
+            events.send((format!("req-{n}"), event.clone())).unwrap();
             Instant::now()
         };
         let handed = invoke(0);
-        let answered = match stub.next_seen(limit).await {
+        let (answered, first_status) = match stub.next_seen(limit).await {
             Some(
                 m @ Moment {
-                    seen: Seen::Response { .. },
+                    seen: Seen::Response { status, .. },
                     ..
                 },
-            ) => m,
+            ) => (m, status),
             other => return Err(unexpected("first event not answered", other)),
         };
         let peak_rss_kib = peak_rss_kib(&child);
@@ -458,7 +511,7 @@ async fn cold_start(
                 Some(Moment {
                     at,
                     cpu,
-                    seen: Seen::Response { request_id },
+                    seen: Seen::Response { request_id, .. },
                 }) if request_id == format!("req-{n}") => {
                     warm.push((at - handed, cpu.saturating_sub(next.cpu)))
                 }
@@ -470,6 +523,7 @@ async fn cold_start(
             first_cpu: answered.cpu.saturating_sub(ready.cpu),
             to_next: ready.at - spawned,
             first_wall: answered.at - handed,
+            first_status,
             peak_rss_kib,
             warm,
         })
@@ -518,6 +572,7 @@ async fn measure_all(
                         figures.first_wall.push(cold.first_wall);
                         figures.cold_total.push(cold.to_next + cold.first_wall);
                         figures.peak_rss_kib.push(cold.peak_rss_kib);
+                        figures.first_statuses.extend(cold.first_status);
                         for (wall, cpu) in cold.warm {
                             figures.warm_wall.push(wall);
                             figures.warm_cpu.push(cpu);
@@ -615,13 +670,6 @@ fn in_repo(path: String) -> PathBuf {
         path
     }
 }
-
-/// The providers' callbacks load the provider's credentials and verify
-/// its signature on the first event, which the stub cannot answer as the
-/// provider: measured, they would show the refusal path. Left out unless
-/// `--only` names them; `payment-result-notify` (the sandbox's signed
-/// callback, the same payment transaction) stands for them.
-const NEEDS_PROVIDER_CREDENTIALS: &[&str] = &["alipay-notify", "stripe-notify", "wechatpay-notify"];
 
 struct Args {
     subjects: Vec<Subject>,
@@ -733,10 +781,7 @@ fn parse_args() -> Args {
             .functions()
             .into_iter()
             .map(|(_, binary)| binary)
-            .filter(|binary| match &only {
-                Some(only) => only.contains(binary),
-                None => !NEEDS_PROVIDER_CREDENTIALS.contains(&binary.as_str()),
-            })
+            .filter(|binary| only.as_ref().is_none_or(|only| only.contains(binary)))
             .collect();
         binaries.sort();
         // The floor first: a no-op lambda_http function (tests/bin/noop_lambda.rs).
@@ -809,15 +854,14 @@ fn summarise(memory: Option<u64>, f: &mut Figures) -> Summary {
 }
 
 /// Every invocation one paid order causes, at most (no batching): the API
-/// calls, the provider's callback (the sandbox's standing for Alipay's and
-/// the others', see [`NEEDS_PROVIDER_CREDENTIALS`]), the outbox publisher once per event
+/// calls, the provider's callback (Alipay's), the outbox publisher once per event
 /// (OrderCreated, PaymentSucceeded, OrderPaid, RebateCredited) and each
 /// consumer once per event it takes. Under load the publisher and the
 /// consumers take events in batches, so an order costs less.
 const ONE_PAID_ORDER: &[(&str, u32)] = &[
     ("create-order", 1),
     ("initiate-payment", 1),
-    ("payment-result-notify", 1),
+    ("alipay-notify", 1),
     ("publish-events", 4),
     ("update-order-status", 1),
     ("calculate-rebate", 1),
@@ -907,12 +951,12 @@ async fn run() {
     let store_url = system_tests::required_env("DYNAMODB_ENDPOINT");
     let aws_apis = start_aws_apis().await;
     let mut env: Vec<(String, String)> = db.env.clone().into_iter().collect();
+    env.extend(signed_callbacks::env());
     env.extend(
         [
             ("AWS_REGION", "us-east-1"),
             ("AWS_ACCESS_KEY_ID", "test"),
             ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("PAYMENT_SIGNING_SECRET_PARAM", "/bench/secret"),
             (
                 "EVENTS_TOPIC_ARN",
                 "arn:aws:sns:us-east-1:000000000000:bench-events",
@@ -973,9 +1017,9 @@ async fn run() {
     bare_get_item(&endpoints.store, &table, 3000).await;
 
     println!(
-        "| function | memory (MB) | CPU init p50 (ms) | CPU first event p50 (ms) | exec → /next p50 (ms) | first event p50 (ms) | cold total p50 / p90 (ms) | warm CPU p50 / p99 (ms) | warm p50 / p99 (ms) | peak RSS (MiB) | binary (MiB) | deployed arm64 (MiB) | warm p50 / bare GetItem p50 |"
+        "| function | memory (MB) | CPU init p50 (ms) | CPU first event p50 (ms) | exec → /next p50 (ms) | first event p50 (ms) | cold total p50 / p90 (ms) | warm CPU p50 / p99 (ms) | warm p50 / p99 (ms) | peak RSS (MiB) | binary (MiB) | deployed arm64 (MiB) | warm p50 / bare GetItem p50 | first answer |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut figures = measure_all(&args.subjects, &args.memories, &endpoints, &table, &args).await;
     let mut summaries = Vec::new();
     for (subject, per_memory) in args.subjects.iter().zip(&mut figures) {
@@ -1023,7 +1067,7 @@ async fn run() {
             );
             let summary = summarise(memory, f);
             println!(
-                "| {} | {shown} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} / {:.1} | {:.2} / {:.2} | {:.2} / {:.2} | {rss:.1} | {size:.2} | {deployed} | {:.2}x |",
+                "| {} | {shown} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} / {:.1} | {:.2} / {:.2} | {:.2} / {:.2} | {rss:.1} | {size:.2} | {deployed} | {:.2}x | {} |",
                 subject.name,
                 ms(init),
                 ms(first),
@@ -1036,6 +1080,7 @@ async fn run() {
                 ms(summary.warm_p50),
                 ms(summary.warm_p99),
                 summary.warm_p50.as_secs_f64() / f.bare.as_secs_f64(),
+                first_answer(&f.first_statuses),
             );
             per_size.push(summary);
         }

@@ -10,6 +10,7 @@ pub mod cpu_share;
 pub mod dynamo;
 pub mod e2e;
 pub mod refunds;
+pub mod signed_callbacks;
 pub mod simulator;
 pub mod sqs;
 pub mod template;
