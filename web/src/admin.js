@@ -68,12 +68,18 @@ async function productsView(main) {
   const products = await all("/products");
   const rows = products.map((product) => {
     const stock = h("input", { type: "number", min: 0, value: product.stock ?? 0, name: "newStock", dataset: { product: product.productId } });
+    // Stock shards only grow (orders hold units on every shard): the
+    // smallest value offered is the current one.
+    const shards = stockShardsInput(product.stockShards ?? 1);
     const message = h("span", { class: "message" });
     const save = h("button", { onclick: () => busy(save, async () => {
       show(message);
       try {
-        const updated = await api.post(`/products/${encodeURIComponent(product.productId)}/stock`, { newStock: Number(stock.value) });
+        const updated = await api.post(`/products/${encodeURIComponent(product.productId)}/stock`,
+          { newStock: Number(stock.value), stockShards: Number(shards.value) });
         stock.value = updated.stock;
+        shards.value = updated.stockShards ?? shards.value;
+        shards.min = shards.value;
         show(message, h("span", { class: "ok" }, t("saved")));
       } catch (err) {
         show(message, errorBox(err));
@@ -83,7 +89,7 @@ async function productsView(main) {
       h("td", {}, product.name, h("br"), h("small", {}, `${product.productId} · ${product.category}`)),
       h("td", { class: "num" }, money(product.price, product.currency)),
       h("td", { class: "num" }, product.reserved ?? 0),
-      h("td", {}, stock, save, message));
+      h("td", {}, stock, h("label", { class: "inline" }, t("stockShards"), " ", shards), save, message));
   });
   show(main, h("h1", {}, t("products")),
     h("div", { class: "scroll" }, h("table", { class: "table" },
@@ -99,6 +105,7 @@ function newProductForm(main) {
   const category = h("input", { name: "category", required: true });
   const price = h("input", { name: "price", inputmode: "decimal", required: true });
   const stock = h("input", { name: "stock", type: "number", min: 0, value: 0, required: true });
+  const shards = stockShardsInput(1);
   const message = h("div", {});
   const submit = h("button", { type: "submit", class: "primary" }, t("create"));
   return h("details", {}, h("summary", {}, t("newProduct")), h("form", { class: "card", onsubmit: async (event) => {
@@ -109,6 +116,7 @@ function newProductForm(main) {
       try {
         await api.put(`/products/${encodeURIComponent(productId.value.trim())}`, {
           name: name.value, description: description.value, category: category.value.trim(), price: fen, stock: Number(stock.value),
+          stockShards: Number(shards.value),
         });
         await productsView(main);
       } catch (err) {
@@ -116,7 +124,13 @@ function newProductForm(main) {
       }
     });
   } }, field(t("productId"), productId), field(t("name"), name), field(t("description"), description),
-  field(t("category"), category), field(t("priceYuan"), price), field(t("stock"), stock), submit, message));
+  field(t("category"), category), field(t("priceYuan"), price), field(t("stock"), stock),
+  field(t("stockShards"), shards), submit, message));
+}
+
+/** How many items a product's stock is spread over (1–64; more for a flash sale's hot product). */
+function stockShardsInput(current) {
+  return h("input", { name: "stockShards", type: "number", min: current, max: 64, step: 1, value: current, required: true });
 }
 
 // ------------------------------------------------------------ orders

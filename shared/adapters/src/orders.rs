@@ -71,6 +71,10 @@ pub struct Orders {
     shard_counts: std::sync::Arc<std::sync::Mutex<HashMap<String, u32>>>,
 }
 
+/// How many sharded products' counts a container remembers (sharding is
+/// for the few hot products of a sale).
+const MAX_REMEMBERED_SHARD_COUNTS: usize = 1024;
+
 /// `AutoConfirmDays`' default: 10 days.
 pub const DEFAULT_AUTO_CONFIRM: time::Duration = time::Duration::days(10);
 
@@ -622,6 +626,13 @@ impl Orders {
         let mut counts = self.shard_counts.lock().unwrap_or_else(|e| e.into_inner());
         for product in products {
             if product.stock_shards > 1 {
+                // Bounded, however many products an admin shards over a
+                // container's life: forgetting costs one full read each.
+                if counts.len() >= MAX_REMEMBERED_SHARD_COUNTS
+                    && !counts.contains_key(&product.product_id)
+                {
+                    counts.clear();
+                }
                 counts.insert(product.product_id.clone(), product.stock_shards);
             } else {
                 counts.remove(&product.product_id);
