@@ -22,14 +22,6 @@ use base64::engine::general_purpose::STANDARD;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use serde_json::{Value, json};
 
-/// The callbacks this module signs for, by binary name.
-pub const CALLBACKS: &[&str] = &[
-    "alipay-notify",
-    "payment-result-notify",
-    "stripe-notify",
-    "wechatpay-notify",
-];
-
 const ALIPAY_PARAM: &str = "/bench/alipay";
 const WECHATPAY_PARAM: &str = "/bench/wechatpay";
 const STRIPE_PARAM: &str = "/bench/stripe";
@@ -37,7 +29,7 @@ const WECHATPAY_KEY_ID: &str = "PUB_KEY_ID_0114232019";
 const API_V3_KEY: &str = "bench-apiv3-key-of-32-characters";
 const STRIPE_WEBHOOK_SECRET: &str = "whsec_bench";
 /// The sandbox's signing secret and its parameter (`PAYMENT_SIGNING_SECRET_PARAM`).
-pub const SANDBOX_PARAM: &str = "/bench/secret";
+const SANDBOX_PARAM: &str = "/bench/secret";
 const SANDBOX_SECRET: &str = "bench-secret";
 
 fn vector(name: &str) -> String {

@@ -407,16 +407,14 @@ impl Rebates {
     /// if it was set by then (the common case, no read), else the newest
     /// earlier version set by then, read back through the kept history.
     /// `None` when no rules were set yet at `at`.
-    /// The rules in force at `at`: the current ones if set by then, else the
-    /// latest earlier version set by then (`None`: no rules yet then).
     ///
     /// Each version is written with the current rules in one transaction, so
     /// versions are numbered in the order they were set and their times rise
     /// with their numbers: a binary search reads O(log n) of them. (A walk
-    /// back read one per version since: a redriven event of an order paid
-    /// before thousands of edits cost thousands of reads, ~9 ms of CPU in
-    /// the bench.) The version just before the current one is read first: a
-    /// late event usually straddles only the last change.
+    /// back read one per version since: a late event of an order paid before
+    /// many edits cost a read per edit, ~9 ms of CPU in the bench after ~50.)
+    /// The version just before the current one is read first: a late event
+    /// usually straddles only the last change.
     async fn rules_in_force_at(
         &self,
         (current, updated): (RebateRules, String),
