@@ -89,12 +89,15 @@ async function productsView(main) {
       h("td", {}, product.name, h("br"), h("small", {}, `${product.productId} · ${product.category}`)),
       h("td", { class: "num" }, money(product.price, product.currency)),
       h("td", { class: "num" }, product.reserved ?? 0),
-      h("td", {}, stock, h("label", { class: "inline" }, t("stockShards"), " ", shards), save, message));
+      h("td", {}, stock),
+      h("td", {}, shards),
+      h("td", {}, save, message));
   });
   show(main, h("h1", {}, t("products")),
     h("div", { class: "scroll" }, h("table", { class: "table" },
-      h("thead", {}, h("tr", {}, h("th", {}, t("name")), h("th", {}, t("priceYuan")), h("th", {}, t("reserved")), h("th", {}, t("stock")))),
-      h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 4 }, t("nothing")))))),
+      h("thead", {}, h("tr", {}, h("th", {}, t("name")), h("th", {}, t("priceYuan")), h("th", {}, t("reserved")), h("th", {}, t("stock")),
+        h("th", {}, t("stockShards")), h("th", {}))),
+      h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 6 }, t("nothing")))))),
     newProductForm(main));
 }
 

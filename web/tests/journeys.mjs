@@ -259,9 +259,18 @@ try {
     await adminSignIn(page);
     const row = page.locator(`tr[data-product="${productId}"]`);
     await row.locator("input[name=newStock]").fill("40");
+    // Spread over 4 stock items, as for a flash sale.
+    await row.locator("input[name=stockShards]").fill("4");
     await row.locator("button").click();
     await row.locator(".ok").waitFor();
     await snap(page, "console-stock-changed");
+    // Shards only grow: the console shows the API's refusal, naming the field.
+    await row.locator("input[name=stockShards]").fill("2");
+    await row.locator("button").click();
+    await row.locator(".error").waitFor();
+    if (!(await row.locator(".message").innerText()).includes("stockShards")) {
+      throw new Error("shrinking the stock shards was not refused by name");
+    }
     await page.reload();
     await page.fill("input[name=email]", ADMIN_EMAIL);
     await page.fill("input[name=password]", ADMIN_PASSWORD);
@@ -269,6 +278,8 @@ try {
     await page.waitForSelector(`tr[data-product="${productId}"]`);
     const stock = await page.locator(`tr[data-product="${productId}"] input[name=newStock]`).inputValue();
     if (stock !== "40") throw new Error(`after a reload the stock shows ${stock}, not 40`);
+    const shards = await page.locator(`tr[data-product="${productId}"] input[name=stockShards]`).inputValue();
+    if (shards !== "4") throw new Error(`after a reload the stock shards show ${shards}, not 4`);
     await page.goto(`${WEB_URL}/admin.html#/stats`);
     await eventually(page, "the sale in the top products", async () =>
       (await page.locator(`#top-products tr[data-product="${productId}"]`).count()) === 1);
