@@ -281,10 +281,7 @@ fn answer_aws(req: &HttpRequest) -> Vec<u8> {
         // name (`support/signed_callbacks.rs`).
         let asked: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
         let name = asked["Name"].as_str().unwrap_or_default();
-        let Some((name, value)) = signed_callbacks::parameters()
-            .into_iter()
-            .find(|(n, _)| n == name)
-        else {
+        let Some(value) = signed_callbacks::parameter(name) else {
             return http(
                 "400 Bad Request",
                 &[("content-type", "application/x-amz-json-1.1".into())],

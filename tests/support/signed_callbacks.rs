@@ -21,6 +21,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::LazyLock;
 
 const ALIPAY_PARAM: &str = "/bench/alipay";
 const WECHATPAY_PARAM: &str = "/bench/wechatpay";
@@ -39,8 +41,12 @@ fn vector(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn provider_key() -> SigningKey {
-    SigningKey::from_text(&vector("test-other-key.pem")).expect("the test provider key")
+/// Read and parsed once: the bench signs an event at every cold start.
+fn provider_key() -> &'static SigningKey {
+    static KEY: LazyLock<SigningKey> = LazyLock::new(|| {
+        SigningKey::from_text(&vector("test-other-key.pem")).expect("the test provider key")
+    });
+    &KEY
 }
 
 /// The environment that names each callback's credentials parameter.
@@ -55,8 +61,15 @@ pub fn env() -> Vec<(String, String)> {
     .into()
 }
 
-/// The SSM parameters the callbacks load: name → value.
-pub fn parameters() -> Vec<(String, String)> {
+/// The value of the SSM parameter `name`, if it is one the callbacks load.
+/// Built once: the bench's SSM stub answers it inside the cold starts it
+/// measures, so it must not read files there.
+pub fn parameter(name: &str) -> Option<&'static str> {
+    static PARAMETERS: LazyLock<HashMap<&'static str, String>> = LazyLock::new(parameters);
+    PARAMETERS.get(name).map(String::as_str)
+}
+
+fn parameters() -> HashMap<&'static str, String> {
     let merchant_key = vector("test-merchant-key.pem");
     let provider_public = vector("test-other-key.pub.pem");
     let alipay = json!({
@@ -81,7 +94,6 @@ pub fn parameters() -> Vec<(String, String)> {
         (STRIPE_PARAM, stripe.to_string()),
         (SANDBOX_PARAM, SANDBOX_SECRET.to_owned()),
     ]
-    .map(|(name, value)| (name.to_owned(), value))
     .into()
 }
 
@@ -131,10 +143,7 @@ fn alipay_form(sample: &str) -> String {
         .filter(|(k, _)| k != "sign" && k != "sign_type")
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
-    let content = signing_content(
-        params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        &["sign", "sign_type"],
-    );
+    let content = signing_content(params.iter().map(|(k, v)| (k.as_str(), v.as_str())), &[]);
     let signature = provider_key().sign(content.as_bytes());
     form_urlencoded::Serializer::new(String::new())
         .extend_pairs(&params)
@@ -207,13 +216,8 @@ mod tests {
         serde_json::from_slice(&signed_now(callback, &sample).unwrap()).unwrap()
     }
 
-    fn parameter(name: &str) -> Vec<u8> {
-        parameters()
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .unwrap()
-            .1
-            .into_bytes()
+    fn stored(name: &str) -> Vec<u8> {
+        parameter(name).unwrap().as_bytes().to_vec()
     }
 
     fn body(event: &Value) -> Vec<u8> {
@@ -234,7 +238,7 @@ mod tests {
     async fn each_signed_event_passes_its_callbacks_verification() {
         let http = ProviderHttp::default;
         let alipay = AlipayProvider::new(
-            Credentials::known(parameter(ALIPAY_PARAM), AlipayAccount::parse),
+            Credentials::known(stored(ALIPAY_PARAM), AlipayAccount::parse),
             "http://127.0.0.1:9",
             http(),
         );
@@ -246,7 +250,7 @@ mod tests {
         assert!(alipay.verify_callback(tampered.as_bytes()).await.is_err());
 
         let wechatpay = WechatPayProvider::new(
-            Credentials::known(parameter(WECHATPAY_PARAM), WechatAccount::parse),
+            Credentials::known(stored(WECHATPAY_PARAM), WechatAccount::parse),
             "http://127.0.0.1:9",
             http(),
         );
@@ -269,7 +273,7 @@ mod tests {
         );
 
         let stripe = StripeProvider::new(
-            Credentials::known(parameter(STRIPE_PARAM), StripeAccount::parse),
+            Credentials::known(stored(STRIPE_PARAM), StripeAccount::parse),
             "http://127.0.0.1:9",
             None,
             http(),
@@ -293,7 +297,7 @@ mod tests {
     #[tokio::test]
     async fn the_sandbox_callback_verifies_with_the_signing_secret() {
         let sandbox = adapters::payments::sandbox::SandboxProvider::new(
-            parameter(SANDBOX_PARAM),
+            stored(SANDBOX_PARAM),
             "http://127.0.0.1:9",
         );
         let event = event("payment-result-notify");
